@@ -1,0 +1,73 @@
+"""Per-head metrics that ignore masked examples, and their mean over heads.
+
+Keras applies the per-head sample weights only to ``weighted_metrics`` (``metrics=`` ignores
+them), so masked heads' accuracies are weighted metrics: an example with weight 0 for a head is
+not counted in that head's accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import keras
+import numpy as np
+
+from fashion_keras.heads import Head
+
+MEAN_ACCURACY = "mean_accuracy"
+
+
+def head_metrics(heads: Sequence[Head]) -> dict[str, list[keras.metrics.Metric]]:
+    """``weighted_metrics`` for ``compile``: accuracy per head (logged as ``<head>_accuracy``)."""
+    metrics: dict[str, list[keras.metrics.Metric]] = {}
+    for h in heads:
+        metrics[h.name] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+        if h.num_classes > 10:
+            metrics[h.name].append(keras.metrics.TopKCategoricalAccuracy(k=3, name="top3"))
+            metrics[h.name].append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"))
+    return metrics
+
+
+def per_head_accuracy(
+    logs: Mapping[str, float], heads: Sequence[Head], prefix: str = ""
+) -> dict[str, float]:
+    """Picks ``<prefix><head>_accuracy`` out of Keras logs, keyed by head name."""
+    out = {}
+    for h in heads:
+        key = f"{prefix}{h.name}_accuracy"
+        if key in logs:
+            out[h.name] = float(logs[key])
+    return out
+
+
+def mean_accuracy(
+    logs: Mapping[str, float], heads: Sequence[Head], prefix: str = ""
+) -> float | None:
+    """Plain mean of the per-head accuracies present in ``logs`` (None when there are none)."""
+    accs = per_head_accuracy(logs, heads, prefix)
+    return float(np.mean(list(accs.values()))) if accs else None
+
+
+class MeanHeadAccuracy(keras.callbacks.Callback):
+    """Adds ``mean_accuracy`` and ``val_mean_accuracy`` (mean over heads) to the epoch logs.
+
+    Put it before loggers and checkpoints in the callback list so they see the new entries.
+    """
+
+    def __init__(self, heads: Sequence[Head]) -> None:
+        super().__init__()
+        self.heads = tuple(heads)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is None:
+            return
+        for prefix in ("", "val_"):
+            value = mean_accuracy(logs, self.heads, prefix)
+            if value is not None:
+                logs[prefix + MEAN_ACCURACY] = value
+
+    def on_test_end(self, logs: dict | None = None) -> None:
+        if logs is not None:
+            value = mean_accuracy(logs, self.heads)
+            if value is not None:
+                logs[MEAN_ACCURACY] = value

@@ -1,0 +1,193 @@
+"""The multi-head attribute classifier: backbone + global average pool + one softmax per head."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import keras
+
+from fashion_keras.heads import Head, HeadSpec, get_heads, heads_from_dict, heads_to_dict
+from fashion_keras.models.backbones import Backbone, get_backbone
+from fashion_keras.models.layers import ImageNormalization
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+def _resolve_heads(heads: Any) -> HeadSpec:
+    if isinstance(heads, Mapping) or (
+        isinstance(heads, Sequence)
+        and not isinstance(heads, str)
+        and heads
+        and all(isinstance(h, Mapping) for h in heads)
+    ):
+        return heads_from_dict(heads)
+    if isinstance(heads, Iterable) and not isinstance(heads, (str, bytes)):
+        heads = tuple(heads)
+        if heads and all(isinstance(h, Head) for h in heads):
+            return get_heads(heads)
+    raise ValueError(
+        f"MultiHeadClassifier: heads = {heads!r} must be a non-empty tuple of Head objects or "
+        "its dict form ({'heads': [...]})"
+    )
+
+
+@keras.saving.register_keras_serializable(package="fashion_keras")
+class MultiHeadClassifier(keras.Model):
+    """Garment attribute classifier with one softmax output per head.
+
+    Graph: ``image`` (float32 RGB in [0, 255]) -> ``normalize`` ((x - mean) / std) -> backbone
+    -> ``pool`` (global average) -> ``fc_layers`` x (``fc{i}`` Dense(fc_units, relu) +
+    ``fc{i}_dropout``) -> ``dropout`` (only when ``fc_layers == 0``) -> one
+    ``Dense(num_classes, softmax, dtype=float32)`` per head, named after the head. Dropout
+    layers are added only when ``dropout > 0``, so features pass through exactly one dropout
+    before each Dense.
+
+    Outputs: a dict ``{head.name: (batch, head.num_classes)}`` in head order.
+
+    Args:
+      backbone: the feature extractor (its input must accept the normalised image).
+      heads: a head spec (tuple of ``Head``) or its dict form (``heads_to_dict``).
+      fc_layers: number of hidden Dense layers between the pool and the heads (int >= 0).
+      fc_units: width of each hidden Dense layer.
+      dropout: dropout rate in [0, 1).
+      image_size: square input size, or ``None`` for variable-size inputs.
+      mean: per-channel RGB mean subtracted from the [0, 255] input.
+      std: per-channel RGB standard deviation dividing the input.
+      **kwargs: ``name``, ``trainable``, passed to ``keras.Model``.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        heads: HeadSpec | Mapping[str, Any],
+        fc_layers: int = 0,
+        fc_units: int = 1024,
+        dropout: float = 0.0,
+        image_size: int | None = None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(backbone, keras.Model):
+            raise ValueError(
+                f"MultiHeadClassifier: backbone = {backbone!r} must be a Backbone (keras.Model)"
+            )
+        heads = _resolve_heads(heads)
+        if isinstance(fc_layers, bool) or not isinstance(fc_layers, int) or fc_layers < 0:
+            raise ValueError(f"MultiHeadClassifier: fc_layers = {fc_layers!r} must be an int >= 0")
+        if isinstance(fc_units, bool) or not isinstance(fc_units, int) or fc_units < 1:
+            raise ValueError(f"MultiHeadClassifier: fc_units = {fc_units!r} must be an int >= 1")
+        if (
+            isinstance(dropout, bool)
+            or not isinstance(dropout, (int, float))
+            or not 0.0 <= dropout < 1.0
+        ):
+            raise ValueError(f"MultiHeadClassifier: dropout = {dropout!r} must be in [0, 1)")
+        if image_size is not None and (
+            isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
+        ):
+            raise ValueError(
+                f"MultiHeadClassifier: image_size = {image_size!r} must be an int >= 1 or None"
+            )
+        dropout = float(dropout)
+        reserved = {"image", "normalize", "pool", "dropout", backbone.name}
+        reserved |= {f"fc{i + 1}" for i in range(fc_layers)}
+        reserved |= {f"fc{i + 1}_dropout" for i in range(fc_layers)}
+        clashes = sorted(h.name for h in heads if h.name in reserved)
+        if clashes:
+            raise ValueError(
+                f"MultiHeadClassifier: head name(s) {clashes!r} clash with layer names of the "
+                f"model ({', '.join(sorted(reserved))}); rename the heads"
+            )
+
+        # --- functional graph ---
+        inputs = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="image")
+        x = ImageNormalization(mean, std, name="normalize")(inputs)
+        x = backbone(x)
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        for i in range(fc_layers):
+            x = keras.layers.Dense(fc_units, activation="relu", name=f"fc{i + 1}")(x)
+            if dropout > 0:
+                x = keras.layers.Dropout(dropout, name=f"fc{i + 1}_dropout")(x)
+        if fc_layers == 0 and dropout > 0:
+            x = keras.layers.Dropout(dropout, name="dropout")(x)
+        outputs = {
+            h.name: keras.layers.Dense(
+                h.num_classes, activation="softmax", dtype="float32", name=h.name
+            )(x)
+            for h in heads
+        }
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        # --- config ---
+        self.backbone = backbone
+        self.heads = heads
+        self.fc_layers = fc_layers
+        self.fc_units = fc_units
+        self.dropout = dropout
+        self.image_size = image_size
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+
+    @property
+    def head_names(self) -> tuple[str, ...]:
+        return tuple(h.name for h in self.heads)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "heads": heads_to_dict(self.heads),
+            "fc_layers": self.fc_layers,
+            "fc_units": self.fc_units,
+            "dropout": self.dropout,
+            "image_size": self.image_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> MultiHeadClassifier:
+        config = dict(config)
+        backbone = config["backbone"]
+        if isinstance(backbone, dict):
+            config["backbone"] = keras.saving.deserialize_keras_object(backbone)
+        return cls(**config)
+
+
+def build_model(
+    backbone: str = "seresnet50",
+    heads: str | HeadSpec | Mapping[str, Any] = "deepfashion6",
+    image_size: int = 224,
+    fc_layers: int = 0,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> MultiHeadClassifier:
+    """Builds a :class:`MultiHeadClassifier` from a backbone preset name and a head spec.
+
+    Args:
+      backbone: a ``BACKBONE_PRESETS`` name (or a ``Backbone`` instance).
+      heads: anything ``fashion_keras.heads.get_heads`` accepts (preset name, comma list,
+        YAML/JSON path, tuple of heads) or the dict form of a head spec.
+      image_size: square input size (``None`` for variable-size inputs).
+      fc_layers: hidden Dense layers before the heads.
+      dropout: dropout rate in [0, 1).
+      **kwargs: further ``MultiHeadClassifier`` arguments (``fc_units``, ``mean``, ``std``,
+        ``name``).
+    """
+    if isinstance(backbone, str):
+        image_shape = (image_size, image_size, 3)
+        backbone = get_backbone(backbone, image_shape=image_shape)
+    if isinstance(heads, (str, bytes)) or hasattr(heads, "__fspath__"):
+        heads = get_heads(heads)
+    return MultiHeadClassifier(
+        backbone,
+        heads,
+        fc_layers=fc_layers,
+        dropout=dropout,
+        image_size=image_size,
+        **kwargs,
+    )

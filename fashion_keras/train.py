@@ -1,0 +1,302 @@
+"""Training: ``python -m fashion_keras.train --heads deepfashion6``.
+
+With no ``--data-dir`` it trains on the embedded synthetic demo data (generated once, cached,
+and read through the same TFDS builder as the real release) with lighter demo defaults. The run
+folder gets ``config.json``, ``history.csv``, TensorBoard logs, checkpoints, a resumable backup
+(re-run the same command after an interruption to resume), ``model.keras``, ``metrics.json``
+and a SavedModel in TF Serving layout under ``export/<version>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+from fashion_keras import losses as losses_lib
+from fashion_keras import metrics as metrics_lib
+from fashion_keras.config import TrainConfig, add_arguments, config_from_args
+from fashion_keras.data import pipeline, sources
+from fashion_keras.export import export_saved_model
+from fashion_keras.heads import Head, get_heads, heads_to_dict
+from fashion_keras.models import build_model
+
+log = logging.getLogger("fashion_keras")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train` produced."""
+
+    config: TrainConfig
+    model: keras.Model
+    history: dict[str, list[float]]
+    val_metrics: dict[str, float]
+    export_path: str | None
+
+
+def get_strategy(name: str) -> tf.distribute.Strategy:
+    """``auto``: MirroredStrategy when more than one GPU is visible, else the default."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy()
+    if name in ("auto", "default"):
+        return tf.distribute.get_strategy()
+    raise ValueError(f"unknown strategy {name!r}; expected auto, default or mirrored")
+
+
+def build_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """The optimizer with the configured learning-rate schedule (per-step)."""
+    lr: float | keras.optimizers.schedules.LearningRateSchedule = cfg.learning_rate
+    if cfg.lr_schedule == "cosine":
+        total = max(1, cfg.epochs * steps_per_epoch)
+        warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total - 1)
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=cfg.learning_rate * 0.01 if warmup else cfg.learning_rate,
+            decay_steps=total - warmup,
+            alpha=0.01,
+            warmup_target=cfg.learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    if cfg.optimizer == "adamw":
+        opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adam":
+        opt = keras.optimizers.Adam(learning_rate=lr)
+    elif cfg.optimizer == "sgd":
+        opt = keras.optimizers.SGD(
+            learning_rate=lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay
+        )
+    else:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; expected adamw, adam or sgd")
+    if cfg.weight_decay and cfg.optimizer != "adam":
+        # No decay on BatchNorm scales/offsets and biases.
+        opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return opt
+
+
+def compile_model(
+    model: keras.Model, heads: Sequence[Head], cfg: TrainConfig, steps_per_epoch: int
+) -> None:
+    """Compiles with masked per-head focal losses, loss weights and weighted accuracies."""
+    model.compile(
+        optimizer=build_optimizer(cfg, steps_per_epoch),
+        loss=losses_lib.focal_losses(heads, cfg.focal_gamma, cfg.focal_alpha, cfg.label_smoothing),
+        loss_weights=losses_lib.loss_weights(heads),
+        weighted_metrics=metrics_lib.head_metrics(heads),
+    )
+
+
+def _set_precision(enabled: bool) -> None:
+    if not enabled:
+        keras.mixed_precision.set_global_policy("float32")
+    elif tf.config.list_physical_devices("GPU"):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    else:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+
+
+def _steps(num_examples: int, batch_size: int, limit: int | None) -> int:
+    steps = num_examples // batch_size
+    if steps < 1:
+        raise ValueError(
+            f"the training split has {num_examples} examples, fewer than one batch of "
+            f"{batch_size}; lower --batch-size"
+        )
+    return min(steps, limit) if limit else steps
+
+
+def format_accuracy_table(val_metrics: dict[str, float], heads: Sequence[Head]) -> str:
+    """A plain-text table of per-head validation accuracy (with chance level)."""
+    lines = [f"{'head':<28} {'classes':>7} {'chance':>7} {'val acc':>8}"]
+    for h in heads:
+        acc = val_metrics.get(f"{h.name}_accuracy")
+        acc_text = f"{acc:8.4f}" if acc is not None else "     n/a"
+        lines.append(f"{h.name:<28} {h.num_classes:>7} {1 / h.num_classes:7.3f} {acc_text}")
+    mean = val_metrics.get(metrics_lib.MEAN_ACCURACY)
+    if mean is not None:
+        lines.append(f"{'mean over heads':<28} {'':>7} {'':>7} {mean:8.4f}")
+    return "\n".join(lines)
+
+
+def train(
+    config: TrainConfig,
+    *,
+    train_examples: tf.data.Dataset | None = None,
+    val_examples: tf.data.Dataset | None = None,
+    export: bool = True,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> TrainResult:
+    """Trains, evaluates on the validation split and exports.
+
+    Args:
+      config: the run configuration (``None`` fields are resolved, see ``TrainConfig.resolve``).
+      train_examples, val_examples: optional TFDS-format example datasets (image bytes, bbox,
+        ``labels`` dict with -1 = unlabelled) to use instead of the configured dataset; then
+        ``steps_per_epoch`` must be set unless the dataset's cardinality is known.
+      export: write the SavedModel under ``export_dir``.
+      callbacks: extra Keras callbacks, run after the built-in ones.
+    """
+    cfg = config.resolve()
+    heads = get_heads(cfg.heads)
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    _set_precision(cfg.mixed_precision)
+
+    if train_examples is None:
+        if cfg.uses_demo_data:
+            log.warning(
+                "No --data-dir given: training on the embedded SYNTHETIC demo data (drawn "
+                "garments in the DeepFashion Anno_fine layout), with demo defaults backbone=%s "
+                "image_size=%d epochs=%d. Accuracies on it say nothing about real photos; pass "
+                "--data-dir with the real release for a real model.",
+                cfg.backbone,
+                cfg.image_size,
+                cfg.epochs,
+            )
+            builder = sources.demo_builder()
+        else:
+            builder = sources.get_builder(cfg.dataset, cfg.data_dir, cfg.tfds_data_dir)
+        labelled = pipeline.check_heads(heads, builder.info.features, builder.name)
+        masked = [h.name for h in heads if h.name not in labelled]
+        if masked:
+            log.warning("%s has no labels for heads %s: they are masked", builder.name, masked)
+        train_examples = sources.load_split(builder, cfg.train_split, shuffle_files=True)
+        val_examples = sources.load_split(builder, cfg.val_split)
+        num_train = builder.info.splits[cfg.train_split].num_examples
+    else:
+        num_train = int(train_examples.cardinality())
+        if num_train < 0 and not cfg.steps_per_epoch:
+            raise ValueError("train_examples has unknown cardinality: set steps_per_epoch")
+        num_train = num_train if num_train >= 0 else cfg.steps_per_epoch * cfg.batch_size
+
+    strategy = get_strategy(cfg.strategy)
+    steps_per_epoch = _steps(num_train, cfg.batch_size, cfg.steps_per_epoch)
+    train_ds = pipeline.make_dataset(
+        train_examples,
+        heads,
+        cfg.image_size,
+        cfg.batch_size,
+        training=True,
+        bbox_margin=cfg.bbox_margin,
+        seed=cfg.seed,
+    ).repeat()
+    val_ds = None
+    if val_examples is not None:
+        val_ds = pipeline.make_dataset(
+            val_examples,
+            heads,
+            cfg.image_size,
+            cfg.batch_size,
+            training=False,
+            bbox_margin=cfg.bbox_margin,
+        )
+
+    with strategy.scope():
+        model = build_model(
+            backbone=cfg.backbone,
+            heads=heads,
+            image_size=cfg.image_size,
+            fc_layers=cfg.fc_layers,
+            fc_units=cfg.fc_units,
+            dropout=cfg.dropout,
+        )
+        compile_model(model, heads, cfg, steps_per_epoch)
+
+    cfg.save(os.path.join(cfg.output_dir, "config.json"))
+    with open(os.path.join(cfg.output_dir, "heads.json"), "w", encoding="utf-8") as f:
+        json.dump(heads_to_dict(heads), f, indent=2)
+    log.info(
+        "Training %s (%s params) on %d replica(s): %d steps/epoch x %d epochs, batch %d, %d px",
+        cfg.backbone,
+        f"{model.count_params():,}",
+        strategy.num_replicas_in_sync,
+        steps_per_epoch,
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.image_size,
+    )
+
+    monitor = "val_mean_accuracy" if val_ds is not None else "mean_accuracy"
+    ckpt_dir = os.path.join(cfg.output_dir, "checkpoints")
+    os.makedirs(ckpt_dir, exist_ok=True)
+    all_callbacks = [
+        # First, so the loggers and checkpoints below see the mean over heads.
+        metrics_lib.MeanHeadAccuracy(heads),
+        keras.callbacks.BackupAndRestore(
+            os.path.join(cfg.output_dir, "backup"),
+            save_freq=cfg.backup_every_steps or "epoch",
+        ),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(ckpt_dir, "best.keras"), monitor=monitor, mode="max", save_best_only=True
+        ),
+        keras.callbacks.CSVLogger(os.path.join(cfg.output_dir, "history.csv"), append=True),
+        keras.callbacks.TensorBoard(os.path.join(cfg.output_dir, "logs")),
+        keras.callbacks.TerminateOnNaN(),
+        *callbacks,
+    ]
+    history = model.fit(
+        train_ds,
+        epochs=cfg.epochs,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=val_ds,
+        callbacks=all_callbacks,
+        shuffle=False,  # the tf.data pipeline shuffles
+        verbose=cfg.verbose,
+    )
+
+    val_metrics: dict[str, float] = {}
+    if val_ds is not None:
+        val_metrics = model.evaluate(val_ds, return_dict=True, verbose=0)
+        val_metrics = {k: float(v) for k, v in val_metrics.items()}
+        mean = metrics_lib.mean_accuracy(val_metrics, heads)
+        if mean is not None:
+            val_metrics[metrics_lib.MEAN_ACCURACY] = mean
+        print("\nValidation accuracy per head:\n" + format_accuracy_table(val_metrics, heads))
+        with open(os.path.join(cfg.output_dir, "metrics.json"), "w", encoding="utf-8") as f:
+            json.dump({"val": val_metrics}, f, indent=2, sort_keys=True)
+
+    model.save(os.path.join(cfg.output_dir, "model.keras"))
+    export_path = None
+    if export:
+        export_base = cfg.export_dir or os.path.join(cfg.output_dir, "export")
+        export_path = export_saved_model(model, export_base, bbox_margin=cfg.bbox_margin)
+        print(f"Exported SavedModel (TF Serving layout): {export_path}")
+    return TrainResult(
+        cfg,
+        model,
+        {k: list(map(float, v)) for k, v in history.history.items()},
+        val_metrics,
+        export_path,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m fashion_keras.train",
+        description=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        cfg = config_from_args(args)
+        cfg.resolve()
+        get_heads(cfg.heads)
+    except (ValueError, OSError) as e:
+        parser.error(str(e))
+    train(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

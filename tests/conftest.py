@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny images made in the test, tiny demo datasets."""
+
+from __future__ import annotations
+
+import io
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def encode(array: np.ndarray, fmt: str = "JPEG", **kwargs) -> bytes:
+    """Encodes an HxWx3 uint8 array (JPEG quality 95 by default)."""
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        kwargs.setdefault("quality", 95)
+    Image.fromarray(array.astype(np.uint8)).save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def boxed_image(height: int, width: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Blue image with a red rectangle at pixel box (y0, x0, y1, x1), end-exclusive."""
+    img = np.zeros((height, width, 3), np.uint8)
+    img[..., 2] = 255
+    y0, x0, y1, x1 = box
+    img[y0:y1, x0:x1] = (255, 0, 0)
+    return img
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory):
+    """A small synthetic DeepFashion-layout release prepared by the real TFDS builder."""
+    from fashion_keras.data import sources
+    from fashion_keras.demo import generate_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    manual = root / "manual"
+    generate_demo(str(manual), num_train=96, num_val=32, num_test=16, seed=1)
+    builder = sources.get_builder("deepfashion_attributes", str(manual), str(root / "tfds"))
+    return {"manual_dir": str(manual), "tfds_dir": str(root / "tfds"), "builder": builder}

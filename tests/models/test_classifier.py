@@ -1,0 +1,200 @@
+"""Tests for fashion_keras.models.classifier."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from fashion_keras.heads import Head, get_heads, heads_to_dict
+from fashion_keras.models import MultiHeadClassifier, build_model, get_backbone
+
+SIZE = 64
+
+
+def _images(n: int = 2, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 255, size=(n, SIZE, SIZE, 3)).astype("float32")
+
+
+def _np(outputs: dict) -> dict[str, np.ndarray]:
+    return {k: keras.ops.convert_to_numpy(v) for k, v in outputs.items()}
+
+
+@pytest.fixture(scope="module")
+def model() -> MultiHeadClassifier:
+    return build_model(
+        "seresnet_tiny", "deepfashion6", image_size=SIZE, fc_layers=2, fc_units=32, dropout=0.2
+    )
+
+
+@pytest.mark.parametrize("preset", ["deepfashion6", "fashionai8"])
+def test_dict_outputs_per_head(preset: str) -> None:
+    heads = get_heads(preset)
+    m = build_model("seresnet_tiny", preset, image_size=SIZE)
+    out = _np(m(_images(3)))
+    assert list(out) == [h.name for h in heads]
+    for h in heads:
+        assert out[h.name].shape == (3, h.num_classes)
+        assert out[h.name].dtype == np.float32
+        np.testing.assert_allclose(out[h.name].sum(axis=1), 1.0, rtol=1e-5)
+    assert m.heads == heads
+    assert m.head_names == tuple(h.name for h in heads)
+
+
+def test_graph_layout(model: MultiHeadClassifier) -> None:
+    assert model.input.name == "image" or model.inputs[0].name == "image"
+    assert tuple(model.inputs[0].shape) == (None, SIZE, SIZE, 3)
+    assert model.backbone is model.get_layer("seresnet_tiny")
+    names = [layer.name for layer in model.layers]
+    for name in ("normalize", "pool", "fc1", "fc1_dropout", "fc2", "fc2_dropout"):
+        assert name in names
+    assert "dropout" not in names  # the fc dropouts already precede the heads
+    assert model.get_layer("fc1").units == 32
+    assert model.get_layer("fc2_dropout").rate == 0.2
+    for h in model.heads:
+        dense = model.get_layer(h.name)
+        assert dense.units == h.num_classes
+        assert dense.activation is keras.activations.softmax
+        assert dense.dtype_policy.name == "float32"
+
+
+def test_dropout_without_fc_layers() -> None:
+    m = build_model("seresnet_tiny", "deepfashion6", image_size=SIZE, dropout=0.5)
+    assert m.get_layer("dropout").rate == 0.5
+    m0 = build_model("seresnet_tiny", "deepfashion6", image_size=SIZE)
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in m0.layers)
+
+
+def test_normalization(model: MultiHeadClassifier) -> None:
+    x = _images(1)
+    y = keras.ops.convert_to_numpy(model.get_layer("normalize")(x))
+    mean = np.array([123.675, 116.28, 103.53], "float32")
+    std = np.array([58.395, 57.12, 57.375], "float32")
+    np.testing.assert_allclose(y, (x - mean) / std, rtol=1e-6, atol=1e-6)
+
+
+def test_heads_dict_form_and_variable_size() -> None:
+    heads = (Head("sleeve", ("long", "short")), Head("color", ("red", "green", "blue"), 0.5))
+    m = MultiHeadClassifier(get_backbone("seresnet_tiny"), heads_to_dict(heads))
+    assert m.heads == heads
+    assert tuple(m.inputs[0].shape) == (None, None, None, 3)
+    for size in (64, 96):
+        out = _np(m(np.zeros((1, size, size, 3), "float32")))
+        assert out["color"].shape == (1, 3)
+
+
+def test_config_roundtrip(model: MultiHeadClassifier) -> None:
+    config = model.get_config()
+    json.dumps(config)
+    assert config["heads"] == heads_to_dict(model.heads)
+    clone = MultiHeadClassifier.from_config(config)
+    assert clone.get_config() == config
+    assert clone.heads == model.heads
+    clone.set_weights(model.get_weights())
+    x = _images()
+    expected, got = _np(model(x)), _np(clone(x))
+    assert list(got) == list(expected)
+    for k in expected:
+        np.testing.assert_array_equal(got[k], expected[k])
+
+
+def test_save_load_keras(model: MultiHeadClassifier, tmp_path) -> None:
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, MultiHeadClassifier)
+    assert loaded.heads == model.heads
+    assert loaded.get_config() == model.get_config()
+    x = _images()
+    expected, got = _np(model(x)), _np(loaded(x))
+    assert list(got) == list(expected)
+    for k in expected:
+        np.testing.assert_array_equal(got[k], expected[k])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"fc_layers": -1}, "fc_layers = -1"),
+        ({"fc_layers": 1.5}, "fc_layers = 1.5"),
+        ({"fc_units": 0}, "fc_units = 0"),
+        ({"dropout": 1.0}, "dropout = 1.0"),
+        ({"dropout": -0.1}, r"dropout = -0\.1"),
+        ({"image_size": 0}, "image_size = 0"),
+        ({"heads": ()}, r"heads = \(\)"),
+        ({"heads": "deepfashion6"}, "heads = 'deepfashion6'"),
+        ({"heads": (Head("pool", ("a", "b")),)}, r"\['pool'\]"),
+    ],
+)
+def test_bad_args_name_the_value(kwargs: dict, match: str) -> None:
+    args = {"heads": get_heads("deepfashion6"), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        MultiHeadClassifier(get_backbone("seresnet_tiny"), **args)
+
+
+def test_build_model_unknown_backbone() -> None:
+    with pytest.raises(ValueError, match="seresnet_tiny"):
+        build_model("resnet9000")
+
+
+def test_mixed_bfloat16_outputs_are_float32() -> None:
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        m = build_model("seresnet_tiny", "deepfashion6", image_size=SIZE, fc_layers=1, fc_units=16)
+        assert m.backbone.output.dtype == "bfloat16"
+        out = m(_images(1))
+        for h in m.heads:
+            assert keras.backend.standardize_dtype(out[h.name].dtype) == "float32"
+            np.testing.assert_allclose(
+                keras.ops.convert_to_numpy(out[h.name]).sum(axis=1), 1.0, rtol=1e-3
+            )
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert keras.mixed_precision.global_policy().name == previous.name
+
+
+_JAX_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        sys.exit(77)
+    import keras
+    import numpy as np
+    from fashion_keras.models import build_model
+
+    assert keras.backend.backend() == "jax", keras.backend.backend()
+    m = build_model("seresnet_tiny", "fashionai8", image_size=64, fc_layers=1, fc_units=16)
+    out = m.predict(np.zeros((2, 64, 64, 3), "float32"), verbose=0)  # jit: faster than eager
+    assert list(out) == [h.name for h in m.heads], list(out)
+    for h in m.heads:
+        y = np.asarray(out[h.name])
+        assert y.shape == (2, h.num_classes), y.shape
+        np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
+    assert not any(k.split(".")[0] == "tensorflow" for k in sys.modules), "tensorflow imported"
+    print("OK")
+    """
+)
+
+
+def test_forward_under_jax_backend() -> None:
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _JAX_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if proc.returncode == 77:
+        pytest.skip("jax is not installed (pip install 'jax[cpu]')")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.strip().endswith("OK")
