@@ -28,7 +28,7 @@ DEMO_DEFAULTS = {
     "backbone": "seresnet_tiny",
     "image_size": 64,
     "batch_size": 32,
-    "epochs": 12,
+    "epochs": 20,
     "learning_rate": 3e-3,
 }
 

@@ -143,11 +143,33 @@ def train(
       export: write the SavedModel under ``export_dir``.
       callbacks: extra Keras callbacks, run after the built-in ones.
     """
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        return _train(
+            config,
+            train_examples=train_examples,
+            val_examples=val_examples,
+            export=export,
+            callbacks=callbacks,
+        )
+    finally:
+        # --mixed-precision sets Keras' global policy; don't leak it into the caller.
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train(
+    config: TrainConfig,
+    *,
+    train_examples: tf.data.Dataset | None = None,
+    val_examples: tf.data.Dataset | None = None,
+    export: bool = True,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> TrainResult:
     cfg = config.resolve()
     heads = get_heads(cfg.heads)
     os.makedirs(cfg.output_dir, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
-    _set_precision(cfg.mixed_precision)
+    _set_precision(cfg.mixed_precision)  # train() restores the caller's policy
 
     if train_examples is None:
         if cfg.uses_demo_data:

@@ -164,3 +164,19 @@ def test_cli_reports_bad_values(capsys):
     with pytest.raises(SystemExit):
         T.main(["--dropout", "1.5"])
     assert "'dropout' must be in [0, 1), got 1.5" in capsys.readouterr().err
+
+
+def test_mixed_precision_under_mirrored_strategy(small_demo, tmp_path):
+    cfg = tiny_config(small_demo, tmp_path, epochs=1, mixed_precision=True, strategy="mirrored")
+    result = T.train(cfg)
+    # on CPU: mixed_bfloat16 compute, float32 variables and float32 softmax heads
+    assert result.model.dtype_policy.name == "mixed_bfloat16"
+    assert all(v.dtype == "float32" for v in result.model.weights)
+    assert result.model.get_layer("sleeve").dtype_policy.name == "float32"
+    # the caller's global policy is restored
+    assert keras.mixed_precision.global_policy().name == "float32"
+    out = tf.saved_model.load(result.export_path).signatures["serving_default"](
+        image_bytes=tf.constant([encode(np.full((40, 40, 3), 90))])
+    )
+    assert out["fit_probs"].dtype == tf.float32
+    np.testing.assert_allclose(out["fit_probs"].numpy().sum(), 1.0, atol=1e-3)
