@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,test]"
 	touch $@
 
 install: $(VENV)/.installed

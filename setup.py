@@ -16,7 +16,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["fashion_keras", "fashion_keras.*"]) + DATASET_PACKAGES,
+    packages=find_packages(include=["fashion_keras", "fashion_keras.*", "serving"])
+    + DATASET_PACKAGES,
     package_dir={"fashion_keras_datasets": "datasets"},
     package_data={
         "fashion_keras_datasets": [
@@ -26,6 +27,7 @@ setup(
             "*/README.md",
             "*/CITATIONS.bib",
         ],
+        "serving": ["models.config", "batching_parameters.txt", "docker-compose.yml"],
     },
     include_package_data=True,
     install_requires=[
@@ -40,6 +42,13 @@ setup(
         "numpy",
         "pillow",
         "pyyaml",
+        # the official TF Serving protos + stubs (export's warmup records, serving/); it needs
+        # only tensorflow>=2.21,<3, grpcio and protobuf, so it pulls in no second TensorFlow
+        "tensorflow-serving-api>=2.21,<2.22",
+        "grpcio",
+        "safetensors",  # reads timm/PyTorch .safetensors checkpoints without torch (--weights)
+        "h5py",  # Keras .weights.h5 files
+        "matplotlib",  # python -m fashion_keras.lr_find plots loss against learning rate
     ],
     extras_require={
         "dev": [
@@ -49,6 +58,11 @@ setup(
             "ruff==0.17.6",
             "jax[cpu]",  # runs the model tests under KERAS_BACKEND=jax
         ],
+        # fidelity tests against timm (tests/models/test_fidelity.py) and KERAS_BACKEND=torch;
+        # timm needs torchvision, and PyPI's torchvision only imports beside its own torch
+        "test": ["torch==2.14.1", "torchvision==0.29.1", "timm"],
+        # reading .pth/.pt checkpoints (weights-only); .safetensors needs no torch
+        "torch": ["torch"],
     },
     entry_points={
         "console_scripts": [

@@ -48,12 +48,32 @@ class TrainConfig:
         "joined by commas, or a YAML/JSON head spec file.",
     )
     dataset: str = _f(
-        "deepfashion_attributes", "TFDS builder that reads the data (from datasets/)."
+        "deepfashion_attributes",
+        "TFDS builder that reads the data (from datasets/): deepfashion_attributes, "
+        "deepfashion_category, fashionai_attributes, custom_csv; NAME/CONFIG picks a config "
+        "(e.g. fashionai_attributes/m_half).",
     )
     data_dir: str | None = _f(
         None,
         "Manual download folder of the dataset release (e.g. the folder holding Anno_fine/ and "
-        "img/). Unset: use the embedded synthetic demo data (generated once and cached).",
+        "img/; for custom_csv the folder of labels.csv, or the CSV itself). Unset: use the "
+        "embedded synthetic demo data (generated once and cached).",
+    )
+    sources: str | None = _f(
+        None,
+        "Joint training on several datasets instead of --dataset/--data-dir: NAME=DIR pairs "
+        "joined by commas, e.g. fashionai_attributes=/data/fashionai,deepfashion_attributes="
+        "/data/deepfashion. Each head is masked on the examples of sources that do not label it.",
+    )
+    source_weights: str | None = _f(
+        None,
+        "Sampling weights of --sources, in order (0.7,0.3) or by name (NAME=W,...); default: "
+        "proportional to each source's training split.",
+    )
+    skip_bad_rows: bool = _f(
+        False,
+        "Skip and report malformed annotation rows instead of stopping the build (the "
+        "<config>_skip_bad_rows builder config).",
     )
     tfds_data_dir: str | None = _f(
         None, "Where TFDS writes the prepared dataset (default: TFDS's ~/tensorflow_datasets)."
@@ -63,12 +83,42 @@ class TrainConfig:
     bbox_margin: float = _f(0.1, "Margin around the garment box, as a fraction of its size.")
     # --- model ---
     backbone: str | None = _f(
-        None, "Backbone name (seresnet50, seresnext50_32x4d, resnet50, seresnet_tiny)."
+        None,
+        "Backbone name: timm layout resnet50, seresnet50/101/152, seresnext50_32x4d, "
+        "seresnext101_32x4d; senet.py (Caffe) layout legacy_seresnet50/101/152, "
+        "legacy_seresnext50_32x4d, legacy_seresnext101_32x4d; seresnet_tiny for demos.",
+    )
+    weights: str | None = _f(
+        None,
+        "Backbone weights: a timm/PyTorch checkpoint (.safetensors; .pth/.pt with PyTorch "
+        "installed), a Keras .weights.h5, or 'imagenet' (looked up in the Keras cache folder "
+        "~/.keras/models; nothing is downloaded). Mean/std and the default --image-size follow "
+        "the checkpoint.",
     )
     image_size: int | None = _f(None, "Square input size in pixels.")
     fc_layers: int = _f(0, "Fully connected layers before the heads (0, 2 or 4).")
     fc_units: int = _f(1024, "Units of each fully connected layer.")
     dropout: float = _f(0.0, "Dropout before the heads.")
+    # --- fine-tuning ---
+    freeze_backbone: bool = _f(
+        False,
+        "Train only the heads: the backbone's weights and BatchNorm statistics stay fixed "
+        "(feature extraction).",
+    )
+    freeze_epochs: int = _f(
+        0,
+        "Two-phase fine-tuning: train only the heads for this many epochs, then unfreeze the "
+        "backbone for the remaining epochs at --fine-tune-lr.",
+    )
+    fine_tune_lr: float | None = _f(
+        None, "Peak learning rate after unfreezing (default: --learning-rate / 10)."
+    )
+    lr_multipliers: str | None = _f(
+        None,
+        "Discriminative learning rates: GROUP=FACTOR pairs joined by commas, GROUP one of stem, "
+        "layer1..layer4 (stages = all four) and heads, e.g. 'stem=0.01,stages=0.1'; unlisted "
+        "groups use 1.",
+    )
     # --- optimisation ---
     batch_size: int | None = _f(None, "Global batch size (split across replicas).")
     epochs: int | None = _f(None, "Number of epochs.")
@@ -89,21 +139,32 @@ class TrainConfig:
         False, "Mixed precision: mixed_float16 on GPU, mixed_bfloat16 on CPU."
     )
     strategy: Literal["auto", "default", "mirrored"] = _f(
-        "auto", "Distribution: auto (mirrored if more than one GPU), default or mirrored."
+        "auto",
+        "Distribution: auto (mirrored if more than one GPU), default, or mirrored (all local "
+        "GPUs, or all logical CPU devices when there is no GPU).",
     )
+    jit_compile: bool = _f(False, "Compile the train and eval steps with XLA.")
     seed: int = _f(0, "Random seed for weights, shuffling and augmentation.")
+    deterministic: bool = _f(
+        False,
+        "Also enable TensorFlow op determinism: the same command gives the same weights "
+        "(slower; some GPU ops have no deterministic kernel).",
+    )
     output_dir: str = _f("runs/latest", "Folder for checkpoints, logs, the model and the export.")
     export_dir: str | None = _f(
         None, "TF Serving model base path (default: <output_dir>/export); versions 1, 2, ..."
     )
     backup_every_steps: int | None = _f(
-        None, "Also back up for resuming every N steps (default: every epoch)."
+        None,
+        "Back up the training state every N steps instead of every epoch. After an "
+        "interruption, re-running the same command restores weights, optimizer state and the "
+        "epoch counter from the last backup (the interrupted epoch restarts its data).",
     )
     verbose: int = _f(1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
 
     @property
     def uses_demo_data(self) -> bool:
-        return self.data_dir is None
+        return self.data_dir is None and not self.sources
 
     def resolve(self) -> TrainConfig:
         """Fills ``None`` fields from the demo or real-data defaults and validates."""
@@ -115,6 +176,13 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raises ``ValueError`` naming the field and value for out-of-range settings."""
+        if self.sources and self.data_dir is not None:
+            raise ValueError(
+                "config fields 'sources' and 'data_dir' exclude each other: give each dataset's "
+                "folder in sources (NAME=DIR,...) or one dataset with dataset + data_dir"
+            )
+        if self.source_weights and not self.sources:
+            raise ValueError("config field 'source_weights' needs 'sources'")
         positive = ("image_size", "batch_size", "epochs", "fc_units", "steps_per_epoch")
         for name in positive + ("backup_every_steps",):
             value = getattr(self, name)
@@ -130,6 +198,7 @@ class TrainConfig:
             raise ValueError(
                 f"config field 'learning_rate' must be > 0, got {self.learning_rate!r}"
             )
+        self._validate_fine_tuning()
         for f in dataclasses.fields(self):
             if _is_literal(f):
                 choices = _literal_choices(f)
@@ -138,6 +207,28 @@ class TrainConfig:
                         f"config field {f.name!r} = {getattr(self, f.name)!r}; "
                         f"expected one of {list(choices)}"
                     )
+
+    def _validate_fine_tuning(self) -> None:
+        if not isinstance(self.freeze_epochs, int) or self.freeze_epochs < 0:
+            raise ValueError(
+                f"config field 'freeze_epochs' must be an integer >= 0, got {self.freeze_epochs!r}"
+            )
+        if self.freeze_epochs and self.epochs is not None and self.freeze_epochs >= self.epochs:
+            raise ValueError(
+                f"config field 'freeze_epochs' = {self.freeze_epochs} must be smaller than "
+                f"'epochs' = {self.epochs} (the rest of the epochs fine-tune the backbone)"
+            )
+        if self.freeze_epochs and self.freeze_backbone:
+            raise ValueError(
+                "config fields 'freeze_backbone' (heads only, every epoch) and 'freeze_epochs' = "
+                f"{self.freeze_epochs} (unfreeze after that) exclude each other; give one"
+            )
+        if self.fine_tune_lr is not None and not self.fine_tune_lr > 0:
+            raise ValueError(f"config field 'fine_tune_lr' must be > 0, got {self.fine_tune_lr!r}")
+        if self.lr_multipliers is not None:
+            from fashion_keras.finetune import parse_lr_multipliers  # keras: import when needed
+
+            parse_lr_multipliers(self.lr_multipliers)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

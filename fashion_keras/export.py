@@ -9,11 +9,20 @@ Signatures:
 - ``predict_images``: ``images`` (float32, [None, S, S, 3]): RGB in [0, 255], already cropped,
   padded and resized to the model's input size S (the output of ``preprocess_for_eval``); the
   mean/std normalisation is inside the model, so do not normalise.
+- ``predict_examples``: ``examples`` (tf.string, [None]): serialized ``tf.train.Example`` protos
+  (TFX / TFMA) with the encoded image in the bytes feature :data:`EXAMPLE_IMAGE_KEY` and,
+  optionally, the garment box ``(ymin, xmin, ymax, xmax)`` normalised in the float feature
+  :data:`EXAMPLE_BBOX_KEY` (the dataset builders' own feature names, so their records feed it
+  as-is); the box crop is the one training evaluation applies.
 
 Outputs, per head: ``<head>_probs`` (float32 [None, num_classes], rows sum to 1),
-``<head>_class`` (int64 [None], argmax) and ``<head>_label`` (string [None], the class name read
-from the head's class list, shipped as the asset ``assets/<head>.classes.txt``). The head spec,
-input size and preprocessing are also written to ``assets.extra/fashion_keras.json``.
+``<head>_class`` (int64 [None], argmax), ``<head>_label`` (string [None], the class name read
+from the head's class list, shipped as the asset ``assets/<head>.classes.txt``) and
+``<head>_class_names`` (string [None, num_classes], every class name in ``<head>_probs`` column
+order, so a remote client can name its top-k classes without a copy of the class list). The head
+spec, input size and preprocessing are also written to ``assets.extra/fashion_keras.json``, and
+``assets.extra/tf_serving_warmup_requests`` holds one ``PredictionLog`` per signature, which
+TF Serving replays before it serves a new version.
 
 A version is written to a temporary folder and renamed into place, so a partial export never
 appears as a servable version.
@@ -30,18 +39,33 @@ from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from fashion_keras.data.preprocess import DEFAULT_BBOX_MARGIN, preprocess_for_eval
 from fashion_keras.heads import Head, heads_to_dict
 
 SERVING_INPUT = "image_bytes"
 IMAGES_INPUT = "images"
+EXAMPLES_INPUT = "examples"
+#: tf.Example feature holding the encoded image (the TFDS builders' ``image`` feature).
+EXAMPLE_IMAGE_KEY = "image"
+#: Optional tf.Example float feature: normalised garment box (ymin, xmin, ymax, xmax).
+EXAMPLE_BBOX_KEY = "bbox"
+#: Signature name -> its one input name.
+SIGNATURES = {
+    "serving_default": SERVING_INPUT,
+    "predict_images": IMAGES_INPUT,
+    "predict_examples": EXAMPLES_INPUT,
+}
 METADATA_FILE = "fashion_keras.json"
+#: TF Serving replays this TFRecord file of ``PredictionLog`` protos when it loads a version.
+WARMUP_FILE = "tf_serving_warmup_requests"
 
 
-def output_names(head: Head) -> tuple[str, str, str]:
-    """The three output names of a head: probabilities, class index, class name."""
-    return f"{head.name}_probs", f"{head.name}_class", f"{head.name}_label"
+def output_names(head: Head) -> tuple[str, str, str, str]:
+    """The output names of a head: probabilities, class index, class name, all class names."""
+    n = head.name
+    return f"{n}_probs", f"{n}_class", f"{n}_label", f"{n}_class_names"
 
 
 def next_version(export_base: str) -> int:
@@ -113,14 +137,17 @@ def export_saved_model(
 
         def _outputs(images: tf.Tensor) -> dict[str, tf.Tensor]:
             probs = model(images, training=False)
+            batch = tf.shape(images, out_type=tf.int64)[0]
             out = {}
             for h in heads:
-                p_name, c_name, l_name = output_names(h)
+                p_name, c_name, l_name, n_name = output_names(h)
                 p = tf.cast(probs[h.name], tf.float32)
                 cls = tf.argmax(p, axis=-1, output_type=tf.int64)
+                names = tables[h.name].lookup(tf.range(h.num_classes, dtype=tf.int64))
                 out[p_name] = tf.identity(p, name=p_name)
                 out[c_name] = tf.identity(cls, name=c_name)
                 out[l_name] = tf.identity(tables[h.name].lookup(cls), name=l_name)
+                out[n_name] = tf.identity(tf.tile(names[None], [batch, 1]), name=n_name)
             return out
 
         def serve_image_bytes(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -134,6 +161,20 @@ def export_saved_model(
         def predict_images(images: tf.Tensor) -> dict[str, tf.Tensor]:
             return _outputs(tf.cast(images, tf.float32))
 
+        example_spec = {
+            EXAMPLE_IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+            EXAMPLE_BBOX_KEY: tf.io.FixedLenFeature([4], tf.float32, [0.0, 0.0, 1.0, 1.0]),
+        }
+
+        def predict_examples(examples: tf.Tensor) -> dict[str, tf.Tensor]:
+            parsed = tf.io.parse_example(examples, example_spec)
+            images = tf.map_fn(
+                lambda x: preprocess_for_eval(x[0], image_size, x[1], bbox_margin),
+                (parsed[EXAMPLE_IMAGE_KEY], parsed[EXAMPLE_BBOX_KEY]),
+                fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32),
+            )
+            return _outputs(images)
+
         archive.add_endpoint(
             "serving_default",
             serve_image_bytes,
@@ -146,9 +187,15 @@ def export_saved_model(
                 tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=IMAGES_INPUT)
             ],
         )
+        archive.add_endpoint(
+            "predict_examples",
+            predict_examples,
+            input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)],
+        )
         archive.write_out(staging, verbose=False)
         extra = os.path.join(staging, "assets.extra")
         os.makedirs(extra, exist_ok=True)
+        write_warmup_requests(os.path.join(extra, WARMUP_FILE), int(image_size))
         metadata = {
             **heads_to_dict(heads),
             "image_size": int(image_size),
@@ -157,7 +204,15 @@ def export_saved_model(
                 "predict_images": {
                     IMAGES_INPUT: f"float32 RGB 0-255 [None, {image_size}, {image_size}, 3]"
                 },
+                "predict_examples": {
+                    EXAMPLES_INPUT: "serialized tf.Example, tf.string [None]",
+                    "features": {
+                        EXAMPLE_IMAGE_KEY: "bytes: encoded image",
+                        EXAMPLE_BBOX_KEY: "optional float[4]: ymin, xmin, ymax, xmax in [0, 1]",
+                    },
+                },
             },
+            "outputs": {h.name: list(output_names(h)) for h in heads},
             "preprocessing": {
                 "bbox_margin": bbox_margin,
                 "pad_to_square": "mean colour",
@@ -173,6 +228,40 @@ def export_saved_model(
     finally:
         shutil.rmtree(asset_src, ignore_errors=True)
     return final
+
+
+def warmup_requests(image_size: int) -> list[prediction_log_pb2.PredictionLog]:
+    """One batch-of-one ``PredictionLog`` per signature (a mid-grey JPEG, zeros, a tf.Example)."""
+    jpeg = tf.io.encode_jpeg(tf.fill([image_size, image_size, 3], tf.constant(128, tf.uint8)))
+    jpeg = jpeg.numpy()
+    example = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                EXAMPLE_IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[jpeg]))
+            }
+        )
+    )
+    inputs = {
+        "serving_default": tf.make_tensor_proto([jpeg], dtype=tf.string),
+        "predict_images": tf.make_tensor_proto(
+            tf.zeros([1, image_size, image_size, 3], tf.float32).numpy()
+        ),
+        "predict_examples": tf.make_tensor_proto([example.SerializeToString()], dtype=tf.string),
+    }
+    logs = []
+    for signature, tensor in inputs.items():
+        request = predict_pb2.PredictRequest()
+        request.model_spec.signature_name = signature
+        request.inputs[SIGNATURES[signature]].CopyFrom(tensor)
+        logs.append(prediction_log_pb2.PredictionLog(predict_log={"request": request}))
+    return logs
+
+
+def write_warmup_requests(path: str, image_size: int) -> None:
+    """Writes :func:`warmup_requests` as the TFRecord file TF Serving replays on load."""
+    with tf.io.TFRecordWriter(path) as writer:
+        for log in warmup_requests(image_size):
+            writer.write(log.SerializeToString())
 
 
 def load_metadata(version_dir: str) -> dict:

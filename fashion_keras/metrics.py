@@ -18,13 +18,17 @@ MEAN_ACCURACY = "mean_accuracy"
 
 
 def head_metrics(heads: Sequence[Head]) -> dict[str, list[keras.metrics.Metric]]:
-    """``weighted_metrics`` for ``compile``: accuracy per head (logged as ``<head>_accuracy``)."""
+    """``weighted_metrics`` for ``compile``: accuracy per head (logged as ``<head>_accuracy``),
+    and top-3/top-5 (``<head>_top3``, ``<head>_top5``) for heads with more than 10 classes."""
+    # Keras prefixes metric names with the output name only when a model has several outputs;
+    # a one-head model gets the prefix here, so the logs read the same for any number of heads.
+    prefix = f"{heads[0].name}_" if len(heads) == 1 else ""
     metrics: dict[str, list[keras.metrics.Metric]] = {}
     for h in heads:
-        metrics[h.name] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+        metrics[h.name] = [keras.metrics.CategoricalAccuracy(name=f"{prefix}accuracy")]
         if h.num_classes > 10:
-            metrics[h.name].append(keras.metrics.TopKCategoricalAccuracy(k=3, name="top3"))
-            metrics[h.name].append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"))
+            metrics[h.name].append(keras.metrics.TopKCategoricalAccuracy(k=3, name=f"{prefix}top3"))
+            metrics[h.name].append(keras.metrics.TopKCategoricalAccuracy(k=5, name=f"{prefix}top5"))
     return metrics
 
 

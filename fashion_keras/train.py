@@ -20,13 +20,14 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from fashion_keras import distribute, finetune
 from fashion_keras import losses as losses_lib
 from fashion_keras import metrics as metrics_lib
 from fashion_keras.config import TrainConfig, add_arguments, config_from_args
 from fashion_keras.data import pipeline, sources
 from fashion_keras.export import export_saved_model
 from fashion_keras.heads import Head, get_heads, heads_to_dict
-from fashion_keras.models import build_model
+from fashion_keras.optimizers import make_optimizer
 
 log = logging.getLogger("fashion_keras")
 
@@ -42,18 +43,14 @@ class TrainResult:
     export_path: str | None
 
 
-def get_strategy(name: str) -> tf.distribute.Strategy:
-    """``auto``: MirroredStrategy when more than one GPU is visible, else the default."""
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
-        return tf.distribute.MirroredStrategy()
-    if name in ("auto", "default"):
-        return tf.distribute.get_strategy()
-    raise ValueError(f"unknown strategy {name!r}; expected auto, default or mirrored")
+def build_optimizer(
+    cfg: TrainConfig, steps_per_epoch: int, lr_multipliers: Sequence[tuple[str, float]] = ()
+) -> keras.optimizers.Optimizer:
+    """The optimizer with the configured learning-rate schedule (per-step).
 
-
-def build_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """The optimizer with the configured learning-rate schedule (per-step)."""
+    ``lr_multipliers``: ``(regex on variable path, factor)`` pairs for discriminative learning
+    rates (``fashion_keras.optimizers.LayerwiseLR``).
+    """
     lr: float | keras.optimizers.schedules.LearningRateSchedule = cfg.learning_rate
     if cfg.lr_schedule == "cosine":
         total = max(1, cfg.epochs * steps_per_epoch)
@@ -66,12 +63,19 @@ def build_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.
             warmup_steps=warmup,
         )
     if cfg.optimizer == "adamw":
-        opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.weight_decay)
+        opt = make_optimizer(
+            "adamw", lr_multipliers, learning_rate=lr, weight_decay=cfg.weight_decay
+        )
     elif cfg.optimizer == "adam":
-        opt = keras.optimizers.Adam(learning_rate=lr)
+        opt = make_optimizer("adam", lr_multipliers, learning_rate=lr)
     elif cfg.optimizer == "sgd":
-        opt = keras.optimizers.SGD(
-            learning_rate=lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay
+        opt = make_optimizer(
+            "sgd",
+            lr_multipliers,
+            learning_rate=lr,
+            momentum=cfg.momentum,
+            nesterov=True,
+            weight_decay=cfg.weight_decay,
         )
     else:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}; expected adamw, adam or sgd")
@@ -85,11 +89,13 @@ def compile_model(
     model: keras.Model, heads: Sequence[Head], cfg: TrainConfig, steps_per_epoch: int
 ) -> None:
     """Compiles with masked per-head focal losses, loss weights and weighted accuracies."""
+    lr_multipliers = finetune.lr_multiplier_patterns(model, cfg.lr_multipliers)
     model.compile(
-        optimizer=build_optimizer(cfg, steps_per_epoch),
+        optimizer=build_optimizer(cfg, steps_per_epoch, lr_multipliers),
         loss=losses_lib.focal_losses(heads, cfg.focal_gamma, cfg.focal_alpha, cfg.label_smoothing),
         loss_weights=losses_lib.loss_weights(heads),
         weighted_metrics=metrics_lib.head_metrics(heads),
+        jit_compile=cfg.jit_compile,
     )
 
 
@@ -110,6 +116,12 @@ def _steps(num_examples: int, batch_size: int, limit: int | None) -> int:
             f"{batch_size}; lower --batch-size"
         )
     return min(steps, limit) if limit else steps
+
+
+def _save_atomically(model: keras.Model, path: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
 
 
 def format_accuracy_table(val_metrics: dict[str, float], heads: Sequence[Head]) -> str:
@@ -165,10 +177,13 @@ def _train(
     export: bool = True,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> TrainResult:
-    cfg = config.resolve()
+    cfg = finetune.apply_checkpoint_defaults(config).resolve()
     heads = get_heads(cfg.heads)
+    strategy = distribute.get_strategy(cfg.strategy)
     os.makedirs(cfg.output_dir, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
     _set_precision(cfg.mixed_precision)  # train() restores the caller's policy
 
     if train_examples is None:
@@ -182,23 +197,24 @@ def _train(
                 cfg.image_size,
                 cfg.epochs,
             )
-            builder = sources.demo_builder()
-        else:
-            builder = sources.get_builder(cfg.dataset, cfg.data_dir, cfg.tfds_data_dir)
-        labelled = pipeline.check_heads(heads, builder.info.features, builder.name)
-        masked = [h.name for h in heads if h.name not in labelled]
-        if masked:
-            log.warning("%s has no labels for heads %s: they are masked", builder.name, masked)
-        train_examples = sources.load_split(builder, cfg.train_split, shuffle_files=True)
-        val_examples = sources.load_split(builder, cfg.val_split)
-        num_train = builder.info.splits[cfg.train_split].num_examples
+            builders, weights = [sources.demo_builder()], None
+        else:  # --dataset + --data-dir, or several --sources (joint training)
+            builders, weights = sources.builders_for_config(cfg, heads)
+        data = sources.training_data(
+            builders,
+            heads,
+            train_split=cfg.train_split,
+            val_split=cfg.val_split,
+            weights=weights,
+            seed=cfg.seed,
+        )
+        train_examples, val_examples, num_train = data.train, data.val, data.num_train
     else:
         num_train = int(train_examples.cardinality())
         if num_train < 0 and not cfg.steps_per_epoch:
             raise ValueError("train_examples has unknown cardinality: set steps_per_epoch")
         num_train = num_train if num_train >= 0 else cfg.steps_per_epoch * cfg.batch_size
 
-    strategy = get_strategy(cfg.strategy)
     steps_per_epoch = _steps(num_train, cfg.batch_size, cfg.steps_per_epoch)
     train_ds = pipeline.make_dataset(
         train_examples,
@@ -209,6 +225,7 @@ def _train(
         bbox_margin=cfg.bbox_margin,
         seed=cfg.seed,
     ).repeat()
+    train_ds = distribute.shard_by_data(train_ds)
     val_ds = None
     if val_examples is not None:
         val_ds = pipeline.make_dataset(
@@ -219,17 +236,15 @@ def _train(
             training=False,
             bbox_margin=cfg.bbox_margin,
         )
+        val_ds = distribute.shard_by_data(val_ds)
 
     with strategy.scope():
-        model = build_model(
-            backbone=cfg.backbone,
-            heads=heads,
-            image_size=cfg.image_size,
-            fc_layers=cfg.fc_layers,
-            fc_units=cfg.fc_units,
-            dropout=cfg.dropout,
-        )
-        compile_model(model, heads, cfg, steps_per_epoch)
+        # --weights: checkpoint loaded, mean/std from it; compiled per phase by fit_phases
+        model = finetune.build_model_from_config(cfg, heads)
+
+    def compile_for(phase_cfg: TrainConfig) -> None:
+        with strategy.scope():
+            compile_model(model, heads, phase_cfg, steps_per_epoch)
 
     cfg.save(os.path.join(cfg.output_dir, "config.json"))
     with open(os.path.join(cfg.output_dir, "heads.json"), "w", encoding="utf-8") as f:
@@ -246,26 +261,32 @@ def _train(
     )
 
     monitor = "val_mean_accuracy" if val_ds is not None else "mean_accuracy"
-    ckpt_dir = os.path.join(cfg.output_dir, "checkpoints")
-    os.makedirs(ckpt_dir, exist_ok=True)
     all_callbacks = [
         # First, so the loggers and checkpoints below see the mean over heads.
         metrics_lib.MeanHeadAccuracy(heads),
+        # double_checkpoint: a process killed while saving falls back to the previous backup.
         keras.callbacks.BackupAndRestore(
             os.path.join(cfg.output_dir, "backup"),
             save_freq=cfg.backup_every_steps or "epoch",
+            double_checkpoint=True,
         ),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(ckpt_dir, "best.keras"), monitor=monitor, mode="max", save_best_only=True
+        distribute.AtomicModelCheckpoint(
+            os.path.join(cfg.output_dir, "checkpoints", "best.keras"),
+            monitor=monitor,
+            mode="max",
+            save_best_only=True,
         ),
         keras.callbacks.CSVLogger(os.path.join(cfg.output_dir, "history.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(cfg.output_dir, "logs")),
         keras.callbacks.TerminateOnNaN(),
         *callbacks,
     ]
-    history = model.fit(
+    # --freeze-backbone / --freeze-epochs: frozen and fine-tune phases, one fit call each
+    history = finetune.fit_phases(
+        model,
+        cfg,
+        compile_for,
         train_ds,
-        epochs=cfg.epochs,
         steps_per_epoch=steps_per_epoch,
         validation_data=val_ds,
         callbacks=all_callbacks,
@@ -284,7 +305,7 @@ def _train(
         with open(os.path.join(cfg.output_dir, "metrics.json"), "w", encoding="utf-8") as f:
             json.dump({"val": val_metrics}, f, indent=2, sort_keys=True)
 
-    model.save(os.path.join(cfg.output_dir, "model.keras"))
+    _save_atomically(model, os.path.join(cfg.output_dir, "model.keras"))
     export_path = None
     if export:
         export_base = cfg.export_dir or os.path.join(cfg.output_dir, "export")
@@ -314,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = config_from_args(args)
         cfg.resolve()
         get_heads(cfg.heads)
+        finetune.checkpoint_for(cfg.resolve())  # --weights: the file exists / is in the cache
     except (ValueError, OSError) as e:
         parser.error(str(e))
     train(cfg)

@@ -8,7 +8,6 @@ All row checks go through ``fashion_keras_datasets.validation``.
 
 from __future__ import annotations
 
-import io
 import textwrap
 from collections.abc import Iterator
 from typing import Any
@@ -30,7 +29,6 @@ ROLES = {"paths": "", "attr": "_attr", "cate": "_cate", "bbox": "_bbox"}
 ATTR_GROUPS = tuple((h.name, h.classes) for h in DEEPFASHION6)
 NUM_ATTR_COLUMNS = sum(len(c) for _, c in ATTR_GROUPS)
 UNLABELLED = -1
-JPEG_REENCODE_QUALITY = 95
 
 
 def _attr_listing() -> str:
@@ -47,11 +45,21 @@ def split_file(split: str, role: str) -> str:
     return f"{ANNO_DIR}/{split}{ROLES[role]}.txt"
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
     """DeepFashion fine-grained attributes (DeepFashion-6), from a manual download."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: six attribute heads, category and bbox."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release: six attribute heads, category and bbox.",
+        "1.1.0": "Shared validation: image size limits, 16-bit/alpha/CMYK conversion, images "
+        "duplicated across splits kept out of val/test, build report with per-head counts, "
+        "`default_skip_bad_rows` config.",
+    }
+    BUILDER_CONFIGS = [
+        validation.ValidatingConfig(
+            name="default", description="Malformed rows stop the build (see the report)."
+        )
+    ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
     Download the DeepFashion "Category and Attribute Prediction Benchmark"
     (http://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/AttributePrediction.html; the images are
@@ -104,9 +112,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         )
 
     @property
+    def report(self) -> dict[str, Any]:
+        """The :class:`validation.BuildReport` of the build (``info.metadata["report"]``)."""
+        return dict(self.info.metadata.get("report", {}))
+
+    @property
     def skip_reports(self) -> dict[str, dict[str, Any]]:
-        """``{split: SkipReport.as_dict()}`` of the last build (also in ``info.metadata``)."""
-        return dict(self.info.metadata.get("skip_reports", {}))
+        """``{split: SkipReport.as_dict()}`` of the last build (the report's ``splits``)."""
+        return dict(self.report.get("splits", {}))
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         root = epath.Path(dl_manager.manual_dir)
@@ -127,26 +140,46 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             names.append("test")
         # Every split's annotation files are checked before any image is read, so a structural
         # error in val.txt does not surface only after the whole train split was written.
-        parsed = {s: _read_split(root, s) for s in names}
-        return {s: self._generate_examples(root, s, parsed[s]) for s in names}
+        config: validation.ValidatingConfig = self.builder_config
+        report = validation.BuildReport(self.name, config.name)
+        parsed = {s: _read_split(root, s, config.policy, report) for s in names}
+        duplicates = _find_duplicates(root, parsed)
+        return {s: self._generate_examples(root, s, parsed[s], duplicates, report) for s in names}
 
     def _generate_examples(
-        self, root: epath.Path, split: str, rows: dict[str, Any]
+        self,
+        root: epath.Path,
+        split: str,
+        rows: dict[str, Any],
+        duplicates: dict[tuple[str, str], str],
+        build_report: validation.BuildReport,
     ) -> Iterator[tuple[str, dict]]:
-        report = validation.SkipReport(self.name, split)
+        config: validation.ValidatingConfig = self.builder_config
+        report = build_report.split(split)
+        report.declare_heads({h.name: h.classes for h in DEEPFASHION6})
         has_bbox = rows["bbox"] is not None
         for i, path_row in enumerate(rows["paths"]):
+            if i in rows["bad"]:
+                continue  # counted as bad_row:* when read
             rel = path_row.fields[0]
+            first = duplicates.get((split, rel))
+            if first is not None:
+                report.skip(
+                    validation.DUPLICATE_ACROSS_SPLITS,
+                    path_row.where,
+                    f"{rel} has the same bytes as the image of {first}",
+                )
+                continue
             image_path = validation.resolve_image_path(root, rel, path_row)
             try:
-                data, info = validation.read_image(image_path)
+                image = validation.prepare_image(image_path, config.image_limits)
             except validation.ImageProblem as e:
                 report.skip(e.reason, path_row.where, e.detail + f" ({image_path})")
                 continue
-            if info.format != "JPEG" or info.mode not in ("RGB", "L"):
-                data = _to_jpeg(data)
+            data, info = image.data, image.info
+            if image.reencoded:
                 report.adjust(
-                    "reencoded_to_jpeg", path_row.where, f"{info.format} {info.mode} image"
+                    validation.REENCODED_TO_JPEG, path_row.where, f"{info.format} {info.mode} image"
                 )
             if has_bbox:
                 bbox_row = rows["bbox"][i]
@@ -174,7 +207,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     f"no {split_file(split, 'bbox')}: whole image",
                 )
             labels = rows["labels"][i] if rows["labels"] is not None else None
-            report.keep()
+            report.keep(
+                {
+                    h.name: None if labels is None else h.classes[labels[h.name]]
+                    for h in DEEPFASHION6
+                }
+            )
             yield (
                 rel,
                 {
@@ -188,57 +226,104 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     "category": (UNLABELLED if rows["category"] is None else rows["category"][i]),
                 },
             )
-        summary = report.log()
-        self.info.metadata.setdefault("skip_reports", {})[split] = summary
+        build_report.finish_split(split, self.info.metadata)
         report.raise_if_nothing_kept(
             hint=f"check that the images are under {validation.describe_dir(root / IMG_DIR)}"
         )
 
 
-def _read_split(root: epath.Path, split: str) -> dict[str, Any]:
-    """Reads and validates all annotation files of ``split`` (structural errors raise here)."""
+def _read_split(
+    root: epath.Path,
+    split: str,
+    policy: validation.RowPolicy,
+    build_report: validation.BuildReport,
+) -> dict[str, Any]:
+    """Reads and validates all annotation files of ``split``.
+
+    A malformed row raises, or (``skip_bad_rows``) marks its row number bad in every file of
+    the split (the files line up by row). Files whose row counts differ always raise.
+    """
     files = {role: root / split_file(split, role) for role in ROLES}
-    paths = validation.read_rows(files["paths"], num_fields=1, what="one relative image path")
+    paths = validation.read_rows(files["paths"], keep_blank=True)
+    build_report.add_file(files["paths"], len(paths))
+    report = build_report.split(split)
     rows: dict[str, Any] = {"paths": paths}
     for role in ("attr", "cate", "bbox"):
         path = files[role]
         if split not in REQUIRED_SPLITS and not path.is_file():
             rows[role] = None
             continue
-        if role == "attr":
-            rows[role] = validation.read_rows(path)
-        elif role == "cate":
-            rows[role] = validation.read_rows(path, num_fields=1, what="a 1-based category id")
-        else:
-            rows[role] = validation.read_rows(path, num_fields=4, what="x1 y1 x2 y2")
+        rows[role] = validation.read_rows(path, keep_blank=True)
     validation.check_row_counts(
         {str(files[r]): len(rows[r]) for r in ROLES if rows[r] is not None},
         reference=str(files["paths"]),
     )
+    rows["labels"] = None if rows["attr"] is None else [None] * len(paths)
+    rows["category"] = None if rows["cate"] is None else [None] * len(paths)
+    rows["bbox_px"] = None if rows["bbox"] is None else [None] * len(paths)
+    rows["bad"] = set()
     seen: dict[str, int] = {}
-    for row in paths:
-        first = seen.setdefault(row.fields[0], row.line)
-        if first != row.line:
-            raise row.error(
-                "image path", row.fields[0], "each image once per split", note=f"also line {first}"
-            )
-    rows["labels"] = (
-        None
-        if rows["attr"] is None
-        else [validation.parse_one_hot_groups(r, ATTR_GROUPS) for r in rows["attr"]]
-    )
-    rows["category"] = (
-        None
-        if rows["cate"] is None
-        else [
-            validation.parse_int(r, 0, "category id", lo=1, hi=len(DEEPFASHION_CATEGORIES)) - 1
-            for r in rows["cate"]
-        ]
-    )
-    rows["bbox_px"] = (
-        None if rows["bbox"] is None else [validation.parse_bbox(r) for r in rows["bbox"]]
-    )
+    for i in range(len(paths)):
+        try:
+            _parse_line(root, i, rows, seen)
+        except validation.AnnotationError as e:
+            policy.bad_row(e, report)
+            rows["bad"].add(i)
     return rows
+
+
+def _parse_line(root: epath.Path, i: int, rows: dict[str, Any], seen: dict[str, int]) -> None:
+    """Validates row ``i`` of every file of a split and stores the parsed values."""
+    for role, what in (
+        ("paths", "one relative image path"),
+        ("cate", "a 1-based category id"),
+        ("bbox", "x1 y1 x2 y2"),
+    ):
+        if rows[role] is not None:
+            validation.expect_num_fields(rows[role][i], 4 if role == "bbox" else 1, what)
+    row = rows["paths"][i]
+    validation.resolve_image_path(root, row.fields[0], row)
+    if row.fields[0] in seen:
+        raise row.error(
+            "image path",
+            row.fields[0],
+            "each image once per split",
+            note=f"also line {seen[row.fields[0]]}",
+            reason="duplicate_row",
+        )
+    if rows["attr"] is not None:
+        rows["labels"][i] = validation.parse_one_hot_groups(rows["attr"][i], ATTR_GROUPS)
+    if rows["cate"] is not None:
+        rows["category"][i] = (
+            validation.parse_int(
+                rows["cate"][i],
+                0,
+                "category id",
+                lo=1,
+                hi=len(DEEPFASHION_CATEGORIES),
+                reason="category_out_of_range",
+            )
+            - 1
+        )
+    if rows["bbox"] is not None:
+        rows["bbox_px"][i] = validation.parse_bbox(rows["bbox"][i])
+    seen[row.fields[0]] = row.line  # only valid rows: a bad row is no later row's original
+
+
+def _find_duplicates(
+    root: epath.Path, parsed: dict[str, dict[str, Any]]
+) -> dict[tuple[str, str], str]:
+    """``{(split, image path): where}`` of images whose bytes appear in an earlier split."""
+    good = {
+        split: [r for i, r in enumerate(rows["paths"]) if i not in rows["bad"]]
+        for split, rows in parsed.items()
+    }
+    hashes = validation.hash_files(root / r.fields[0] for rs in good.values() for r in rs)
+    finder = validation.CrossSplitDuplicates(SPLITS)
+    for split, rs in good.items():
+        for r in rs:
+            finder.add(split, r.fields[0], hashes[str(root / r.fields[0])], r.where)
+    return finder.duplicates()
 
 
 def _check_attr_list(path: epath.Path) -> None:
@@ -269,13 +354,3 @@ def _check_attr_list(path: epath.Path) -> None:
                 name,
                 row.line - 2,
             )
-
-
-def _to_jpeg(data: bytes) -> bytes:
-    """Re-encodes a non-JPEG or non-RGB image (PNG, CMYK JPEG, ...) as an RGB JPEG."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as img:
-        out = io.BytesIO()
-        img.convert("RGB").save(out, format="JPEG", quality=JPEG_REENCODE_QUALITY)
-    return out.getvalue()

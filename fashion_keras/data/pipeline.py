@@ -9,6 +9,12 @@ The per-head sample weight is 1 for a labelled example and 0 otherwise: a head t
 not label at all (or an example labelled ``-1``) contributes nothing to that head's loss and
 metrics. This is the mechanism FashionAI rows (one task labelled per row) and joint training
 across datasets rely on.
+
+A builder may also give a ``soft_labels`` dict (a float vector per head, e.g. FashionAI's ``m``
+policy); where it does, that vector is the head's training target instead of the one-hot label
+(``CategoricalFocalCrossentropy`` accepts soft targets). Every example goes through
+:func:`normalize_example` first, so examples of different builders share one structure and can be
+mixed (:func:`mix_examples`) before the one code path that makes targets and weights.
 """
 
 from __future__ import annotations
@@ -72,23 +78,106 @@ def check_heads(
     return labelled
 
 
-def targets_from_example(
-    example: Mapping[str, Any], heads: Sequence[Head]
-) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
-    """One-hot targets and 0/1 sample weights per head from a decoded TFDS example."""
-    labels = example.get("labels", {})
-    targets, weights = {}, {}
+_FULL_IMAGE = (0.0, 0.0, 1.0, 1.0)
+
+
+def normalize_example(example: Mapping[str, Any], heads: Sequence[Head]) -> dict[str, Any]:
+    """Any builder's example in the structure shared by all sources, for ``heads``.
+
+    Returns:
+      ``{"image": encoded bytes, "bbox": float32 [4] (the whole image when absent),
+      "labels": {head: int32, -1 = unlabelled}, "soft_labels": {head: float32 [classes]}}``.
+      The soft target is the example's own ``soft_labels`` entry where it has one, else the
+      one-hot label (all zeros when unlabelled). Heads the example does not know are unlabelled.
+      Normalising a normalised example changes nothing.
+    """
+    labels_in = example.get("labels", {})
+    soft_in = example.get("soft_labels", {})
+    labels, soft = {}, {}
     for head in heads:
-        if head.name in labels:
-            label = tf.cast(labels[head.name], tf.int32)
+        if head.name in labels_in:
+            label = tf.cast(labels_in[head.name], tf.int32)
         elif head.name in example:
             label = tf.cast(example[head.name], tf.int32)
         else:
             label = tf.constant(-1, tf.int32)
-        # one_hot(-1) is all zeros; the weight masks it anyway.
-        targets[head.name] = tf.one_hot(label, head.num_classes, dtype=tf.float32)
-        weights[head.name] = tf.cast(label >= 0, tf.float32)
+        labels[head.name] = label
+        if head.name in soft_in:
+            target = tf.cast(soft_in[head.name], tf.float32)
+            target = tf.ensure_shape(target, [head.num_classes])
+        else:
+            # one_hot(-1) is all zeros; the weight masks it anyway.
+            target = tf.one_hot(label, head.num_classes, dtype=tf.float32)
+        soft[head.name] = target
+    bbox = example["bbox"] if "bbox" in example else tf.constant(_FULL_IMAGE)
+    return {
+        "image": example["image"],
+        "bbox": tf.cast(tf.reshape(bbox, [4]), tf.float32),
+        "labels": labels,
+        "soft_labels": soft,
+    }
+
+
+def targets_from_example(
+    example: Mapping[str, Any], heads: Sequence[Head]
+) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+    """Targets (soft where the example has them, else one-hot) and 0/1 sample weights per head."""
+    normalized = normalize_example(example, heads)
+    targets = dict(normalized["soft_labels"])
+    weights = {
+        name: tf.cast(label >= 0, tf.float32) for name, label in normalized["labels"].items()
+    }
     return targets, weights
+
+
+def normalize_examples(examples: tf.data.Dataset, heads: Sequence[Head]) -> tf.data.Dataset:
+    """:func:`normalize_example` over a dataset (drops every other feature)."""
+    heads = tuple(heads)
+    return examples.map(
+        lambda ex: normalize_example(ex, heads), num_parallel_calls=tf.data.AUTOTUNE
+    )
+
+
+def mix_examples(
+    sources: Sequence[tf.data.Dataset],
+    heads: Sequence[Head],
+    weights: Sequence[float] | None = None,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """An endless random mixture of several builders' examples (joint training).
+
+    Each source is normalised to the union of ``heads`` (a head the source does not label is
+    -1 there, so masked), repeated, and drawn with ``tf.data.Dataset.sample_from_datasets``.
+
+    Args:
+      sources: TFDS example datasets (image left encoded).
+      weights: relative sampling weight per source (default: equal); normalised to sum 1.
+      seed: makes the draw repeatable (a new draw each epoch).
+    """
+    if not sources:
+        raise ValueError("mix_examples needs at least one source")
+    if weights is not None:
+        if len(weights) != len(sources) or any(not w >= 0 for w in weights) or not sum(weights):
+            raise ValueError(
+                f"source weights {list(weights)!r}: expected {len(sources)} numbers >= 0, not all 0"
+            )
+        weights = [float(w) / sum(weights) for w in weights]
+    normalized = [normalize_examples(ds, heads).repeat() for ds in sources]
+    if len(normalized) == 1:
+        return normalized[0]
+    return tf.data.Dataset.sample_from_datasets(
+        normalized, weights=weights, seed=seed, rerandomize_each_iteration=True
+    )
+
+
+def concat_examples(sources: Sequence[tf.data.Dataset], heads: Sequence[Head]) -> tf.data.Dataset:
+    """Several builders' examples one after the other, normalised to ``heads`` (evaluation)."""
+    if not sources:
+        raise ValueError("concat_examples needs at least one source")
+    out = normalize_examples(sources[0], heads)
+    for ds in sources[1:]:
+        out = out.concatenate(normalize_examples(ds, heads))
+    return out
 
 
 def make_dataset(

@@ -1,4 +1,4 @@
-"""SE-ResNet / SE-ResNeXt backbones in timm's ``resnet.py`` layout (Keras 3, any backend).
+"""SE-ResNet / SE-ResNeXt backbones in timm's ``resnet.py`` and ``senet.py`` layouts (Keras 3).
 
 Layout: 7x7/2 conv stem + BN + ReLU + 3x3/2 max-pool, then four stages of bottleneck blocks
 (stride on the 3x3 conv, grouped for ResNeXt; 1x1 conv + BN projection shortcut when the shape
@@ -19,13 +19,25 @@ Layer names map to timm state-dict keys by replacing ``.`` with ``_``:
 
 Parameter-free layers are named ``conv1_pad``, ``act1``, ``maxpool_pad``, ``maxpool`` and, per
 block, ``..._act1``, ``..._conv2_pad``, ``..._act2``, ``..._add``, ``..._act3``.
+
+``layout="legacy"`` reproduces timm's ``senet.py`` (the Caffe-derived SENet port,
+``legacy_seresnet50`` ...), which differs in:
+
+- names: the stem is ``layer0_conv1`` / ``layer0_bn1`` (timm ``layer0.conv1`` / ``layer0.bn1``),
+  the max-pool ``pool0``, the SE block ``layer{s}_{b}_se_module`` (``layer{s}.{b}.se_module``);
+- the stem max-pool uses ``ceil_mode=True`` and no padding (Caffe), reproduced by padding one
+  zero row/column at the bottom/right (exact after the ReLU);
+- SE reduced width ``channels // reduction`` (no rounding to a multiple of 8);
+- no zero-init of the last BN;
+- SE-ResNet (not SE-ResNeXt) blocks put the stride on the first 1x1 conv (``stride_in_1x1``),
+  as the original Caffe ResNet does; that also changes the MACs (see ``models.summary``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import keras
 
@@ -34,6 +46,8 @@ from fashion_keras.models.layers import SqueezeExcite
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # PyTorch momentum 0.1
 BOTTLENECK_EXPANSION = 4
+LAYOUTS = ("timm", "legacy")
+Layout = Literal["timm", "legacy"]
 
 
 def _conv_init() -> keras.initializers.Initializer:
@@ -84,23 +98,34 @@ def _bottleneck(
     base_width: int,
     se: bool,
     se_reduction: float,
+    layout: Layout = "timm",
+    stride_in_1x1: bool = False,
 ) -> tuple[Any, int]:
-    """One timm ``Bottleneck`` block; returns the output tensor and its channel count."""
+    """One bottleneck block (timm ``Bottleneck`` or senet ``SEResNet(X)Bottleneck``).
+
+    Returns the output tensor and its channel count.
+    """
     width = int(math.floor(planes * (base_width / 64)) * groups)
     out_channels = planes * BOTTLENECK_EXPANSION
+    legacy = layout == "legacy"
+    stride1, stride3 = (stride, 1) if stride_in_1x1 else (1, stride)
     shortcut = x
 
-    y = _conv(width, 1, 1, f"{prefix}_conv1")(x)
+    y = _conv(width, 1, stride1, f"{prefix}_conv1")(x)
     y = _bn(f"{prefix}_bn1")(y)
     y = keras.layers.ReLU(name=f"{prefix}_act1")(y)
     y = keras.layers.ZeroPadding2D(1, name=f"{prefix}_conv2_pad")(y)
-    y = _conv(width, 3, stride, f"{prefix}_conv2", groups=groups)(y)
+    y = _conv(width, 3, stride3, f"{prefix}_conv2", groups=groups)(y)
     y = _bn(f"{prefix}_bn2")(y)
     y = keras.layers.ReLU(name=f"{prefix}_act2")(y)
     y = _conv(out_channels, 1, 1, f"{prefix}_conv3")(y)
-    y = _bn(f"{prefix}_bn3", zero_gamma=True)(y)  # timm zero_init_last
+    y = _bn(f"{prefix}_bn3", zero_gamma=not legacy)(y)  # timm zero_init_last
     if se:
-        y = SqueezeExcite(out_channels, rd_ratio=1.0 / se_reduction, name=f"{prefix}_se")(y)
+        if legacy:  # senet.py SEModule: channels // reduction, no rounding
+            rd = max(1, out_channels // int(se_reduction))
+            y = SqueezeExcite(out_channels, rd_channels=rd, name=f"{prefix}_se_module")(y)
+        else:
+            y = SqueezeExcite(out_channels, rd_ratio=1.0 / se_reduction, name=f"{prefix}_se")(y)
 
     if stride != 1 or in_channels != out_channels:
         shortcut = _conv(out_channels, 1, stride, f"{prefix}_downsample_0")(shortcut)
@@ -109,6 +134,26 @@ def _bottleneck(
     y = keras.layers.Add(name=f"{prefix}_add")([y, shortcut])
     y = keras.layers.ReLU(name=f"{prefix}_act3")(y)
     return y, out_channels
+
+
+def _stem(x: Any, stem_width: int, layout: Layout) -> Any:
+    """7x7/2 conv + BN + ReLU + 3x3/2 max-pool, named and padded as in timm or senet.py."""
+    if layout == "legacy":
+        x = keras.layers.ZeroPadding2D(3, name="layer0_conv1_pad")(x)
+        x = _conv(stem_width, 7, 2, "layer0_conv1")(x)
+        x = _bn("layer0_bn1")(x)
+        x = keras.layers.ReLU(name="layer0_relu1")(x)
+        # MaxPool2d(3, 2, ceil_mode=True): one extra zero row/column at the bottom/right gives
+        # the ceil-mode output size for odd and even inputs; zeros never win after the ReLU.
+        x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name="pool0_pad")(x)
+        return keras.layers.MaxPooling2D(3, strides=2, padding="valid", name="pool0")(x)
+    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(x)
+    x = _conv(stem_width, 7, 2, "conv1")(x)
+    x = _bn("bn1")(x)
+    x = keras.layers.ReLU(name="act1")(x)
+    # PyTorch pads max-pool inputs with -inf; zeros are equivalent after the ReLU.
+    x = keras.layers.ZeroPadding2D(1, name="maxpool_pad")(x)
+    return keras.layers.MaxPooling2D(3, strides=2, padding="valid", name="maxpool")(x)
 
 
 @keras.saving.register_keras_serializable(package="fashion_keras")
@@ -128,6 +173,10 @@ class Backbone(keras.Model):
       se_reduction: SE reduction ratio ``r`` (reduced width rounded as in timm).
       stem_width: channels of the 7x7 stem conv.
       image_shape: input shape ``(H, W, C)``, ``None`` for variable sizes.
+      layout: ``"timm"`` (timm ``resnet.py``) or ``"legacy"`` (timm ``senet.py``, the Caffe
+        SENet port): layer names, stem max-pool, SE width rounding (see the module docstring).
+      stride_in_1x1: put the block stride on the first 1x1 conv instead of the 3x3 conv
+        (Caffe ResNet / senet.py ``SEResNetBottleneck``).
       **kwargs: ``name``, ``trainable``, passed to ``keras.Model``.
     """
 
@@ -141,6 +190,8 @@ class Backbone(keras.Model):
         se_reduction: float = 16,
         stem_width: int = 64,
         image_shape: Sequence[int | None] = (None, None, 3),
+        layout: Layout = "timm",
+        stride_in_1x1: bool = False,
         **kwargs: Any,
     ) -> None:
         stage_blocks = tuple(stage_blocks)
@@ -162,6 +213,10 @@ class Backbone(keras.Model):
             raise ValueError(f"Backbone: se_reduction = {se_reduction!r} must be a number >= 1")
         if not se_reduction >= 1:
             raise ValueError(f"Backbone: se_reduction = {se_reduction!r} must be a number >= 1")
+        if layout not in LAYOUTS:
+            raise ValueError(f"Backbone: layout = {layout!r}; expected one of {list(LAYOUTS)}")
+        if not isinstance(stride_in_1x1, bool):
+            raise ValueError(f"Backbone: stride_in_1x1 = {stride_in_1x1!r} must be a bool")
         image_shape = tuple(image_shape)
         if len(image_shape) != 3:
             raise ValueError(
@@ -176,13 +231,7 @@ class Backbone(keras.Model):
 
         # --- functional graph ---
         inputs = keras.Input(shape=image_shape, name="images")
-        x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
-        x = _conv(stem_width, 7, 2, "conv1")(x)
-        x = _bn("bn1")(x)
-        x = keras.layers.ReLU(name="act1")(x)
-        # PyTorch pads max-pool inputs with -inf; zeros are equivalent after the ReLU.
-        x = keras.layers.ZeroPadding2D(1, name="maxpool_pad")(x)
-        x = keras.layers.MaxPooling2D(3, strides=2, padding="valid", name="maxpool")(x)
+        x = _stem(inputs, stem_width, layout)
         channels = stem_width
         for s, (num_blocks, planes) in enumerate(zip(stage_blocks, stage_widths, strict=True)):
             for b in range(num_blocks):
@@ -196,8 +245,16 @@ class Backbone(keras.Model):
                     base_width=base_width,
                     se=se,
                     se_reduction=se_reduction,
+                    layout=layout,
+                    stride_in_1x1=stride_in_1x1,
                 )
         super().__init__(inputs=inputs, outputs=x, **kwargs)
+        if kwargs.get("trainable") is False:
+            # `trainable=False` in the constructor does not reach the layers (on TensorFlow,
+            # re-setting an unchanged attribute skips the setter), so a frozen backbone would
+            # come back from a saved config with trainable layers and training-mode BN.
+            for layer in self.layers:
+                layer.trainable = False
 
         # --- config ---
         self.stage_blocks = stage_blocks
@@ -208,7 +265,27 @@ class Backbone(keras.Model):
         self.se_reduction = se_reduction
         self.stem_width = stem_width
         self.image_shape = image_shape
+        self.layout = layout
+        self.stride_in_1x1 = stride_in_1x1
         self.num_features = channels
+
+    @property
+    def stem_layer_names(self) -> tuple[str, ...]:
+        """Names of the stem's layers (everything before ``layer1``)."""
+        names = []
+        for layer in self.layers[1:]:
+            if layer.name.startswith("layer1_"):
+                break
+            names.append(layer.name)
+        return tuple(names)
+
+    def stage_layer_names(self, stage: int) -> tuple[str, ...]:
+        """Names of the layers of stage ``stage`` (1-based: ``layer1`` ... ``layerN``)."""
+        if not 1 <= stage <= len(self.stage_blocks):
+            raise ValueError(
+                f"Backbone {self.name!r}: stage = {stage!r}; expected 1 to {len(self.stage_blocks)}"
+            )
+        return tuple(layer.name for layer in self.layers if layer.name.startswith(f"layer{stage}_"))
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -222,6 +299,8 @@ class Backbone(keras.Model):
             "se_reduction": self.se_reduction,
             "stem_width": self.stem_width,
             "image_shape": list(self.image_shape),
+            "layout": self.layout,
+            "stride_in_1x1": self.stride_in_1x1,
         }
 
     @classmethod
@@ -230,14 +309,27 @@ class Backbone(keras.Model):
 
 
 _RESNET50 = {"stage_blocks": (3, 4, 6, 3), "stage_widths": (64, 128, 256, 512)}
+_RESNET101 = {**_RESNET50, "stage_blocks": (3, 4, 23, 3)}
+_RESNET152 = {**_RESNET50, "stage_blocks": (3, 8, 36, 3)}
+_X32x4D = {"groups": 32, "base_width": 4}
+_LEGACY = {"layout": "legacy", "se": True}
 
+#: Backbone presets; the names are timm's model names. Comments: timm's parameter count with its
+#: 1000-way classifier (equal here, see tests/models/test_backbones.py).
 BACKBONE_PRESETS: dict[str, dict[str, Any]] = {
-    # timm resnet50 (torchvision ResNet-50 v1.5): 25,557,032 params with a 1000-way head.
-    "resnet50": {**_RESNET50, "se": False},
-    # timm seresnet50: 28,088,024 params with a 1000-way head.
-    "seresnet50": {**_RESNET50, "se": True},
-    # timm seresnext50_32x4d: 27,559,896 params with a 1000-way head.
-    "seresnext50_32x4d": {**_RESNET50, "groups": 32, "base_width": 4, "se": True},
+    # timm resnet.py layout (stride on the 3x3 conv, "ResNet v1.5")
+    "resnet50": {**_RESNET50, "se": False},  # 25,557,032
+    "seresnet50": {**_RESNET50, "se": True},  # 28,088,024
+    "seresnet101": {**_RESNET101, "se": True},  # 49,326,872
+    "seresnet152": {**_RESNET152, "se": True},  # 66,821,848
+    "seresnext50_32x4d": {**_RESNET50, **_X32x4D, "se": True},  # 27,559,896
+    "seresnext101_32x4d": {**_RESNET101, **_X32x4D, "se": True},  # 48,955,416
+    # timm senet.py layout (Caffe SENet port; SE-ResNet blocks stride on the first 1x1 conv)
+    "legacy_seresnet50": {**_RESNET50, **_LEGACY, "stride_in_1x1": True},  # 28,088,024
+    "legacy_seresnet101": {**_RESNET101, **_LEGACY, "stride_in_1x1": True},  # 49,326,872
+    "legacy_seresnet152": {**_RESNET152, **_LEGACY, "stride_in_1x1": True},  # 66,821,848
+    "legacy_seresnext50_32x4d": {**_RESNET50, **_X32x4D, **_LEGACY},  # 27,559,896
+    "legacy_seresnext101_32x4d": {**_RESNET101, **_X32x4D, **_LEGACY},  # 48,955,416
     # Small SE-ResNet for tests and CPU demos (512 output channels).
     "seresnet_tiny": {
         "stage_blocks": (1, 1, 1, 1),

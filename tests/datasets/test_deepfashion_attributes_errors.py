@@ -204,7 +204,7 @@ def test_missing_and_corrupt_images_are_skipped_counted_and_reported(manual, tmp
     assert "skipped 2 (missing_image: 1, unreadable_image: 1)" in caplog.text
     # the report is stored with the dataset and survives a reload
     reloaded = dfa.Builder(data_dir=str(tmp_path / "tfds"))
-    assert reloaded.info.metadata["skip_reports"]["train"] == report
+    assert reloaded.info.metadata["report"]["splits"]["train"] == report
     assert set(examples(builder, "train")) == set(paths) - {paths[1], paths[2]}
 
 
@@ -478,6 +478,7 @@ def test_skip_report_format_and_dict():
             "bbox_clamped": ["b.txt:7"],
             "missing_image": ["f.txt:1: gone", "f.txt:2: gone"],
         },
+        "heads": {},
     }
     text = report.format()
     assert text.splitlines()[0] == (
@@ -520,5 +521,51 @@ def test_check_image_reports_missing_and_unreadable(tmp_path):
     with pytest.raises(validation.ImageProblem) as e:
         validation.check_image(tmp_path / "bad.jpg")
     assert e.value.reason == "unreadable_image"
-    Image.new("L", (7, 5)).save(tmp_path / "ok.jpg")
-    assert validation.check_image(tmp_path / "ok.jpg") == validation.ImageInfo(7, 5, "JPEG", "L")
+    Image.new("L", (9, 8)).save(tmp_path / "ok.jpg")
+    assert validation.check_image(tmp_path / "ok.jpg") == validation.ImageInfo(9, 8, "JPEG", "L")
+    Image.new("L", (7, 5)).save(tmp_path / "tiny.jpg")  # under the default minimum side of 8
+    with pytest.raises(validation.ImageProblem) as e:
+        validation.check_image(tmp_path / "tiny.jpg")
+    assert e.value.reason == "image_too_small"
+
+
+# --- shared validation: report totals, skip_bad_rows, duplicates across splits ------------------
+
+
+def test_skip_bad_rows_config_skips_bad_rows_of_every_file_and_counts_add_up(manual, tmp_path):
+    set_line(
+        anno(manual, "train_attr.txt"), 3, "1 0 0 0 0 0 0 1 0 0 1 0 0 1 0 0 0 1 0 0 0 0 0 1 0 1"
+    )
+    set_line(anno(manual, "val_bbox.txt"), 2, "30 5 10 40")
+    set_line(anno(manual, "test_cate.txt"), 1, "51")
+    builder = dfa.Builder(data_dir=str(tmp_path / "tfds"), config="default_skip_bad_rows")
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(manual))
+    )
+    report = builder.report
+    assert report["rows_in"] == NUM_TRAIN + NUM_VAL + NUM_TEST
+    assert report["rows_in"] == report["rows_written"] + report["rows_reported"]
+    assert report["splits"]["train"]["skipped"] == {"bad_row:not_one_hot": 1}
+    assert report["splits"]["val"]["skipped"] == {"bad_row:bbox_inverted": 1}
+    assert report["splits"]["test"]["skipped"] == {"bad_row:category_out_of_range": 1}
+    example = report["splits"]["val"]["examples"]["bad_row:bbox_inverted"][0]
+    assert example.startswith(f"{anno(manual, 'val_bbox.txt')}:2: bbox = '30 5 10 40'")
+    paths = lines(anno(manual, "train.txt"))
+    assert paths[2] not in examples(builder, "train")
+    assert builder.info.splits["train"].num_examples == NUM_TRAIN - 1
+    heads = report["splits"]["train"]["heads"]
+    assert [h for h in heads] == [h.name for h in DEEPFASHION6]
+    assert all(c["labelled"] == NUM_TRAIN - 1 for c in heads.values())
+
+
+def test_an_image_of_val_identical_to_a_train_image_is_left_out_of_val(manual, tmp_path):
+    train0 = lines(anno(manual, "train.txt"))[0]
+    val1 = lines(anno(manual, "val.txt"))[1]
+    shutil.copy(manual / train0, manual / val1)
+    builder = build(manual, tmp_path)
+    assert val1 not in examples(builder, "val") and train0 in examples(builder, "train")
+    report = builder.skip_reports["val"]
+    assert report["skipped"] == {"duplicate_across_splits": 1}
+    (example,) = report["examples"]["duplicate_across_splits"]
+    assert example.startswith(f"{anno(manual, 'val.txt')}:2: {val1} has the same bytes")
+    assert example.endswith(f"{anno(manual, 'train.txt')}:1")

@@ -26,6 +26,17 @@ TIMM_PARAMS = {
     "seresnet50": 28_088_024,
     "seresnext50_32x4d": 27_559_896,
 }
+# the deeper and the senet.py-layout presets (timm 1.0 sum(p.numel() for p in parameters()))
+TIMM_PARAMS_MORE = {
+    "seresnet101": 49_326_872,
+    "seresnet152": 66_821_848,
+    "seresnext101_32x4d": 48_955_416,
+    "legacy_seresnet50": 28_088_024,
+    "legacy_seresnet101": 49_326_872,
+    "legacy_seresnet152": 66_821_848,
+    "legacy_seresnext50_32x4d": 27_559_896,
+    "legacy_seresnext101_32x4d": 48_955_416,
+}
 
 
 def _trainable_params(model: keras.Model) -> int:
@@ -54,6 +65,93 @@ def test_param_counts_match_timm(big_backbones: dict[str, Backbone], name: str) 
     assert backbone.num_features == 2048
     total = _trainable_params(backbone) + backbone.num_features * 1000 + 1000
     assert total == TIMM_PARAMS[name]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if ("101" in n or "152" in n) else n
+        for n in sorted(TIMM_PARAMS_MORE)
+    ],
+)
+def test_param_counts_match_timm_more(name: str) -> None:
+    backbone = get_backbone(name)
+    assert backbone.num_features == 2048
+    total = _trainable_params(backbone) + backbone.num_features * 1000 + 1000
+    assert total == TIMM_PARAMS_MORE[name]
+
+
+def test_every_preset_has_a_timm_count() -> None:
+    assert set(BACKBONE_PRESETS) - {"seresnet_tiny"} == set(TIMM_PARAMS) | set(TIMM_PARAMS_MORE)
+
+
+@pytest.fixture(scope="module")
+def legacy50() -> Backbone:
+    return get_backbone("legacy_seresnet50", image_shape=(224, 224, 3))
+
+
+def test_legacy_layout_names_and_se_width(legacy50: Backbone) -> None:
+    names = {layer.name for layer in legacy50.layers}
+    assert {"layer0_conv1", "layer0_bn1", "layer0_relu1", "pool0"} <= names
+    assert "conv1" not in names and "maxpool" not in names
+    assert "layer1_0_se_module" in names and "layer1_0_se" not in names
+    se = legacy50.get_layer("layer4_2_se_module")
+    assert se.fc1.kernel.shape == (1, 1, 2048, 128)  # 2048 // 16
+    assert _parents(legacy50, "layer1_0_add") == ["layer1_0_se_module", "layer1_0_downsample_1"]
+    # senet.py SEModule: channels // reduction, no rounding to a multiple of 8
+    odd = Backbone((1,), (25,), se=True, layout="legacy", stem_width=8)
+    assert odd.get_layer("layer1_0_se_module").reduced_channels == 100 // 16
+    assert get_backbone("seresnet_tiny").get_layer("layer1_0_se").reduced_channels == 8
+
+
+def test_legacy_stride_on_first_1x1(legacy50: Backbone) -> None:
+    for stage in (2, 3, 4):
+        assert legacy50.get_layer(f"layer{stage}_0_conv1").strides == (2, 2)
+        assert legacy50.get_layer(f"layer{stage}_0_conv2").strides == (1, 1)
+        assert legacy50.get_layer(f"layer{stage}_0_downsample_0").strides == (2, 2)
+    # SE-ResNeXt in senet.py strides the 3x3 conv
+    rx = get_backbone("legacy_seresnext50_32x4d")
+    assert rx.get_layer("layer2_0_conv1").strides == (1, 1)
+    assert rx.get_layer("layer2_0_conv2").strides == (2, 2)
+    assert rx.get_layer("layer2_0_conv2").groups == 32
+    # no zero-init of the last BN in the Caffe port, zero-init in timm
+    assert np.all(keras.ops.convert_to_numpy(legacy50.get_layer("layer1_0_bn3").gamma) == 1)
+    tiny = get_backbone("seresnet_tiny")
+    assert np.all(keras.ops.convert_to_numpy(tiny.get_layer("layer1_0_bn3").gamma) == 0)
+
+
+@pytest.mark.parametrize(("size", "pool"), [(64, 16), (65, 16), (67, 17), (33, 8), (224, 56)])
+def test_legacy_ceil_mode_max_pool_sizes(size: int, pool: int) -> None:
+    # PyTorch: conv floor((H + 6 - 7) / 2) + 1, then MaxPool2d(3, 2, ceil_mode=True):
+    # ceil((h - 3) / 2) + 1
+    m = Backbone((1,), (16,), se=True, layout="legacy", stem_width=8, stride_in_1x1=True)
+    conv = (size + 6 - 7) // 2 + 1
+    assert pool == -(-(conv - 3) // 2) + 1
+    stem = keras.Model(m.input, m.get_layer("pool0").output)
+    assert tuple(stem(np.zeros((1, size, size, 3), "float32")).shape) == (1, pool, pool, 8)
+
+
+def test_legacy_ceil_mode_max_pool_values() -> None:
+    # a maximum in the last row/column only counts in ceil mode's extra window
+    m = Backbone((1,), (16,), layout="legacy", stem_width=4)
+    pool = m.get_layer("pool0")
+    x = np.zeros((1, 4, 4, 1), "float32")
+    x[0, 3, 3, 0] = 5.0
+    pad = m.get_layer("pool0_pad")
+    y = keras.ops.convert_to_numpy(pool(pad(x)))
+    assert y.shape == (1, 2, 2, 1)  # ceil((4 - 3) / 2) + 1
+    np.testing.assert_array_equal(y[0, :, :, 0], [[0, 0], [0, 5]])
+
+
+def test_stage_and_stem_layer_names() -> None:
+    tiny = get_backbone("seresnet_tiny")
+    assert tiny.stem_layer_names == ("conv1_pad", "conv1", "bn1", "act1", "maxpool_pad", "maxpool")
+    assert "layer2_0_conv1" in tiny.stage_layer_names(2)
+    assert all(n.startswith("layer4_") for n in tiny.stage_layer_names(4))
+    with pytest.raises(ValueError, match="stage = 5"):
+        tiny.stage_layer_names(5)
+    legacy = Backbone((1,), (16,), layout="legacy", stem_width=8)
+    assert legacy.stem_layer_names[:2] == ("layer0_conv1_pad", "layer0_conv1")
 
 
 def test_presets_registry() -> None:
@@ -192,6 +290,26 @@ def test_small_resnext_forward() -> None:
     assert tuple(y.shape) == (1, 4, 4, 128)
 
 
+def test_legacy_config_roundtrip() -> None:
+    m = Backbone((1, 1), (16, 32), se=True, layout="legacy", stride_in_1x1=True, stem_width=8)
+    config = m.get_config()
+    assert config["layout"] == "legacy" and config["stride_in_1x1"] is True
+    clone = Backbone.from_config(config)
+    assert clone.get_config() == config
+    # configs saved before the layout options existed still load (timm layout)
+    old = {k: v for k, v in get_backbone("seresnet_tiny").get_config().items()}
+    del old["layout"], old["stride_in_1x1"]
+    assert Backbone.from_config(old).layout == "timm"
+
+
+def test_frozen_backbone_config_stays_frozen() -> None:
+    frozen = get_backbone("seresnet_tiny")
+    frozen.trainable = False
+    clone = Backbone.from_config(frozen.get_config())
+    assert not clone.trainable and not clone.trainable_weights
+    assert not clone.get_layer("layer1_0_bn1").trainable  # BN in inference mode
+
+
 def test_backbone_config_roundtrip(tiny: Backbone) -> None:
     config = tiny.get_config()
     json.dumps(config)
@@ -223,6 +341,8 @@ def test_unknown_backbone_lists_valid_names() -> None:
         ({"stage_blocks": (1,), "stage_widths": (16,), "se_reduction": 0}, "se_reduction = 0"),
         ({"stage_blocks": (1,), "stage_widths": (16,), "image_shape": (64, 64)}, r"\(64, 64\)"),
         ({"stage_blocks": (1,), "stage_widths": (16,), "se": "yes"}, "se = 'yes'"),
+        ({"stage_blocks": (1,), "stage_widths": (16,), "layout": "caffe"}, "layout = 'caffe'"),
+        ({"stage_blocks": (1,), "stage_widths": (16,), "stride_in_1x1": 1}, "stride_in_1x1 = 1"),
     ],
 )
 def test_bad_backbone_args(kwargs: dict, match: str) -> None:

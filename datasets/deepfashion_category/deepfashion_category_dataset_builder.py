@@ -1,0 +1,421 @@
+"""deepfashion_category: the DeepFashion Category and Attribute Prediction Benchmark (coarse).
+
+Reads ``Anno/list_category_img.txt``, ``Anno/list_bbox.txt`` and ``Eval/list_eval_partition.txt``
+(each: a count line, a header line, then whitespace-separated rows, joined by image name) and
+yields one example per row of the partition file, with the 50-entry category label (1-based ids
+in the files, 0-based here), the body type (upper, lower, full) and the garment bbox. The
+``attributes`` config also reads ``list_attr_cloth.txt`` (1000 ``name type`` rows; names contain
+spaces, the type is the last token) and ``list_attr_img.txt`` (1000 values of 1/-1/0 per image).
+Class lists come from ``fashion_keras.heads``; every row check goes through ``validation``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets.public_api as tfds
+from etils import epath
+
+from fashion_keras.heads import DEEPFASHION_CATEGORIES, DEEPFASHION_CATEGORY_TYPES
+from fashion_keras_datasets import validation
+
+ANNO_DIRS = ("Anno", "Anno_coarse")  # the 2016 release / the later split into Anno_coarse
+IMG_DIR = "img"
+CATEGORY_FILE = "list_category_img.txt"
+BBOX_FILE = "list_bbox.txt"
+PARTITION_FILE = "Eval/list_eval_partition.txt"
+CATEGORY_LIST_FILE = "list_category_cloth.txt"
+ATTR_LIST_FILE = "list_attr_cloth.txt"
+ATTR_IMG_FILE = "list_attr_img.txt"
+SPLITS = ("train", "val", "test")  # also the duplicate order: train first
+BODY_TYPES = ("upper_body", "lower_body", "full_body")  # types 1, 2, 3
+NUM_ATTRIBUTES = 1000
+ATTRIBUTE_TYPES = ("texture", "fabric", "shape", "part", "style")  # types 1..5
+ATTRIBUTE_VALUES = {"1": 1, "-1": -1, "0": 0}
+
+
+@dataclasses.dataclass(eq=False)
+class CategoryConfig(validation.ValidatingConfig):
+    """Options of the DeepFashion category builder.
+
+    Attributes:
+      with_attributes: also read the 1000 attributes per image (``attributes`` feature).
+    """
+
+    with_attributes: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    """One partition row joined with its category, bbox and attributes."""
+
+    name: str
+    image: epath.Path
+    where: str
+    category: int  # 0-based
+    bbox: tuple[float, float, float, float]
+    bbox_where: str
+    attributes: np.ndarray | None
+
+
+class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
+    """DeepFashion category benchmark (50 categories, top-k), from a manual download."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release: category, body type, bbox, optional attributes."}
+    BUILDER_CONFIGS = [
+        CategoryConfig(name="category", description="Category, body type and bbox."),
+        CategoryConfig(
+            name="attributes",
+            description="Also the 1000 attributes (1 positive, -1 negative, 0 unknown).",
+            with_attributes=True,
+        ),
+    ]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+    Download the DeepFashion "Category and Attribute Prediction Benchmark"
+    (http://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/AttributePrediction.html; the images are
+    password-protected, ask the authors), unzip img.zip and place the files so:
+
+    manual_dir/
+      img/<Item_Folder>/img_XXXXXXXX.jpg  REQUIRED  the images (names as in the lists)
+      Anno/                                (or Anno_coarse/)
+        {CATEGORY_FILE}     REQUIRED  `image_name category_label` (1-based, 1..50)
+        {BBOX_FILE}            REQUIRED  `image_name x_1 y_1 x_2 y_2` (pixels)
+        {CATEGORY_LIST_FILE}  optional  50 `category_name category_type` rows, checked
+        {ATTR_LIST_FILE}      config `attributes`: {NUM_ATTRIBUTES} `attribute_name attribute_type`
+                                 rows (names contain spaces; the type is the last token)
+        {ATTR_IMG_FILE}        config `attributes`: `image_name` + {NUM_ATTRIBUTES} values 1/-1/0
+      {PARTITION_FILE}  REQUIRED  `image_name evaluation_status` (train|val|test)
+
+    Every file: line 1 the number of rows, line 2 a header, then whitespace-separated rows.
+    Files are joined by image_name; the partition file decides which images are read.
+    """
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        features = {
+            "image": tfds.features.Image(encoding_format="jpeg"),
+            "image/filename": tfds.features.Text(),
+            "bbox": tfds.features.BBoxFeature(),
+            "labels": tfds.features.FeaturesDict(
+                {
+                    "category": tfds.features.ClassLabel(names=DEEPFASHION_CATEGORIES),
+                    "category_type": tfds.features.ClassLabel(names=BODY_TYPES),
+                }
+            ),
+        }
+        if self.builder_config.with_attributes:
+            features["attributes"] = tfds.features.Tensor(shape=(NUM_ATTRIBUTES,), dtype=np.int8)
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict(features),
+            supervised_keys=None,
+            homepage="http://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/AttributePrediction.html",
+            metadata=tfds.core.MetadataDict(),
+        )
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """The :class:`validation.BuildReport` of the build (``info.metadata["report"]``)."""
+        return dict(self.info.metadata.get("report", {}))
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        config: CategoryConfig = self.builder_config
+        root = epath.Path(dl_manager.manual_dir)
+        if not root.is_absolute():
+            root = root.absolute()
+        anno = next((d for d in ANNO_DIRS if (root / d).is_dir()), ANNO_DIRS[0])
+        required = [f"{anno}/{CATEGORY_FILE}", f"{anno}/{BBOX_FILE}", PARTITION_FILE]
+        if config.with_attributes:
+            required += [f"{anno}/{ATTR_LIST_FILE}", f"{anno}/{ATTR_IMG_FILE}"]
+        missing = validation.find_missing(root, required, dirs=[IMG_DIR])
+        if missing:
+            raise validation.MissingFilesError(
+                self.name,
+                root,
+                missing,
+                hint="Expected layout:\n" + textwrap.dedent(self.MANUAL_DOWNLOAD_INSTRUCTIONS),
+            )
+        _check_category_list(root / anno / CATEGORY_LIST_FILE)
+        report = validation.BuildReport(self.name, config.name)
+        policy = config.policy
+
+        def file_problem(error: validation.AnnotationError) -> None:
+            policy.file_problem(error, report)
+
+        # The partition file defines the rows (and their split).
+        partition_path = root / PARTITION_FILE
+        _, partition = validation.read_counted_rows(
+            partition_path, keep_blank=True, on_count_mismatch=file_problem
+        )
+        report.add_file(partition_path, len(partition))
+        for split in SPLITS:
+            report.split(split)
+
+        # Secondary files, keyed by image name; a bad row there fails the image's row.
+        secondary: dict[str, dict[str, tuple[validation.Row, Any]]] = {
+            "category": _read_keyed(root / anno / CATEGORY_FILE, _parse_category, file_problem),
+            "bbox": _read_keyed(root / anno / BBOX_FILE, _parse_bbox, file_problem),
+        }
+        if config.with_attributes:
+            names, types = _read_attribute_list(root / anno / ATTR_LIST_FILE)
+            self.info.metadata["attribute_names"] = names
+            self.info.metadata["attribute_types"] = types
+            secondary["attributes"] = _read_keyed(
+                root / anno / ATTR_IMG_FILE, _parse_attributes, file_problem
+            )
+
+        rows: dict[str, list[_Row]] = {s: [] for s in SPLITS}
+        seen: dict[str, int] = {}
+        for prow in partition:
+            split = (
+                prow.fields[1] if len(prow.fields) == 2 and prow.fields[1] in SPLITS else "train"
+            )
+            try:
+                rows[split].append(_join(root, prow, secondary, seen))
+            except validation.AnnotationError as e:
+                policy.bad_row(e, report.split(split))
+        for keyed in secondary.values():
+            orphans = [row for name, (row, _) in keyed.items() if name not in seen]
+            if orphans:
+                policy.file_problem(
+                    orphans[0].error(
+                        "image_name",
+                        orphans[0].fields[0],
+                        f"an image listed in {PARTITION_FILE}",
+                        note=f"{len(orphans)} row(s) of this file name images the partition "
+                        f"file does not list; they are not used",
+                        reason="not_in_partition",
+                    ),
+                    report,
+                )
+        duplicates = _find_duplicates(rows)
+        return {
+            split: self._generate_examples(split, rows[split], duplicates, report)
+            for split in SPLITS
+            if rows[split] or report.split(split).num_rows
+        }
+
+    def _generate_examples(
+        self,
+        split: str,
+        rows: list[_Row],
+        duplicates: dict[tuple[str, str], str],
+        build_report: validation.BuildReport,
+    ) -> Iterator[tuple[str, dict]]:
+        config: CategoryConfig = self.builder_config
+        report = build_report.split(split)
+        report.declare_heads({"category": DEEPFASHION_CATEGORIES, "category_type": BODY_TYPES})
+        for row in rows:
+            first = duplicates.get((split, row.name))
+            if first is not None:
+                report.skip(
+                    validation.DUPLICATE_ACROSS_SPLITS,
+                    row.where,
+                    f"{row.name} has the same bytes as the image of {first}",
+                )
+                continue
+            try:
+                image = validation.prepare_image(row.image, config.image_limits)
+            except validation.ImageProblem as e:
+                report.skip(e.reason, row.where, f"{e.detail} ({row.image})")
+                continue
+            if image.reencoded:
+                report.adjust(
+                    validation.REENCODED_TO_JPEG,
+                    row.where,
+                    f"{image.info.format} {image.info.mode} image",
+                )
+            w, h = image.info.width, image.info.height
+            box, clamped = validation.normalize_bbox(row.bbox, w, h)
+            box_text = " ".join(f"{v:g}" for v in row.bbox)
+            if box is None:
+                report.skip(
+                    validation.BBOX_OUTSIDE_IMAGE,
+                    row.bbox_where,
+                    f"box {box_text} vs image {w}x{h}",
+                )
+                continue
+            if clamped:
+                report.adjust(
+                    validation.BBOX_CLAMPED, row.bbox_where, f"box {box_text} vs image {w}x{h}"
+                )
+            body_type = DEEPFASHION_CATEGORY_TYPES[row.category] - 1
+            report.keep(
+                {
+                    "category": DEEPFASHION_CATEGORIES[row.category],
+                    "category_type": BODY_TYPES[body_type],
+                }
+            )
+            example = {
+                "image": image.data,
+                "image/filename": row.name,
+                "bbox": tfds.features.BBox(*box),
+                "labels": {"category": row.category, "category_type": body_type},
+            }
+            if config.with_attributes:
+                example["attributes"] = row.attributes
+            yield row.name, example
+        build_report.finish_split(split, self.info.metadata)
+        report.raise_if_nothing_kept(hint="check that the images are under manual_dir/img/")
+
+
+# --- parsing --------------------------------------------------------------------------------------
+
+
+def _read_keyed(
+    path: epath.Path,
+    parse: Callable[[validation.Row], Any],
+    file_problem: Callable[[validation.AnnotationError], None],
+) -> dict[str, tuple[validation.Row, Any]]:
+    """``{image_name: (row, parsed value or the AnnotationError)}`` of a count+header file.
+
+    Errors are kept, not raised, so they surface on the partition row of that image (and count
+    in its split). Blank lines and a name listed twice are file problems of their own.
+    """
+    _, rows = validation.read_counted_rows(path, keep_blank=True, on_count_mismatch=file_problem)
+    out: dict[str, tuple[validation.Row, Any]] = {}
+    for row in rows:
+        if not row.fields:
+            file_problem(
+                row.error("row", "", "a non-empty row", note="blank line", reason="blank_line")
+            )
+            continue
+        name = row.fields[0]
+        if name in out:
+            file_problem(
+                row.error(
+                    "image_name",
+                    name,
+                    "each image once per file",
+                    note=f"also line {out[name][0].line}; the first is used",
+                    reason="duplicate_row",
+                )
+            )
+            continue
+        try:
+            value = parse(row)
+        except validation.AnnotationError as e:
+            value = e
+        out[name] = (row, value)
+    return out
+
+
+def _parse_category(row: validation.Row) -> int:
+    validation.expect_num_fields(row, 2, "image_name category_label")
+    n = len(DEEPFASHION_CATEGORIES)
+    return (
+        validation.parse_int(row, 1, "category_label", lo=1, hi=n, reason="category_out_of_range")
+        - 1
+    )
+
+
+def _parse_bbox(row: validation.Row) -> tuple[float, float, float, float]:
+    validation.expect_num_fields(row, 5, "image_name x_1 y_1 x_2 y_2")
+    return validation.parse_bbox(row, start=1, field="bbox x_1 y_1 x_2 y_2")
+
+
+def _parse_attributes(row: validation.Row) -> np.ndarray:
+    validation.expect_num_fields(row, 1 + NUM_ATTRIBUTES, f"image_name + {NUM_ATTRIBUTES} values")
+    values = np.zeros(NUM_ATTRIBUTES, np.int8)
+    for i, token in enumerate(row.fields[1:]):
+        value = ATTRIBUTE_VALUES.get(token)
+        if value is None:
+            raise row.error(
+                f"attribute {i + 1}",
+                token,
+                "1, -1 or 0 (positive, negative, unknown)",
+                reason="bad_value",
+            )
+        values[i] = value
+    return values
+
+
+def _join(
+    root: epath.Path,
+    prow: validation.Row,
+    secondary: dict[str, dict[str, tuple[validation.Row, Any]]],
+    seen: dict[str, int],
+) -> _Row:
+    """Validates a partition row and joins it with the other files' rows for its image."""
+    if not prow.fields:
+        raise prow.error("row", "", "image_name evaluation_status", reason="blank_line")
+    validation.expect_num_fields(prow, 2, "image_name evaluation_status")
+    name, status = prow.fields
+    first = seen.setdefault(name, prow.line)
+    if first != prow.line:
+        raise prow.error(
+            "image_name", name, "each image once", note=f"also line {first}", reason="duplicate_row"
+        )
+    if status not in SPLITS:
+        raise prow.error("evaluation_status", status, "train, val or test", reason="unknown_split")
+    image = validation.resolve_image_path(root, name, prow, "image_name")
+    values: dict[str, Any] = {}
+    where: dict[str, str] = {}
+    for kind, keyed in secondary.items():
+        entry = keyed.get(name)
+        if entry is None:
+            file = {"category": CATEGORY_FILE, "bbox": BBOX_FILE, "attributes": ATTR_IMG_FILE}[kind]
+            raise prow.error(
+                "image_name", name, f"a row for it in {file}", reason=f"missing_{kind}"
+            )
+        row, value = entry
+        if isinstance(value, validation.AnnotationError):
+            raise value
+        values[kind], where[kind] = value, row.where
+    return _Row(
+        name=name,
+        image=image,
+        where=prow.where,
+        category=values["category"],
+        bbox=values["bbox"],
+        bbox_where=where["bbox"],
+        attributes=values.get("attributes"),
+    )
+
+
+def _check_category_list(path: epath.Path) -> None:
+    """Checks an optional ``list_category_cloth.txt`` against ``fashion_keras.heads``."""
+    if not path.is_file():
+        return
+    _, rows = validation.read_counted_rows(path, min_fields=2)
+    if len(rows) != len(DEEPFASHION_CATEGORIES):
+        raise validation.AnnotationError(
+            path, 1, "count line", len(rows), f"{len(DEEPFASHION_CATEGORIES)} categories"
+        )
+    for row, name, t in zip(rows, DEEPFASHION_CATEGORIES, DEEPFASHION_CATEGORY_TYPES, strict=True):
+        got = " ".join(row.fields[:-1])
+        if got != name:
+            raise row.error(
+                "category_name", got, f"{name!r} (category id {row.line - 2})", reason="taxonomy"
+            )
+        if validation.parse_int(row, -1, "category_type", lo=1, hi=3) != t:
+            raise row.error(
+                "category_type", row.fields[-1], f"{t} ({BODY_TYPES[t - 1]})", reason="taxonomy"
+            )
+
+
+def _read_attribute_list(path: epath.Path) -> tuple[list[str], list[str]]:
+    """Attribute names (which contain spaces) and types (the last token) of list_attr_cloth."""
+    _, rows = validation.read_counted_rows(path, min_fields=2)
+    if len(rows) != NUM_ATTRIBUTES:
+        raise validation.AnnotationError(
+            path, 1, "count line", len(rows), f"{NUM_ATTRIBUTES} attributes", reason="count"
+        )
+    names, types = [], []
+    for row in rows:
+        t = validation.parse_int(row, -1, "attribute_type (the last token)", lo=1, hi=5)
+        names.append(" ".join(row.fields[:-1]))
+        types.append(ATTRIBUTE_TYPES[t - 1])
+    return names, types
+
+
+def _find_duplicates(rows: dict[str, list[_Row]]) -> dict[tuple[str, str], str]:
+    hashes = validation.hash_files(r.image for split_rows in rows.values() for r in split_rows)
+    finder = validation.CrossSplitDuplicates(SPLITS)
+    for split, split_rows in rows.items():
+        for r in split_rows:
+            finder.add(split, r.name, hashes[str(r.image)], r.where)
+    return finder.duplicates()

@@ -1,0 +1,344 @@
+"""fashionai_attributes: the FashionAI 2018 attribute tasks, eight heads, one labelled per row.
+
+Reads one or more release folders (``base/``, ``web/``, ``rank/``, ...) from the manual folder:
+``Annotations/label.csv`` rows (``image_path,task,label_string``) become the ``train`` and ``val``
+splits, ``Tests/question.csv`` rows (``image_path,task,?``) the unlabelled ``test`` split.
+
+Each example labels one task (head) of eight. Per head it carries the hard label (index of the
+``y``; -1 when the row labels another task), a soft target (``y`` plus ``m_weight`` on each
+``m`` "maybe" class, renormalised; all zeros when unlabelled), the ``m`` mask and a ``labelled``
+flag. The builder config sets the ``m`` policy: ``m_ignore`` (one-hot targets) or ``m_half``
+(``m`` classes weighted 0.5 before renormalising). Class lists come from
+``fashion_keras.heads.FASHIONAI8``; every row check goes through ``validation``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets.public_api as tfds
+from etils import epath
+
+from fashion_keras.heads import FASHIONAI8
+from fashion_keras_datasets import validation
+
+LABEL_FILE = "Annotations/label.csv"
+QUESTION_FILE = "Tests/question.csv"
+TASKS = tuple(h.name for h in FASHIONAI8)
+HEADS = {h.name: h for h in FASHIONAI8}
+SPLIT_ORDER = ("train", "val", "test")  # duplicates stay in the first, see validation.py
+UNLABELLED = -1
+FULL_IMAGE = (0.0, 0.0, 1.0, 1.0)
+
+
+@dataclasses.dataclass(eq=False)
+class FashionAIConfig(validation.ValidatingConfig):
+    """Options of the FashionAI builder.
+
+    Attributes:
+      m_weight: target weight of each ``m`` ("maybe") class relative to the ``y`` class, before
+        renormalising to sum 1; 0 ignores ``m`` (one-hot targets). Must be in [0, 1) so the
+        ``y`` class stays the target's argmax (and accuracy counts it).
+      val_percent: share of the labelled rows (by a hash of the image's path inside its
+        release, so the same file in two releases lands in the same split) held out as ``val``.
+    """
+
+    m_weight: float = 0.0
+    val_percent: int = 10
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.m_weight < 1.0:
+            raise ValueError(f"m_weight = {self.m_weight!r}: expected a number in [0, 1)")
+        if not 0 <= self.val_percent < 100:
+            raise ValueError(f"val_percent = {self.val_percent!r}: expected an integer in [0, 100)")
+
+
+def soft_target(num_classes: int, y: int, m: tuple[int, ...], m_weight: float) -> np.ndarray:
+    """``y`` gets 1, each ``m`` class ``m_weight``, then the vector is normalised to sum 1."""
+    target = np.zeros(num_classes, np.float32)
+    target[list(m)] = m_weight
+    target[y] = 1.0
+    return target / target.sum()
+
+
+def val_bucket(relative_path: str) -> int:
+    """A stable bucket in [0, 100) for the image's path inside its release folder."""
+    return validation.hash_bucket(relative_path)
+
+
+def find_releases(root: epath.Path) -> list[str]:
+    """Release folders under ``root`` (``"."`` when ``root`` itself is one), sorted."""
+    found = []
+    candidates = [root] + sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)
+    for folder in candidates:
+        if (folder / LABEL_FILE).is_file() or (folder / QUESTION_FILE).is_file():
+            found.append("." if folder == root else folder.name)
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    """One valid row of label.csv or question.csv."""
+
+    release: str
+    path: str  # relative to the release folder, as in the file
+    image: epath.Path
+    task: str
+    y: int  # UNLABELLED for question rows
+    m: tuple[int, ...]
+    where: str
+
+    @property
+    def filename(self) -> str:
+        return self.path if self.release == "." else f"{self.release}/{self.path}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.filename}#{self.task}"
+
+
+class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
+    """FashionAI 2018 attributes (eight tasks), from a manual download."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release: eight heads, soft targets, m masks, test split."}
+    BUILDER_CONFIGS = [
+        FashionAIConfig(
+            name="m_ignore",
+            description="Targets are one-hot on the y class; m ('maybe') classes get 0.",
+            m_weight=0.0,
+        ),
+        FashionAIConfig(
+            name="m_half",
+            description="Soft targets: y 1, each m class 0.5, renormalised to sum 1.",
+            m_weight=0.5,
+        ),
+    ]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+    Download the FashionAI Global Challenge 2018 attribute data (Alibaba Tianchi,
+    https://tianchi.aliyun.com/competition/entrance/231649) and unpack every release you have
+    into its own folder under manual_dir (the folder names are yours; participants used base/
+    for round-1 training, web/ for the warm-up data and rank/, z_rank/ for the test sets):
+
+    manual_dir/
+      base/
+        Annotations/label.csv    labels: no header, `image_path,task,label_string`
+        Images/<task>/<hash>.jpg the images (image_path is relative to base/)
+      web/
+        Annotations/label.csv
+        Images/...
+      rank/
+        Tests/question.csv       test rows: `image_path,task,?` (no labels)
+        Images/...
+
+    A single release may also sit directly in manual_dir. At least one
+    {LABEL_FILE} is REQUIRED; {QUESTION_FILE} is optional (it makes the `test` split).
+    Tasks (heads) and label_string length: {", ".join(f"{t} ({len(HEADS[t].classes)})" for t in TASKS)}.
+    label_string has one character per class: y (the class, exactly one), m (maybe), n (not).
+
+    Splits: train and val (val_percent of the labelled rows by a hash of the image path), test.
+    """
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        def per_head(feature):
+            return tfds.features.FeaturesDict({t: feature(HEADS[t]) for t in TASKS})
+
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(encoding_format="jpeg"),
+                    "image/filename": tfds.features.Text(),
+                    "release": tfds.features.Text(),
+                    "task": tfds.features.ClassLabel(names=TASKS),
+                    "bbox": tfds.features.BBoxFeature(),
+                    "labels": per_head(lambda h: tfds.features.ClassLabel(names=h.classes)),
+                    "soft_labels": per_head(
+                        lambda h: tfds.features.Tensor(shape=(h.num_classes,), dtype=np.float32)
+                    ),
+                    "m_mask": per_head(
+                        lambda h: tfds.features.Tensor(shape=(h.num_classes,), dtype=np.bool_)
+                    ),
+                    "labelled": per_head(lambda h: tfds.features.Scalar(dtype=np.bool_)),
+                }
+            ),
+            supervised_keys=None,
+            homepage="https://tianchi.aliyun.com/competition/entrance/231649",
+            metadata=tfds.core.MetadataDict(),
+        )
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """The :class:`validation.BuildReport` of the build (``info.metadata["report"]``)."""
+        return dict(self.info.metadata.get("report", {}))
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        config: FashionAIConfig = self.builder_config
+        root = epath.Path(dl_manager.manual_dir)
+        if not root.is_absolute():  # file:line in messages should be unambiguous
+            root = root.absolute()
+        releases = find_releases(root) if root.is_dir() else []
+        if not any((root / r / LABEL_FILE).is_file() for r in releases):
+            raise validation.MissingFilesError(
+                self.name,
+                root,
+                [f"<release>/{LABEL_FILE} (in at least one release folder)"],
+                hint="Expected layout:\n" + textwrap.dedent(self.MANUAL_DOWNLOAD_INSTRUCTIONS),
+            )
+        report = validation.BuildReport(self.name, config.name)
+        rows: dict[str, list[_Row]] = {s: [] for s in SPLIT_ORDER}
+        for release in releases:
+            for name, labelled in ((LABEL_FILE, True), (QUESTION_FILE, False)):
+                path = root / release / name
+                if path.is_file():
+                    for split, row in self._read_file(root, release, path, labelled, report):
+                        rows[split].append(row)
+        for split in SPLIT_ORDER:  # splits with bad rows only still need their report
+            if rows[split] or split in report.splits:
+                report.split(split)
+        duplicates = _find_duplicates(rows)
+        return {
+            split: self._generate_examples(split, rows[split], duplicates, report)
+            for split in SPLIT_ORDER
+            if split in report.splits
+        }
+
+    def _read_file(
+        self,
+        root: epath.Path,
+        release: str,
+        path: epath.Path,
+        labelled: bool,
+        report: validation.BuildReport,
+    ) -> Iterator[tuple[str, _Row]]:
+        """Parses label.csv (``labelled``) or question.csv; bad rows raise or are reported."""
+        config: FashionAIConfig = self.builder_config
+        policy = config.policy
+        _, csv_rows = validation.read_csv_rows(path, header=False)
+        report.add_file(path, len(csv_rows))
+        seen: dict[str, int] = {}
+        for row in csv_rows:
+            split = "test"
+            if labelled:
+                split = "train"
+                if row.fields and val_bucket(row.fields[0]) < config.val_percent:
+                    split = "val"
+            try:
+                parsed = _parse_row(root, release, row, labelled)
+                first = seen.setdefault(f"{parsed.path}#{parsed.task}", row.line)
+                if first != row.line:
+                    raise row.error(
+                        "image_path, task",
+                        f"{parsed.path},{parsed.task}",
+                        "each image and task once per file",
+                        note=f"also line {first}",
+                        reason="duplicate_row",
+                    )
+            except validation.AnnotationError as e:
+                policy.bad_row(e, report.split(split))
+                continue
+            yield split, parsed
+
+    def _generate_examples(
+        self,
+        split: str,
+        rows: list[_Row],
+        duplicates: dict[tuple[str, str], str],
+        build_report: validation.BuildReport,
+    ) -> Iterator[tuple[str, dict]]:
+        config: FashionAIConfig = self.builder_config
+        report = build_report.split(split)
+        report.declare_heads({t: HEADS[t].classes for t in TASKS})
+        for row in rows:
+            first = duplicates.get((split, row.key))
+            if first is not None:
+                report.skip(
+                    validation.DUPLICATE_ACROSS_SPLITS,
+                    row.where,
+                    f"{row.filename} has the same bytes as the image of {first}",
+                )
+                continue
+            try:
+                image = validation.prepare_image(row.image, config.image_limits)
+            except validation.ImageProblem as e:
+                report.skip(e.reason, row.where, f"{e.detail} ({row.image})")
+                continue
+            if image.reencoded:
+                report.adjust(
+                    validation.REENCODED_TO_JPEG,
+                    row.where,
+                    f"{image.info.format} {image.info.mode} image",
+                )
+            labels, soft, m_mask, flags = {}, {}, {}, {}
+            for task in TASKS:
+                n = HEADS[task].num_classes
+                mine = task == row.task and row.y != UNLABELLED
+                labels[task] = row.y if mine else UNLABELLED
+                soft[task] = (
+                    soft_target(n, row.y, row.m, config.m_weight)
+                    if mine
+                    else np.zeros(n, np.float32)
+                )
+                mask = np.zeros(n, np.bool_)
+                if mine:
+                    mask[list(row.m)] = True
+                m_mask[task] = mask
+                flags[task] = mine
+            report.keep({row.task: HEADS[row.task].classes[row.y] if row.y != UNLABELLED else None})
+            yield (
+                row.key,
+                {
+                    "image": image.data,
+                    "image/filename": row.filename,
+                    "release": row.release,
+                    "task": row.task,
+                    "bbox": tfds.features.BBox(*FULL_IMAGE),
+                    "labels": labels,
+                    "soft_labels": soft,
+                    "m_mask": m_mask,
+                    "labelled": flags,
+                },
+            )
+        build_report.finish_split(split, self.info.metadata)
+        report.raise_if_nothing_kept(
+            hint="check that each release folder holds the Images/ its csv files list"
+        )
+
+
+def _parse_row(root: epath.Path, release: str, row: validation.Row, labelled: bool) -> _Row:
+    """Validates one csv row (3 columns, known task, label string or ``?``, safe path)."""
+    what = "image_path,task,label_string" if labelled else "image_path,task,?"
+    if len(row.fields) != 3:
+        raise row.error(
+            "number of columns",
+            len(row.fields),
+            f"3 comma-separated columns ({what})",
+            note=f"row: {row.text!r}",
+            reason="wrong_column_count",
+        )
+    rel, task, label = row.fields
+    if task not in HEADS:
+        raise row.error("task", task, f"one of {list(TASKS)}", reason="unknown_task")
+    image = validation.resolve_image_path(root / release, rel, row, "image_path")
+    if labelled:
+        y, m = validation.parse_label_string(row, 2, HEADS[task].classes, "label_string")
+    else:
+        if label != "?":
+            raise row.error(
+                "answer", label, "'?' (question.csv rows carry no label)", reason="not_a_question"
+            )
+        y, m = UNLABELLED, ()
+    return _Row(release, rel, image, task, y, m, row.where)
+
+
+def _find_duplicates(rows: dict[str, list[_Row]]) -> dict[tuple[str, str], str]:
+    """``{(split, key): where}`` of rows whose image bytes already appear in an earlier split."""
+    hashes = validation.hash_files(r.image for split_rows in rows.values() for r in split_rows)
+    finder = validation.CrossSplitDuplicates(SPLIT_ORDER)
+    for split, split_rows in rows.items():
+        for r in split_rows:
+            finder.add(split, r.key, hashes[str(r.image)], r.where)
+    return finder.duplicates()

@@ -1,0 +1,21 @@
+"""TF Serving for fashion_keras: deployment configs, gRPC/REST clients and a local model server.
+
+- ``models.config``, ``batching_parameters.txt``, ``docker-compose.yml``: run the exported
+  SavedModel with the real ``tensorflow_model_server`` (docker image ``tensorflow/serving``).
+- :mod:`serving.client`: gRPC (``PredictionServiceStub``) and REST clients that return per-head
+  top classes with names; ``python -m serving.client``.
+- :mod:`serving.server`: a local server speaking the same gRPC and REST APIs through the official
+  ``tensorflow-serving-api`` protos; ``python -m serving.server --model-base-path DIR``.
+
+Importing this package is cheap; the submodules import TensorFlow.
+"""
+
+import os
+
+#: The model name the configs, the clients and the local server use unless told otherwise.
+DEFAULT_MODEL_NAME = "fashion"
+#: Ports of TF Serving (and of the local server): gRPC and REST.
+DEFAULT_GRPC_PORT = 8500
+DEFAULT_REST_PORT = 8501
+#: The folder holding the templates (``models.config``, ``batching_parameters.txt``, ...).
+CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))

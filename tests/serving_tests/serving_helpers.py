@@ -1,0 +1,81 @@
+"""Shared pieces of the serving tests: one tiny export per process, photos, waiting helpers.
+
+Everything binds 127.0.0.1 with ports the OS picks; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from fashion_keras import export as E
+from fashion_keras.heads import get_heads
+from fashion_keras.models import build_model
+
+SIZE = 32
+HEADS = get_heads("deepfashion6")
+#: Upper bound for any wait in these tests (a safety net, never asserted on).
+WAIT_S = 180.0
+
+_lock = threading.Lock()
+_cache: dict[str, object] = {}
+
+
+def tiny_export(tmp_path_factory) -> tuple[object, str]:
+    """(keras model, version dir) of one tiny export, made once per test process."""
+    with _lock:
+        if "export" not in _cache:
+            model = build_model("seresnet_tiny", HEADS, image_size=SIZE)
+            base = str(tmp_path_factory.mktemp("serving_export"))
+            _cache["export"] = (model, E.export_saved_model(model, base))
+        return _cache["export"]
+
+
+def add_version(version_dir: str, base: str, version: int) -> str:
+    """Copies an export into ``base/<version>`` atomically (staging folder + rename)."""
+    os.makedirs(base, exist_ok=True)
+    staging = os.path.join(base, f".staging-{version}")
+    shutil.copytree(version_dir, staging)
+    final = os.path.join(base, str(version))
+    os.rename(staging, final)
+    return final
+
+
+def photo(seed: int, fmt: str = "JPEG", shape: tuple[int, int] = (40, 30)) -> bytes:
+    """A small random photo, encoded."""
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (*shape, 3), dtype=np.uint8)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def signature(version_dir: str, name: str = "serving_default"):
+    """A signature of the SavedModel at ``version_dir``, loaded in-process once."""
+    with _lock:
+        key = f"loaded:{version_dir}"
+        if key not in _cache:
+            _cache[key] = tf.saved_model.load(version_dir)
+        return _cache[key].signatures[name]
+
+
+def reference(version_dir: str, images: list[bytes]) -> dict[str, np.ndarray]:
+    """In-process ``serving_default`` outputs for ``images`` (the ground truth)."""
+    fn = signature(version_dir)
+    return {k: v.numpy() for k, v in fn(image_bytes=tf.constant(images)).items()}
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+    """Polls ``condition`` until it holds; fails the test (never hangs) after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)

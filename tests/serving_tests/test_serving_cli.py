@@ -1,0 +1,152 @@
+"""``python -m serving.server`` and ``python -m serving.client`` as processes, plus bind errors."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+from serving_helpers import WAIT_S, add_version, photo, tiny_export, wait_until
+
+from serving import CONFIG_DIR, client
+from serving import server as server_cli
+from serving.manager import ModelConfig
+from serving.server import ModelServer
+
+ROOT = os.path.dirname(CONFIG_DIR)
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
+
+
+def run_module(*args, timeout=WAIT_S):
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=ENV,
+    )
+
+
+@pytest.mark.slow
+def test_server_and_client_command_lines(tmp_path_factory, tmp_path, capsys):
+    base = str(tmp_path / "export")
+    add_version(tiny_export(tmp_path_factory)[1], base, 1)
+    port_file = tmp_path / "ports.json"
+    log_path = tmp_path / "server.log"
+    images = []
+    for i, fmt in enumerate(("JPEG", "PNG")):
+        path = tmp_path / f"photo{i}.{fmt.lower()}"
+        path.write_bytes(photo(i, fmt))
+        images.append(str(path))
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "serving.server",
+                "--model-base-path",
+                base,
+                "--port",
+                "0",
+                "--rest-api-port",
+                "0",
+                "--port-file",
+                str(port_file),
+                "--batching-parameters-file",
+                os.path.join(CONFIG_DIR, "batching_parameters.txt"),
+            ],
+            cwd=ROOT,
+            env=ENV,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: port_file.exists() or server.poll() is not None, "the port file")
+        assert server.poll() is None, log_path.read_text()
+        ports = json.loads(port_file.read_text())
+        grpc_target = f"127.0.0.1:{ports['grpc_port']}"
+        rest_url = f"http://127.0.0.1:{ports['rest_port']}"
+
+        # the module as a process, once
+        out = run_module(
+            "serving.client", "--target", grpc_target, "--timeout", "60", "predict", *images
+        )
+        assert out.returncode == 0, out.stderr
+        lines = [json.loads(line) for line in out.stdout.splitlines()]
+        assert [line["image"] for line in lines] == images
+        assert all(line["version"] == 1 and len(line["heads"]) == 6 for line in lines)
+
+        # the same main() in-process for the other commands
+        code, lines = client_main(
+            capsys, "--protocol", "rest", "--rest-url", rest_url, "predict", "--top-k", "2", *images
+        )
+        assert code == 0
+        for line in map(json.loads, lines.splitlines()):
+            assert line["version"] is None and len(line["heads"]) == 6
+            assert all(len(top) == 2 for top in line["heads"].values())
+        code, out = client_main(capsys, "--target", grpc_target, "--version", "1", "status")
+        assert code == 0
+        assert json.loads(out)["model_version_status"][0]["state"] == "AVAILABLE"
+        code, out = client_main(capsys, "--protocol", "rest", "--rest-url", rest_url, "metadata")
+        assert (
+            code == 0
+            and "predict_examples" in json.loads(out)["metadata"]["signature_def"]["signature_def"]
+        )
+        code, err = client_main(capsys, "--target", grpc_target, "--model-name", "shoes", "status")
+        assert code == 1
+        assert "NOT_FOUND" in err and "'shoes'" in err
+
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=WAIT_S) == 0, log_path.read_text()
+        assert "stopped" in log_path.read_text()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=60)
+
+
+def client_main(capsys, *argv):
+    """(exit code, stdout or, on failure, stderr) of ``serving.client.main``."""
+    capsys.readouterr()
+    code = client.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out if code == 0 else captured.err
+
+
+def test_server_binds_loopback_by_default(tmp_path):
+    args = server_cli.build_parser().parse_args(["--model-base-path", str(tmp_path)])
+    assert (args.host, args.port, args.rest_api_port) == ("127.0.0.1", 8500, 8501)
+    assert ModelServer([ModelConfig("fashion", str(tmp_path))]).host == "127.0.0.1"
+
+
+def test_command_lines_reject_bad_input(capsys, tmp_path):
+    code = server_cli.main(["--model-base-path", str(tmp_path), "--max-batch-size", "4"])
+    assert code == 2
+    assert "--max-batch-size need --enable-batching" in capsys.readouterr().err
+    code = server_cli.main(["--model-config-file", str(tmp_path / "none.config")])
+    assert code == 2 and "none.config" in capsys.readouterr().err
+    code, err = client_main(capsys, "predict", str(tmp_path / "missing.jpg"))
+    assert code == 2 and "missing.jpg" in err
+    with pytest.raises(SystemExit):
+        client.main(["--version", "1", "--label", "stable", "status"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_busy_port_is_reported(tmp_path_factory, tmp_path):
+    base = str(tmp_path / "export")
+    add_version(tiny_export(tmp_path_factory)[1], base, 1)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        for grpc_port, rest_port, what in ((port, None, "gRPC"), (0, port, "REST")):
+            server = ModelServer(
+                [ModelConfig("fashion", base)], grpc_port=grpc_port, rest_port=rest_port
+            )
+            with pytest.raises(OSError, match=f"cannot bind {what} to 127.0.0.1:{port}"):
+                server.start()
+            server.stop()
+            assert server.managers["fashion"].available_versions() == [], "nothing was loaded"
