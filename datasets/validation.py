@@ -889,6 +889,35 @@ class SkipReport:
         self.adjusted[reason] = self.adjusted.get(reason, 0) + 1
         self._example(reason, where, detail)
 
+    def admit_image(
+        self,
+        where: str,
+        name: str,
+        path: str | epath.PathLike,
+        limits: ImageLimits | None,
+        duplicate_of: str | None = None,
+    ) -> PreparedImage | None:
+        """Checks one row's image: the image to write, or None when the row was skipped.
+
+        A cross-split duplicate (``duplicate_of`` names the first copy) and an image that
+        :func:`prepare_image` rejects are counted as skipped; a re-encoded image as adjusted.
+        """
+        if duplicate_of is not None:
+            self.skip(
+                DUPLICATE_ACROSS_SPLITS,
+                where,
+                f"{name} has the same bytes as the image of {duplicate_of}",
+            )
+            return None
+        try:
+            image = prepare_image(path, limits)
+        except ImageProblem as e:
+            self.skip(e.reason, where, f"{e.detail} ({path})")
+            return None
+        if image.reencoded:
+            self.adjust(REENCODED_TO_JPEG, where, f"{image.info.format} {image.info.mode} image")
+        return image
+
     @property
     def num_skipped(self) -> int:
         return sum(self.skipped.values())

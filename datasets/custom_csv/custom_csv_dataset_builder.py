@@ -253,25 +253,15 @@ class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
         report = build_report.split(split)
         report.declare_heads({h.name: h.classes for h in heads})
         for row in rows:
-            first = duplicates.get((split, row.path))
-            if first is not None:
-                report.skip(
-                    validation.DUPLICATE_ACROSS_SPLITS,
-                    row.where,
-                    f"{row.path} has the same bytes as the image of {first}",
-                )
+            image = report.admit_image(
+                row.where,
+                row.path,
+                row.image,
+                config.image_limits,
+                duplicates.get((split, row.path)),
+            )
+            if image is None:
                 continue
-            try:
-                image = validation.prepare_image(row.image, config.image_limits)
-            except validation.ImageProblem as e:
-                report.skip(e.reason, row.where, f"{e.detail} ({row.image})")
-                continue
-            if image.reencoded:
-                report.adjust(
-                    validation.REENCODED_TO_JPEG,
-                    row.where,
-                    f"{image.info.format} {image.info.mode} image",
-                )
             box = FULL_IMAGE
             if row.bbox is not None:
                 w, h = image.info.width, image.info.height

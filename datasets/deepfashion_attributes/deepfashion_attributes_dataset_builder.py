@@ -162,25 +162,16 @@ class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
             if i in rows["bad"]:
                 continue  # counted as bad_row:* when read
             rel = path_row.fields[0]
-            first = duplicates.get((split, rel))
-            if first is not None:
-                report.skip(
-                    validation.DUPLICATE_ACROSS_SPLITS,
-                    path_row.where,
-                    f"{rel} has the same bytes as the image of {first}",
-                )
-                continue
-            image_path = validation.resolve_image_path(root, rel, path_row)
-            try:
-                image = validation.prepare_image(image_path, config.image_limits)
-            except validation.ImageProblem as e:
-                report.skip(e.reason, path_row.where, e.detail + f" ({image_path})")
+            image = report.admit_image(
+                path_row.where,
+                rel,
+                validation.resolve_image_path(root, rel, path_row),
+                config.image_limits,
+                duplicates.get((split, rel)),
+            )
+            if image is None:
                 continue
             data, info = image.data, image.info
-            if image.reencoded:
-                report.adjust(
-                    validation.REENCODED_TO_JPEG, path_row.where, f"{info.format} {info.mode} image"
-                )
             if has_bbox:
                 bbox_row = rows["bbox"][i]
                 box, clamped = validation.normalize_bbox(

@@ -209,25 +209,15 @@ class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
         report = build_report.split(split)
         report.declare_heads({"category": DEEPFASHION_CATEGORIES, "category_type": BODY_TYPES})
         for row in rows:
-            first = duplicates.get((split, row.name))
-            if first is not None:
-                report.skip(
-                    validation.DUPLICATE_ACROSS_SPLITS,
-                    row.where,
-                    f"{row.name} has the same bytes as the image of {first}",
-                )
+            image = report.admit_image(
+                row.where,
+                row.name,
+                row.image,
+                config.image_limits,
+                duplicates.get((split, row.name)),
+            )
+            if image is None:
                 continue
-            try:
-                image = validation.prepare_image(row.image, config.image_limits)
-            except validation.ImageProblem as e:
-                report.skip(e.reason, row.where, f"{e.detail} ({row.image})")
-                continue
-            if image.reencoded:
-                report.adjust(
-                    validation.REENCODED_TO_JPEG,
-                    row.where,
-                    f"{image.info.format} {image.info.mode} image",
-                )
             w, h = image.info.width, image.info.height
             box, clamped = validation.normalize_bbox(row.bbox, w, h)
             box_text = " ".join(f"{v:g}" for v in row.bbox)
