@@ -9,7 +9,7 @@ JOBS ?= 2
 # extra pytest arguments, e.g. make test PYTEST_ARGS='-m "not slow"'
 PYTEST_ARGS ?=
 
-.PHONY: install train test test-fast lint format clean
+.PHONY: install train test test-fast bench lint format clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: install lint
 # skips the slow end-to-end tier while iterating
 test-fast: install
 	$(PY) -m pytest -n $(JOBS) -m "not slow" $(PYTEST_ARGS)
+
+# benchmarks print ratios measured side by side in one run (not tests)
+bench: install
+	mkdir -p benchmarks/results
+	$(PY) benchmarks/serving_bench.py --json benchmarks/results/serving-$$(date +%Y-%m-%d).json
 
 lint: install
 	$(VENV)/bin/ruff check .
