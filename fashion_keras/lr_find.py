@@ -30,7 +30,6 @@ import tensorflow as tf
 
 from fashion_keras import finetune
 from fashion_keras.config import TrainConfig, add_arguments, config_from_args
-from fashion_keras.data import pipeline, sources
 from fashion_keras.heads import get_heads
 
 log = logging.getLogger("fashion_keras")
@@ -156,28 +155,15 @@ def find_lr(
         raise ValueError(f"need 0 < start_lr < end_lr, got start_lr={start_lr}, end_lr={end_lr}")
     if num_steps < 10:
         raise ValueError(f"num_steps = {num_steps} must be >= 10")
-    from fashion_keras.train import compile_model  # the training compile (losses, optimizer)
+    # the training library's own data loading, pipeline and compile (losses, optimizer)
+    from fashion_keras.train import compile_model, load_examples, training_dataset
 
     cfg = finetune.apply_checkpoint_defaults(config).resolve()
     heads = get_heads(cfg.heads)
     keras.utils.set_random_seed(cfg.seed)
     if train_examples is None:
-        builder = (
-            sources.demo_builder()
-            if cfg.uses_demo_data
-            else sources.get_builder(cfg.dataset, cfg.data_dir, cfg.tfds_data_dir)
-        )
-        pipeline.check_heads(heads, builder.info.features, builder.name)
-        train_examples = sources.load_split(builder, cfg.train_split, shuffle_files=True)
-    train_ds = pipeline.make_dataset(
-        train_examples,
-        heads,
-        cfg.image_size,
-        cfg.batch_size,
-        training=True,
-        bbox_margin=cfg.bbox_margin,
-        seed=cfg.seed,
-    ).repeat()
+        train_examples = load_examples(cfg, heads).train
+    train_ds = training_dataset(cfg, heads, train_examples)
 
     model = finetune.build_model_from_config(cfg, heads)
     finetune.set_backbone_frozen(model, cfg.freeze_backbone or cfg.freeze_epochs > 0)

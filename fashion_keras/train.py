@@ -137,6 +137,48 @@ def format_accuracy_table(val_metrics: dict[str, float], heads: Sequence[Head]) 
     return "\n".join(lines)
 
 
+def load_examples(cfg: TrainConfig, heads: Sequence[Head]) -> sources.TrainingData:
+    """Train/val examples for a resolved config: the demo data, ``--dataset`` + ``--data-dir``,
+    or several ``--sources`` mixed (joint training)."""
+    if cfg.uses_demo_data:
+        log.warning(
+            "No --data-dir given: training on the embedded SYNTHETIC demo data (drawn "
+            "garments in the DeepFashion Anno_fine layout), with demo defaults backbone=%s "
+            "image_size=%d epochs=%d. Accuracies on it say nothing about real photos; pass "
+            "--data-dir with the real release for a real model.",
+            cfg.backbone,
+            cfg.image_size,
+            cfg.epochs,
+        )
+        builders, weights = [sources.demo_builder()], None
+    else:  # --dataset + --data-dir, or several --sources (joint training)
+        builders, weights = sources.builders_for_config(cfg, heads)
+    return sources.training_data(
+        builders,
+        heads,
+        train_split=cfg.train_split,
+        val_split=cfg.val_split,
+        weights=weights,
+        seed=cfg.seed,
+    )
+
+
+def training_dataset(
+    cfg: TrainConfig, heads: Sequence[Head], train_examples: tf.data.Dataset
+) -> tf.data.Dataset:
+    """The repeated, augmented, batched training pipeline (auto-shard policy DATA)."""
+    ds = pipeline.make_dataset(
+        train_examples,
+        heads,
+        cfg.image_size,
+        cfg.batch_size,
+        training=True,
+        bbox_margin=cfg.bbox_margin,
+        seed=cfg.seed,
+    ).repeat()
+    return distribute.shard_by_data(ds)
+
+
 def train(
     config: TrainConfig,
     *,
@@ -187,27 +229,7 @@ def _train(
     _set_precision(cfg.mixed_precision)  # train() restores the caller's policy
 
     if train_examples is None:
-        if cfg.uses_demo_data:
-            log.warning(
-                "No --data-dir given: training on the embedded SYNTHETIC demo data (drawn "
-                "garments in the DeepFashion Anno_fine layout), with demo defaults backbone=%s "
-                "image_size=%d epochs=%d. Accuracies on it say nothing about real photos; pass "
-                "--data-dir with the real release for a real model.",
-                cfg.backbone,
-                cfg.image_size,
-                cfg.epochs,
-            )
-            builders, weights = [sources.demo_builder()], None
-        else:  # --dataset + --data-dir, or several --sources (joint training)
-            builders, weights = sources.builders_for_config(cfg, heads)
-        data = sources.training_data(
-            builders,
-            heads,
-            train_split=cfg.train_split,
-            val_split=cfg.val_split,
-            weights=weights,
-            seed=cfg.seed,
-        )
+        data = load_examples(cfg, heads)
         train_examples, val_examples, num_train = data.train, data.val, data.num_train
     else:
         num_train = int(train_examples.cardinality())
@@ -216,16 +238,7 @@ def _train(
         num_train = num_train if num_train >= 0 else cfg.steps_per_epoch * cfg.batch_size
 
     steps_per_epoch = _steps(num_train, cfg.batch_size, cfg.steps_per_epoch)
-    train_ds = pipeline.make_dataset(
-        train_examples,
-        heads,
-        cfg.image_size,
-        cfg.batch_size,
-        training=True,
-        bbox_margin=cfg.bbox_margin,
-        seed=cfg.seed,
-    ).repeat()
-    train_ds = distribute.shard_by_data(train_ds)
+    train_ds = training_dataset(cfg, heads, train_examples)
     val_ds = None
     if val_examples is not None:
         val_ds = pipeline.make_dataset(
