@@ -8,8 +8,10 @@ PY := $(VENV)/bin/python
 JOBS ?= 2
 # extra pytest arguments, e.g. make test PYTEST_ARGS='-m "not slow"'
 PYTEST_ARGS ?=
+# extra pytest arguments of the TFX tier, e.g. make test-tfx TFX_PYTEST_ARGS='-m "not slow"'
+TFX_PYTEST_ARGS ?=
 
-.PHONY: install train test test-fast bench lint format clean
+.PHONY: install train test test-fast test-tfx bench lint format clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -24,15 +26,28 @@ train: install
 
 test: install lint
 	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
+	scripts/tfx_root.sh --skip-if-unsupported test $(TFX_PYTEST_ARGS)
+
+# the TFX pipeline tier (tests/tfx_tests): TFX 1.21 needs glibc >= 2.39, so on older hosts
+# scripts/tfx_root.sh builds a Debian 13 root once (cached in ~/.cache/fashion_keras/tfx-root,
+# about 7 minutes and 4.5 GB) and runs the tier inside it; natively on newer hosts
+test-tfx:
+	scripts/tfx_root.sh test $(TFX_PYTEST_ARGS)
 
 # skips the slow end-to-end tier while iterating
 test-fast: install
 	$(PY) -m pytest -n $(JOBS) -m "not slow" $(PYTEST_ARGS)
 
-# benchmarks print ratios measured side by side in one run (not tests)
-bench: install
-	mkdir -p benchmarks/results
-	$(PY) benchmarks/serving_bench.py --json benchmarks/results/serving-$$(date +%Y-%m-%d).json
+$(VENV)/.installed-bench: $(VENV)/.installed setup.py
+	$(PY) -m pip install -q -e ".[bench]"
+	touch $@
+
+# benchmarks print ratios against named peers measured side by side in one run (not tests):
+# input pipeline, training step, inference, serving, GPU (skipped without one); the results go
+# to benchmarks/results/<date>.json. BENCH_ARGS='--parts train,infer --reps 3' picks a subset.
+BENCH_ARGS ?=
+bench: $(VENV)/.installed-bench
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -43,8 +43,9 @@ setup(
         "pillow",
         "pyyaml",
         # the official TF Serving protos + stubs (export's warmup records, serving/); it needs
-        # only tensorflow>=2.21,<3, grpcio and protobuf, so it pulls in no second TensorFlow
-        "tensorflow-serving-api>=2.21,<2.22",
+        # only tensorflow>=2.21,<3, grpcio and protobuf, so it pulls in no second TensorFlow.
+        # >=2.19: tfx-bsl 1.21 (the tfx extra) pins tensorflow-serving-api<2.20 (same protos)
+        "tensorflow-serving-api>=2.19,<2.22",
         "grpcio",
         "safetensors",  # reads timm/PyTorch .safetensors checkpoints without torch (--weights)
         "h5py",  # Keras .weights.h5 files
@@ -63,6 +64,20 @@ setup(
         "test": ["torch==2.14.1", "torchvision==0.29.1", "timm"],
         # reading .pth/.pt checkpoints (weights-only); .safetensors needs no torch
         "torch": ["torch"],
+        # `make bench` (benchmarks/): the peers it measures against, timm in PyTorch and ONNX
+        # Runtime on a tf2onnx conversion (tf2onnx 1.17 works with TF 2.21 and protobuf 6)
+        "bench": [
+            "torch==2.14.1",
+            "torchvision==0.29.1",
+            "timm",
+            "tf2onnx>=1.17",
+            "onnx",
+            "onnxruntime",
+        ],
+        # the TFX pipeline (pipelines/): needs glibc >= 2.39 (Debian 13, Ubuntu 24.04) or the
+        # Debian 13 root of scripts/tfx_root.sh; pytest runs its tier (tests/tfx_tests). TFX lists
+        # kfp-pipeline-spec (KubeflowV2DagRunner) only for Python < 3.12, so it is named here
+        "tfx": ["tfx==1.21.*", "kfp-pipeline-spec>=0.3,<2.17", "pytest"],
     },
     entry_points={
         "console_scripts": [

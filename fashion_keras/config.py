@@ -138,10 +138,12 @@ class TrainConfig:
     mixed_precision: bool = _f(
         False, "Mixed precision: mixed_float16 on GPU, mixed_bfloat16 on CPU."
     )
-    strategy: Literal["auto", "default", "mirrored"] = _f(
+    strategy: Literal["auto", "default", "mirrored", "multi_worker"] = _f(
         "auto",
-        "Distribution: auto (mirrored if more than one GPU), default, or mirrored (all local "
-        "GPUs, or all logical CPU devices when there is no GPU).",
+        "Distribution: auto (mirrored if more than one GPU), default, mirrored (all local "
+        "GPUs, or all logical CPU devices when there is no GPU), or multi_worker "
+        "(MultiWorkerMirroredStrategy over the TF_CONFIG cluster; every worker runs the same "
+        "command, only the chief writes to --output-dir, which all workers must be able to read).",
     )
     jit_compile: bool = _f(False, "Compile the train and eval steps with XLA.")
     seed: int = _f(0, "Random seed for weights, shuffling and augmentation.")
@@ -217,6 +219,11 @@ class TrainConfig:
             raise ValueError(
                 f"config field 'freeze_epochs' = {self.freeze_epochs} must be smaller than "
                 f"'epochs' = {self.epochs} (the rest of the epochs fine-tune the backbone)"
+            )
+        if self.freeze_epochs and self.strategy == "multi_worker":
+            raise ValueError(
+                "config field 'freeze_epochs' (two-phase fine-tuning) is not supported with "
+                "strategy 'multi_worker' yet: the per-phase backups are not multi-worker aware"
             )
         if self.freeze_epochs and self.freeze_backbone:
             raise ValueError(

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from fashion_keras import distribute, finetune
+from fashion_keras import distribute, finetune, reports
 from fashion_keras import losses as losses_lib
 from fashion_keras import metrics as metrics_lib
 from fashion_keras.config import TrainConfig, add_arguments, config_from_args
@@ -209,6 +209,7 @@ def train(
     finally:
         # --mixed-precision sets Keras' global policy; don't leak it into the caller.
         keras.mixed_precision.set_global_policy(previous_policy)
+        distribute.remove_worker_dirs()  # --strategy multi_worker: non-chief scratch folders
 
 
 def _train(
@@ -222,6 +223,11 @@ def _train(
     cfg = finetune.apply_checkpoint_defaults(config).resolve()
     heads = get_heads(cfg.heads)
     strategy = distribute.get_strategy(cfg.strategy)
+    # Multi-worker: every worker restores the chief's backup, but only the chief writes to
+    # output_dir; the others write to a temporary folder (removed when train() returns).
+    backup_dir = os.path.join(cfg.output_dir, "backup")
+    cfg = distribute.worker_config(cfg, strategy)
+    distribute.check_batch_size(cfg.batch_size, strategy)
     os.makedirs(cfg.output_dir, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:
@@ -249,6 +255,8 @@ def _train(
             training=False,
             bbox_margin=cfg.bbox_margin,
         )
+        # no replica gets an empty final batch (padded rows have sample weight 0)
+        val_ds = distribute.pad_batches(val_ds, strategy.num_replicas_in_sync)
         val_ds = distribute.shard_by_data(val_ds)
 
     with strategy.scope():
@@ -277,9 +285,11 @@ def _train(
     all_callbacks = [
         # First, so the loggers and checkpoints below see the mean over heads.
         metrics_lib.MeanHeadAccuracy(heads),
+        # Several replicas: the same BatchNorm statistics on all of them (and on every worker).
+        distribute.SyncMovingStatistics(),
         # double_checkpoint: a process killed while saving falls back to the previous backup.
-        keras.callbacks.BackupAndRestore(
-            os.path.join(cfg.output_dir, "backup"),
+        distribute.BackupAndRestore(
+            backup_dir,
             save_freq=cfg.backup_every_steps or "epoch",
             double_checkpoint=True,
         ),
@@ -290,6 +300,12 @@ def _train(
             save_best_only=True,
         ),
         keras.callbacks.CSVLogger(os.path.join(cfg.output_dir, "history.csv"), append=True),
+        # after the CSVLogger: redraws training_curves.png from history.csv every epoch
+        reports.TrainingCurves(
+            os.path.join(cfg.output_dir, "training_curves.png"),
+            heads,
+            csv_path=os.path.join(cfg.output_dir, "history.csv"),
+        ),
         keras.callbacks.TensorBoard(os.path.join(cfg.output_dir, "logs")),
         keras.callbacks.TerminateOnNaN(),
         *callbacks,
@@ -347,6 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = config_from_args(args)
         cfg.resolve()
+        if cfg.strategy == "multi_worker":  # joins the TF_CONFIG cluster before any other op
+            distribute.get_strategy(cfg.strategy)
         get_heads(cfg.heads)
         finetune.checkpoint_for(cfg.resolve())  # --weights: the file exists / is in the cache
     except (ValueError, OSError) as e:

@@ -39,6 +39,7 @@ def test_train_evaluate_export_deepfashion6(small_demo, tmp_path):
     run = tmp_path / "run"
     for name in ("config.json", "heads.json", "history.csv", "model.keras", "metrics.json"):
         assert (run / name).is_file(), name
+    assert (run / "training_curves.png").is_file()  # reports.TrainingCurves
     assert (run / "checkpoints" / "best.keras").is_file()
     heads = get_heads("deepfashion6")
     for h in heads:

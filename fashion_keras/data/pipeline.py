@@ -118,6 +118,82 @@ def normalize_example(example: Mapping[str, Any], heads: Sequence[Head]) -> dict
     }
 
 
+#: Keys the builders' image and box have in their serialized ``tf.train.Example`` records.
+SERIALIZED_IMAGE_KEY = "image"
+SERIALIZED_BBOX_KEY = "bbox"
+
+
+def serialized_label_key(head_name: str) -> str:
+    """The ``tf.train.Example`` key of a head's label in a builder's records (``labels/<head>``:
+    TFDS flattens nested feature dicts with ``/``); an int64, -1 = unlabelled."""
+    return f"labels/{head_name}"
+
+
+def serialized_soft_label_key(head_name: str) -> str:
+    """The key of a head's soft target (``soft_labels/<head>``, float [classes]) where a builder
+    writes one (FashionAI); absent elsewhere."""
+    return f"soft_labels/{head_name}"
+
+
+def serialized_feature_spec(heads: Sequence[Head]) -> dict[str, Any]:
+    """``tf.io.parse_example`` spec for the builders' serialized records (as TFDS writes them and
+    TFX ExampleGen passes them on), restricted to what training needs for ``heads``.
+
+    A missing box is the whole image, a missing label is -1 (masked), a missing soft target is
+    empty (the one-hot label is used); ``image`` is required.
+    """
+    spec: dict[str, Any] = {
+        SERIALIZED_IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+        SERIALIZED_BBOX_KEY: tf.io.FixedLenFeature([4], tf.float32, default_value=_FULL_IMAGE),
+    }
+    for head in heads:
+        spec[serialized_label_key(head.name)] = tf.io.FixedLenFeature([], tf.int64, -1)
+        spec[serialized_soft_label_key(head.name)] = tf.io.RaggedFeature(tf.float32)
+        if head.name not in (SERIALIZED_IMAGE_KEY, SERIALIZED_BBOX_KEY):
+            # a top-level ClassLabel (``category`` in deepfashion_attributes)
+            spec[head.name] = tf.io.FixedLenFeature([], tf.int64, -1)
+    return spec
+
+
+def parse_serialized_example(serialized: tf.Tensor, heads: Sequence[Head]) -> dict[str, Any]:
+    """One serialized builder record -> the :func:`normalize_example` structure for ``heads``.
+
+    Feeds :func:`make_dataset` straight from TFRecords (e.g. TFX ExampleGen's output) without
+    the builder: ``labels/<head>`` (else a top-level ``<head>`` label) gives the label, a
+    ``soft_labels/<head>`` vector of the head's length the target (else the one-hot label).
+    """
+    heads = tuple(heads)
+    parsed = tf.io.parse_single_example(serialized, serialized_feature_spec(heads))
+    labels, soft = {}, {}
+    for head in heads:
+        label = parsed[serialized_label_key(head.name)]
+        if head.name in parsed:
+            label = tf.where(label >= 0, label, parsed[head.name])
+        label = tf.cast(label, tf.int32)
+        given = parsed[serialized_soft_label_key(head.name)]
+        one_hot = tf.one_hot(label, head.num_classes, dtype=tf.float32)
+        soft[head.name] = tf.cond(
+            tf.size(given) == head.num_classes,
+            lambda given=given, n=head.num_classes: tf.reshape(given, [n]),
+            lambda one_hot=one_hot: one_hot,
+        )
+        labels[head.name] = label
+    return {
+        "image": parsed[SERIALIZED_IMAGE_KEY],
+        "bbox": parsed[SERIALIZED_BBOX_KEY],
+        "labels": labels,
+        "soft_labels": soft,
+    }
+
+
+def parse_serialized_examples(records: tf.data.Dataset, heads: Sequence[Head]) -> tf.data.Dataset:
+    """:func:`parse_serialized_example` over a dataset of serialized records."""
+    heads = tuple(heads)
+    return records.map(
+        lambda r: parse_serialized_example(r, heads), num_parallel_calls=tf.data.AUTOTUNE
+    )
+
+
 def targets_from_example(
     example: Mapping[str, Any], heads: Sequence[Head]
 ) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:

@@ -91,6 +91,80 @@ def _resize(image: tf.Tensor, side: int) -> tf.Tensor:
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
+def _scale_and_translate(
+    images: tf.Tensor, size: tf.Tensor, scale: tf.Tensor, translation: tf.Tensor
+) -> tf.Tensor:
+    # the kernel behind tf.image.resize(method="bilinear", antialias=True)
+    return tf.raw_ops.ScaleAndTranslate(
+        images=images,
+        size=size,
+        scale=scale,
+        translation=translation,
+        kernel_type="triangle",
+        antialias=True,
+    )
+
+
+def square_resize(image: tf.Tensor, side: int) -> tf.Tensor:
+    """``pad_to_square`` then the antialiased bilinear resize to ``side``, without the padding.
+
+    Equal (to float rounding) to ``_resize(pad_to_square(image), side)``: the filter is linear,
+    so resizing the mean-padded square is resizing the image padded with zeros, plus the mean
+    colour times the resized "not image" mask (an outer product of two 1-D resizes). Only a
+    border of zeros as wide as the filter's support is materialised, and the resize reads the
+    integer image directly. About 1.5x faster for a square twice the output size (CPU time,
+    512 px photos to 234); no faster near the output size, where its fixed cost (three passes
+    over the output) matches what it saves.
+    """
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    square = tf.maximum(height, width)
+    mean = tf.reduce_mean(tf.cast(image, tf.float32), axis=[0, 1])
+    scale = tf.cast(side, tf.float32) / tf.cast(square, tf.float32)
+    # pixels of zeros that any output pixel whose filter reaches the image can see
+    support = tf.cast(tf.math.ceil(2.0 * tf.maximum(1.0 / scale, 1.0)), tf.int32) + 2
+    top, left = (square - height) // 2, (square - width) // 2
+    pads = tf.minimum(tf.stack([top, square - height - top, left, square - width - left]), support)
+    shift = tf.cast(tf.stack([top - pads[0], left - pads[2]]), tf.float32) * scale
+    scales = tf.stack([scale, scale])
+    pad_image = tf.stack([pads[:2], pads[2:], [0, 0]])
+    out = _scale_and_translate(tf.pad(image, pad_image)[None], [side, side], scales, shift)[0]
+    rows = tf.pad(tf.ones([1, height, 1, 1]), [[0, 0], pads[:2], [0, 0], [0, 0]])
+    cols = tf.pad(tf.ones([1, 1, width, 1]), [[0, 0], [0, 0], pads[2:], [0, 0]])
+    rows = _scale_and_translate(
+        rows, [side, 1], scales * [1.0, 0.0] + [0.0, 1.0], shift * [1.0, 0.0]
+    )
+    cols = _scale_and_translate(
+        cols, [1, side], scales * [0.0, 1.0] + [1.0, 0.0], shift * [0.0, 1.0]
+    )
+    uncovered = 1.0 - tf.reshape(rows, [side, 1]) * tf.reshape(cols, [1, side])
+    out = out + uncovered[..., None] * mean
+    return tf.clip_by_value(out, 0.0, 255.0)
+
+
+def preprocess_square(
+    image_bytes: tf.Tensor,
+    side: int,
+    bbox: tf.Tensor | None = None,
+    margin: float = DEFAULT_BBOX_MARGIN,
+) -> tf.Tensor:
+    """Box crop, pad to square with the mean colour, resize to ``side`` x ``side``.
+
+    The common first half of every view: evaluation takes its central crop, test-time
+    augmentation (``fashion_keras.inference.tta_views``) its corner/grid crops.
+    """
+    image = decode_and_crop(image_bytes, bbox, margin)
+    shape = tf.shape(image)
+    # the fused path pays off once the square is well above the output size (see square_resize)
+    image = tf.cond(
+        2 * tf.maximum(shape[0], shape[1]) > 3 * side,
+        lambda: square_resize(image, side),
+        lambda: _resize(pad_to_square(image), side),
+    )
+    image.set_shape([side, side, 3])
+    return image
+
+
 def preprocess_for_eval(
     image_bytes: tf.Tensor,
     image_size: int,
@@ -102,9 +176,8 @@ def preprocess_for_eval(
     Returns float32 RGB in [0, 255] of shape (image_size, image_size, 3). Training evaluation,
     prediction and the exported ``serving_default`` signature all call this function.
     """
-    image = pad_to_square(decode_and_crop(image_bytes, bbox, margin))
     side = resize_size(image_size)
-    image = _resize(image, side)
+    image = preprocess_square(image_bytes, side, bbox, margin)
     offset = (side - image_size) // 2
     image = image[offset : offset + image_size, offset : offset + image_size, :]
     image.set_shape([image_size, image_size, 3])
@@ -131,19 +204,20 @@ def preprocess_for_train(
     if seed is None:
         seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=5)
-    image = pad_to_square(decode_and_crop(image_bytes, bbox, margin))
-    image = _resize(image, resize_size(image_size))
+    image = preprocess_square(image_bytes, resize_size(image_size), bbox, margin)
     image = tf.image.stateless_random_crop(image, [image_size, image_size, 3], seed=seeds[0])
     image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
-    image = image / 255.0
+    # Jitter on the 0-255 scale (contrast and saturation are scale-invariant): the same values
+    # as on [0, 1], without two passes to rescale.
     if brightness:
-        image = tf.image.stateless_random_brightness(image, brightness, seed=seeds[2])
+        delta = tf.random.stateless_uniform([], seeds[2], -brightness, brightness)
+        image = image + delta * 255.0
     if contrast:
         image = tf.image.stateless_random_contrast(image, 1 - contrast, 1 + contrast, seeds[3])
     if saturation:
         image = tf.image.stateless_random_saturation(
             image, 1 - saturation, 1 + saturation, seeds[4]
         )
-    image = tf.clip_by_value(image, 0.0, 1.0) * 255.0
+    image = tf.clip_by_value(image, 0.0, 255.0)
     image.set_shape([image_size, image_size, 3])
     return image

@@ -89,3 +89,14 @@ def test_train_view_is_seeded():
 def test_resize_size_follows_234_over_224():
     assert P.resize_size(224) == 234
     assert P.resize_size(64) == 67
+
+
+@pytest.mark.parametrize(
+    "height, width", [(1, 1), (2, 7), (379, 214), (214, 379), (300, 300), (90, 600), (50, 30)]
+)
+@pytest.mark.parametrize("side", [234, 67])
+def test_square_resize_equals_pad_then_resize(height, width, side):
+    rng = np.random.default_rng(height * 1000 + width)
+    image = tf.constant(rng.integers(0, 256, (height, width, 3)).astype(np.uint8))
+    expected = P._resize(P.pad_to_square(image), side).numpy()
+    np.testing.assert_allclose(P.square_resize(image, side).numpy(), expected, atol=0.01)

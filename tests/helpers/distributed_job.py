@@ -1,10 +1,18 @@
 """Runs one training job in a fresh process, for the distribution tests.
 
-Usage: python distributed_job.py CONFIG_JSON RESULT_JSON [--cpu-devices N]
+Usage: python distributed_job.py CONFIG_JSON RESULT_JSON [--cpu-devices N] [--one-device]
+                                 [--val-examples N]
 
 Splits the CPU into N logical devices before TensorFlow starts (MirroredStrategy tests), trains
-with ``fashion_keras.train.train`` and writes the per-step losses, the final weights' checksum
-and where the outputs went to RESULT_JSON (and the weights to RESULT_JSON + ".npz").
+with ``fashion_keras.train.train`` and writes the per-step losses and end times, the history, the
+replica count, whether this process is the chief and where its outputs went to RESULT_JSON (and
+the final weights to RESULT_JSON + ".npz"). For ``--strategy multi_worker`` the caller sets
+TF_CONFIG.
+``--one-device`` trains ``--strategy default`` under ``tf.distribute.OneDeviceStrategy`` instead:
+one replica, but Keras' distributed code path, which (unlike the default strategy) draws one batch
+to build the model before training and so trains on the dataset's second iteration, like
+MirroredStrategy; the reference for exact comparisons. ``--val-examples N`` validates on the
+first N examples of the validation split only.
 """
 
 import argparse
@@ -23,6 +31,8 @@ def main() -> None:
     parser.add_argument("config")
     parser.add_argument("result")
     parser.add_argument("--cpu-devices", type=int, default=1)
+    parser.add_argument("--one-device", action="store_true")
+    parser.add_argument("--val-examples", type=int, default=None)
     args = parser.parse_args()
     if args.cpu_devices > 1:
         (cpu,) = tf.config.list_physical_devices("CPU")
@@ -32,22 +42,36 @@ def main() -> None:
 
     import keras
 
+    from fashion_keras import distribute
     from fashion_keras.config import TrainConfig
-    from fashion_keras.train import train
+    from fashion_keras.heads import get_heads
+    from fashion_keras.train import load_examples, train
 
     class StepLosses(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
             self.losses = []
+            self.times = []  # time.perf_counter() after each step (float() waits for it)
 
         def on_train_batch_end(self, batch, logs=None):
             self.losses.append(float(logs["loss"]))
+            self.times.append(time.perf_counter())
 
     with open(args.config) as f:
         cfg = TrainConfig.from_dict(json.load(f))
+    if args.one_device:
+        assert cfg.strategy == "default", cfg.strategy
+        one_device = tf.distribute.OneDeviceStrategy("/cpu:0")
+        distribute.get_strategy = lambda name: one_device
+    if cfg.strategy == "multi_worker":  # before any other TensorFlow op
+        distribute.get_strategy(cfg.strategy)
+    examples = {}
+    if args.val_examples is not None:
+        data = load_examples(cfg.resolve(), get_heads(cfg.heads))
+        examples = {"train_examples": data.train, "val_examples": data.val.take(args.val_examples)}
     steps = StepLosses()
     start = time.perf_counter()
-    result = train(cfg, callbacks=[steps])
+    result = train(cfg, callbacks=[steps], **examples)
     seconds = time.perf_counter() - start
     weights = result.model.get_weights()
     np.savez(args.result + ".npz", *weights)
@@ -55,9 +79,12 @@ def main() -> None:
         json.dump(
             {
                 "step_losses": steps.losses,
+                "step_end_times": steps.times,
                 "history": result.history,
                 "replicas": result.model.distribute_strategy.num_replicas_in_sync,
                 "export_path": result.export_path,
+                "output_dir": result.config.output_dir,
+                "chief": distribute.is_chief(result.model.distribute_strategy),
                 "seconds": seconds,
             },
             f,

@@ -1,0 +1,1 @@
+"""Benchmarks against named peers, run by ``make bench`` (``python benchmarks/run.py``)."""

@@ -1,0 +1,348 @@
+"""``make bench``: every benchmark against its named peer, side by side, in one run.
+
+Parts (each contender in its own process, repetitions interleaved; ratios are medians of the
+per-repetition ratios, with their min-max):
+
+1. ``input``: the training tf.data pipeline vs a PIL + NumPy thread-pool loader and vs bare
+   ``tf.io.decode_jpeg`` (``benchmarks/input_bench.py``);
+2. ``train``: Keras SE-ResNet-50 vs timm ``seresnet50`` in PyTorch, CPU, batch 16, 224 px
+   (``benchmarks/train_bench.py``);
+3. ``infer``: the exported SavedModel vs ONNX Runtime (tf2onnx), batch 32, and XLA
+   (``benchmarks/infer_bench.py``);
+4. ``serving``: the local server vs in-process ``model.predict`` (``benchmarks/serving_bench.py``);
+5. ``gpu``: SE-ResNet-50 under ``KERAS_BACKEND=jax`` in bf16 on an NVIDIA GPU; skipped without
+   one (``benchmarks/gpu_bench.py``).
+
+Prints each part's table and a summary against the goals, and writes everything, with the
+environment, to ``benchmarks/results/<YYYY-MM-DD>.json``.
+
+    .venv/bin/python benchmarks/run.py                   # all parts (about 15 min on 2 cores)
+    .venv/bin/python benchmarks/run.py --parts train,infer --reps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import infer_bench, input_bench, train_bench  # noqa: E402
+from benchmarks.common import ROOT, environment  # noqa: E402
+
+PARTS = ("input", "train", "infer", "serving", "gpu")
+SERVING_GOAL = 0.9  # server throughput / in-process model.predict on the same batches
+
+
+def _fmt_stats(s: dict[str, float], digits: int = 1) -> str:
+    return f"{s['median']:.{digits}f} ±{s['spread'] / 2:.0%}"
+
+
+def _fmt_ratio(r: dict[str, float]) -> str:
+    return f"{r['median']:.2f} [{r['min']:.2f}-{r['max']:.2f}]"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+# --- parts ---------------------------------------------------------------------------------------
+
+
+def part_input(args: argparse.Namespace) -> dict[str, Any]:
+    result = input_bench.run(args.images, args.reps, args.cache_dir)
+    rows = []
+    for s in result["sets"].values():
+        for label, rate, ratio in (
+            ("images/s", s["images_per_s"], s["ratio"]),
+            ("per core", s["images_per_cpu_s"], s["ratio_per_cpu_s"]),
+        ):
+            rows.append(
+                [s["description"] if label == "images/s" else "", label]
+                + [_fmt_stats(rate[c], 0) for c in rate]
+                + [_fmt_ratio(ratio["PIL"]), _fmt_ratio(ratio["decode"])]
+            )
+    header = ["images", "measure", "tf.data", "PIL+NumPy threads", "bare decode_jpeg"]
+    header += ["tf.data/PIL (>=1.5)", "tf.data/decode (>=0.8)"]
+    print(
+        f"\n[1] input pipeline, {result['image_size']} px training view, batch "
+        f"{result['batch_size']}, {result['images']} JPEGs per set (each pass: one half), "
+        f"{result['threads']} threads each; median ±half-spread of {args.reps} passes; per core "
+        "= images per CPU-second of the contender's process"
+    )
+    print(_table(header, rows))
+    return result
+
+
+def part_train(args: argparse.Namespace) -> dict[str, Any]:
+    result = train_bench.run(args.reps, args.train_steps)
+    rate, rss = result["images_per_s"], result["peak_rss_mb"]
+    rows = [[c, _fmt_stats(rate[c], 2), f"{rss[c]:.0f}", f"{result['params'][c]:,}"] for c in rate]
+    print(
+        f"\n[2] training step, CPU: SE-ResNet-50, batch {result['batch_size']}, "
+        f"{result['image_size']} px, 1000 classes, SGD, {result['threads']} threads; "
+        f"ratio Keras/timm {_fmt_ratio(result['ratio'])} (goal >= {result['goal']})"
+    )
+    print(_table(["contender", "images/s", "peak RSS MiB", "trainable params"], rows))
+    return result
+
+
+def part_infer(args: argparse.Namespace) -> dict[str, Any]:
+    result = infer_bench.run(args.reps, args.infer_batches)
+    rate, rss = result["images_per_s"], result["peak_rss_mb"]
+    diff = result["max_abs_diff_vs_saved_model"]
+    rows = [
+        [c, _fmt_stats(rate[c], 2), f"{rss[c]:.0f}", f"{diff[c]:.1e}" if c in diff else "-"]
+        for c in rate
+    ]
+    print(
+        f"\n[3] inference, CPU: {result['model']}, batch {result['batch_size']}, "
+        f"{result['threads']} threads; SavedModel/ONNX Runtime {_fmt_ratio(result['ratio'])} "
+        f"(goal >= {result['goal']}); XLA/SavedModel {_fmt_ratio(result['xla_speedup'])}; "
+        f"tf2onnx conversion {result['tf2onnx_convert_s']:.0f} s"
+    )
+    print(_table(["contender", "images/s", "peak RSS MiB", "max |probs - SavedModel|"], rows))
+    return result
+
+
+def part_serving(args: argparse.Namespace) -> dict[str, Any]:
+    os.makedirs(os.path.join(ROOT, "benchmarks", "results", "tmp"), exist_ok=True)
+    fd, path = tempfile.mkstemp(
+        suffix=".json", dir=os.path.join(ROOT, "benchmarks", "results", "tmp")
+    )
+    os.close(fd)
+    try:
+        cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "serving_bench.py")]
+        cmd += ["--json", path, "--requests", str(args.serving_requests)]
+        print("\n[4] serving (benchmarks/serving_bench.py)")
+        sys.stdout.flush()
+        proc = subprocess.run(
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"serving_bench.py failed:\n{proc.stderr[-3000:]}")
+        with open(path) as f:
+            result = json.load(f)
+    finally:
+        os.remove(path)
+    return result
+
+
+def part_gpu(args: argparse.Namespace) -> dict[str, Any]:
+    fd, path = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    try:
+        print(
+            "\n[5] GPU: SE-ResNet-50, KERAS_BACKEND=jax, mixed_bfloat16 (benchmarks/gpu_bench.py)"
+        )
+        sys.stdout.flush()
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.gpu_bench", "--json", path],
+            cwd=ROOT,
+            env={**os.environ, "KERAS_BACKEND": "jax"},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"gpu_bench failed:\n{proc.stderr[-3000:]}")
+        with open(path) as f:
+            return json.load(f)
+    finally:
+        os.remove(path)
+
+
+# --- summary -------------------------------------------------------------------------------------
+
+
+def _goal_row(what: str, ratio: dict[str, float], goal: float) -> dict[str, Any]:
+    return {
+        "what": what,
+        "value": ratio["median"],
+        "min": ratio["min"],
+        "max": ratio["max"],
+        "goal": goal,
+        "met": ratio["median"] >= goal,
+    }
+
+
+def goal_rows(parts: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per goal of the issue: the measured ratio (or value) and whether it is met."""
+    rows: list[dict[str, Any]] = []
+    if "input" in parts and "error" not in parts["input"]:
+        for name, s in parts["input"]["sets"].items():
+            for peer, label, goal in (("PIL", "PIL+NumPy", 1.5), ("decode", "bare decode", 0.8)):
+                rows.append(_goal_row(f"input {name}: tf.data / {label}", s["ratio"][peer], goal))
+                rows.append(
+                    _goal_row(
+                        f"input {name}: tf.data / {label}, per core",
+                        s["ratio_per_cpu_s"][peer],
+                        goal,
+                    )
+                )
+    if "train" in parts and "error" not in parts["train"]:
+        rows.append(_goal_row("train: Keras / timm (torch)", parts["train"]["ratio"], 1.0))
+    if "infer" in parts and "error" not in parts["infer"]:
+        infer = parts["infer"]
+        rows.append(_goal_row("infer: SavedModel / ONNX Runtime", infer["ratio"], 0.8))
+        row = _goal_row("infer: XLA / SavedModel (info)", infer["xla_speedup"], 1.0)
+        row["met"] = None
+        rows.append(row)
+    if "serving" in parts and "error" not in parts["serving"]:
+        # the serving issue's configuration: batching on, the most concurrent clients
+        batching = [r for r in parts["serving"]["rows"] if r["mode"] == "batching"]
+        row = max(batching or parts["serving"]["rows"], key=lambda r: r["clients"])
+        ratio = row["ratio_vs_predict"]
+        rows.append(
+            {
+                "what": f"serving: server / predict ({row['mode']}, {row['clients']} clients)",
+                "value": ratio,
+                "min": ratio,
+                "max": ratio,
+                "goal": SERVING_GOAL,
+                "met": ratio >= SERVING_GOAL,
+            }
+        )
+    if "gpu" in parts and "error" not in parts["gpu"]:
+        gpu = parts["gpu"]
+        if "skipped" in gpu:
+            rows.append({"what": "gpu: SE-ResNet-50 bf16 img/s (H100)", "skipped": gpu["skipped"]})
+        else:
+            v = gpu["best_images_per_s"]
+            rows.append(
+                {
+                    "what": f"gpu: SE-ResNet-50 bf16 img/s ({gpu['device']})",
+                    "value": v,
+                    "min": v,
+                    "max": v,
+                    "goal": gpu["goal_images_per_s"],
+                    "met": v >= gpu["goal_images_per_s"] if gpu["goal_applies"] else None,
+                }
+            )
+    for name, part in parts.items():
+        if "error" in part:
+            rows.append({"what": f"{name}: FAILED", "skipped": part["error"].splitlines()[-1]})
+    return rows
+
+
+def print_summary(rows: list[dict[str, Any]]) -> None:
+    table = []
+    for r in rows:
+        if "skipped" in r:
+            table.append([r["what"], "skipped", "", "", r["skipped"]])
+            continue
+        met = {True: "yes", False: "NO", None: "-"}[r["met"]]
+        digits = 0 if r["value"] >= 100 else 2
+        spread = f"[{r['min']:.{digits}f}-{r['max']:.{digits}f}]" if r["min"] != r["max"] else ""
+        table.append([r["what"], f"{r['value']:.{digits}f}", spread, f">= {r['goal']:g}", met])
+    print("\nSummary against the goals (ratios: median of per-repetition ratios [min-max])")
+    print(_table(["measure", "value", "[min-max]", "goal", "met"], table))
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+RUNNERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "input": part_input,
+    "train": part_train,
+    "infer": part_infer,
+    "serving": part_serving,
+    "gpu": part_gpu,
+}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {PARTS}")
+    p.add_argument("--reps", type=int, default=5, help="timed repetitions per contender")
+    p.add_argument("--images", type=int, default=2000, help="generated JPEGs per image set")
+    p.add_argument("--train-steps", type=int, default=1, help="training steps per repetition")
+    p.add_argument("--infer-batches", type=int, default=1, help="batches of 32 per repetition")
+    p.add_argument("--serving-requests", type=int, default=512, help="requests per serving row")
+    p.add_argument(
+        "--cache-dir",
+        default=input_bench.default_cache_dir(),
+        help="where the generated JPEGs are kept between runs",
+    )
+    p.add_argument(
+        "--output",
+        default=os.path.join(ROOT, "benchmarks", "results", f"{datetime.date.today()}.json"),
+        help="results file (default benchmarks/results/<date>.json)",
+    )
+    args = p.parse_args(argv)
+    args.parts = [x.strip() for x in args.parts.split(",") if x.strip()]
+    unknown = sorted(set(args.parts) - set(PARTS))
+    if unknown:
+        p.error(f"unknown part(s) {unknown}; expected some of {list(PARTS)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    started = datetime.datetime.now()
+    env = environment()
+    packages = env["packages"]
+    print(
+        f"fashion_keras benchmarks, {started:%Y-%m-%d %H:%M}: "
+        f"{env['cpu_count']} CPUs ({env['cpu_model']}), {env['memory_gib']} GiB, "
+        f"load average {env['load_average'][0]:.1f}; TensorFlow {packages['tensorflow']}, "
+        f"Keras {packages['keras']}, torch {packages['torch']}, timm {packages['timm']}, "
+        f"onnxruntime {packages['onnxruntime']}, tf2onnx {packages['tf2onnx']}, "
+        f"jax {packages['jax']}"
+    )
+    parts: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    for name in args.parts:
+        t0 = time.perf_counter()
+        try:
+            parts[name] = RUNNERS[name](args)
+        except Exception:  # one part failing must not lose the others' results
+            parts[name] = {"error": traceback.format_exc()}
+            print(f"\n{name}: FAILED\n{parts[name]['error']}")
+        seconds[name] = time.perf_counter() - t0
+        sys.stdout.flush()
+    rows = goal_rows(parts)
+    print_summary(rows)
+    wall = time.perf_counter() - start
+    print(
+        f"\nwall time {wall / 60:.1f} min ("
+        + ", ".join(f"{k} {v / 60:.1f}" for k, v in seconds.items())
+        + f"); load average at the end {os.getloadavg()[0]:.1f}; results: "
+        + os.path.relpath(args.output, ROOT)
+    )
+    record = {
+        "date": str(started.date()),
+        "started": started.isoformat(timespec="seconds"),
+        "wall_s": wall,
+        "part_seconds": seconds,
+        "settings": {k: v for k, v in vars(args).items() if k not in ("output", "cache_dir")},
+        "environment": env,
+        "load_average_end": list(os.getloadavg()),
+        "summary": rows,
+        "parts": parts,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump(record, f, indent=2)
+    return 1 if any("error" in p for p in parts.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The Trainer's module file (``trainer.py``: ``run_fn``)."""

@@ -1,0 +1,60 @@
+"""scripts/tfx_root.sh (the Debian 13 root of the TFX tier) stops with a reason, not a
+traceback: without root, and without a reachable Debian mirror."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+SCRIPT = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "tfx_root.sh"
+)
+
+
+def _run(args, env_extra, tmp_path, user=None):
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "FASHION_KERAS_TFX_MODE": "chroot",
+        "FASHION_KERAS_TFX_ROOT": str(tmp_path / "cache" / "root"),
+        **env_extra,
+    }
+    cmd = [SCRIPT, *args]
+    if user is not None:
+        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_help_and_unknown_command(tmp_path):
+    out = _run(["--help"], {}, tmp_path)
+    assert out.returncode == 0 and "build" in out.stdout and "Debian 13" in out.stdout
+    out = _run(["frobnicate"], {}, tmp_path)
+    assert out.returncode == 1
+    assert "unknown command frobnicate" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root")
+def test_without_root_it_says_why(tmp_path):
+    os.chmod(tmp_path, 0o777)
+    out = _run(["test"], {}, tmp_path, user=65534)
+    assert out.returncode == 1, out
+    assert "needs root" in out.stderr and "ERROR" in out.stderr
+    # `make test` passes --skip-if-unsupported: the tier is skipped with the reason
+    out = _run(["--skip-if-unsupported", "test"], {}, tmp_path, user=65534)
+    assert out.returncode == 0, out
+    assert "SKIPPED the TFX tier" in out.stderr and "needs root" in out.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the chroot build needs root")
+def test_unreachable_mirror_fails_before_building(tmp_path):
+    out = _run(["build"], {"FASHION_KERAS_TFX_MIRROR": "http://127.0.0.1:9/debian"}, tmp_path)
+    assert out.returncode == 1, out
+    assert "no network to the Debian mirror" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "cache" / "root").exists()
+    # nothing left mounted under the (never built) root
+    with open("/proc/self/mounts", encoding="utf-8") as f:
+        assert str(tmp_path) not in f.read()
