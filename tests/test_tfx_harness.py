@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 
 import pytest
 
@@ -14,7 +15,7 @@ SCRIPT = os.path.join(
 )
 
 
-def _run(args, env_extra, tmp_path, user=None):
+def _run(args, env_extra, tmp_path, user=None, script=SCRIPT):
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),
@@ -22,7 +23,7 @@ def _run(args, env_extra, tmp_path, user=None):
         "FASHION_KERAS_TFX_ROOT": str(tmp_path / "cache" / "root"),
         **env_extra,
     }
-    cmd = [SCRIPT, *args]
+    cmd = [script, *args]
     if user is not None:
         cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
@@ -36,14 +37,31 @@ def test_help_and_unknown_command(tmp_path):
     assert "unknown command frobnicate" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.fixture
+def public_script():
+    """A copy of the script another user can execute: the checkout (and pytest's tmp_path)
+    may sit in folders only root can enter, as in a clean clone under ``mktemp -d``."""
+    folder = tempfile.mkdtemp(prefix="tfx_root_test_")
+    try:
+        os.chmod(folder, 0o755)
+        os.makedirs(os.path.join(folder, "scripts"))
+        os.chmod(os.path.join(folder, "scripts"), 0o755)
+        copy = os.path.join(folder, "scripts", "tfx_root.sh")
+        shutil.copy(SCRIPT, copy)
+        os.chmod(copy, 0o755)
+        yield copy
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root")
-def test_without_root_it_says_why(tmp_path):
+def test_without_root_it_says_why(tmp_path, public_script):
     os.chmod(tmp_path, 0o777)
-    out = _run(["test"], {}, tmp_path, user=65534)
+    out = _run(["test"], {}, tmp_path, user=65534, script=public_script)
     assert out.returncode == 1, out
     assert "needs root" in out.stderr and "ERROR" in out.stderr
     # `make test` passes --skip-if-unsupported: the tier is skipped with the reason
-    out = _run(["--skip-if-unsupported", "test"], {}, tmp_path, user=65534)
+    out = _run(["--skip-if-unsupported", "test"], {}, tmp_path, user=65534, script=public_script)
     assert out.returncode == 0, out
     assert "SKIPPED the TFX tier" in out.stderr and "needs root" in out.stderr
 
