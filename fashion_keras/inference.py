@@ -547,12 +547,14 @@ def search_weights(
 
     best, best_value, tried = list(equal), equal_value, 1
     if step is not None or n <= 4:
-        candidates: Iterable[Sequence[float]] = weight_grid(n, step or 0.1)
+        scored: Iterable[tuple[Sequence[float], float]] = (
+            (cand, float(score(combine(member_probs, cand))))
+            for cand in weight_grid(n, step or 0.1)
+        )
     else:
-        candidates = _greedy_selection(member_probs, score, rounds)
-    for cand in candidates:
+        scored = _greedy_selection(member_probs, score, rounds)
+    for cand, value in scored:
         cand = normalize_weights(cand, n)
-        value = float(score(combine(member_probs, cand)))
         tried += 1
         if _key(cand, value) > _key(best, best_value):
             best, best_value = cand, value
@@ -563,8 +565,9 @@ def _greedy_selection(
     member_probs: Sequence[Mapping[str, np.ndarray]],
     score: Callable[[Mapping[str, np.ndarray]], float],
     rounds: int,
-) -> Iterator[list[float]]:
-    """Yields the count vectors visited by greedy selection with replacement."""
+) -> Iterator[tuple[list[float], float]]:
+    """Yields the count vectors visited by greedy selection with replacement, each with its
+    score (already computed when it was chosen)."""
     n = len(member_probs)
     counts = [0] * n
     for _ in range(max(1, rounds)):
@@ -576,7 +579,7 @@ def _greedy_selection(
             if value > best_value:
                 best_i, best_value = i, value
         counts[best_i] += 1
-        yield [float(c) for c in counts]
+        yield [float(c) for c in counts], best_value
 
 
 def load_weights_arg(text: str | None, n: int) -> list[float] | None:
