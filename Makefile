@@ -47,7 +47,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed setup.py
 # to benchmarks/results/<date>.json. BENCH_ARGS='--parts train,infer --reps 3' picks a subset.
 BENCH_ARGS ?=
 bench: $(VENV)/.installed-bench
-	$(PY) benchmarks/run.py $(BENCH_ARGS)
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,1 +1,1 @@
-"""Benchmarks against named peers, run by ``make bench`` (``python benchmarks/run.py``)."""
+"""Benchmarks against named peers, run by ``make bench`` (``python -m benchmarks.run``)."""

@@ -23,9 +23,6 @@ from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-if __package__ in (None, ""):  # run as a script
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from benchmarks.common import summary  # noqa: E402
 
 GOAL_H100 = 3000.0

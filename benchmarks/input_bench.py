@@ -1,7 +1,7 @@
 """Input pipeline benchmark: the training ``tf.data`` pipeline against a PIL loader and bare decode.
 
-On a folder of generated JPEGs (drawn garments from ``fashion_keras.demo``, each with its
-garment box) of the two realistic sizes, 300 px long side (DeepFashion) and 512x512 (FashionAI),
+On a folder of generated JPEGs (drawn garments from ``fashion_keras_datasets.synthetic.demo``,
+each with its garment box) of the two realistic sizes, 300 px long side (DeepFashion) and 512x512 (FashionAI),
 three contenders each make passes over half of the images (the first half, then the second, and
 so on), in their own processes, alternating:
 
@@ -31,10 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-if __package__ in (None, ""):  # run as a script
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     Worker,
     cpu_count,
     interleave,
@@ -63,7 +60,7 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def _make_one(job: tuple[str, int, int, bool]) -> dict[str, Any]:
-    from fashion_keras.demo import sample_example
+    from fashion_keras_datasets.synthetic.demo import sample_example
 
     folder, index, side, square = job
     example = sample_example(seed=7, split="train", index=index, max_side=side)

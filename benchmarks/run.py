@@ -16,8 +16,8 @@ per-repetition ratios, with their min-max):
 Prints each part's table and a summary against the goals, and writes everything, with the
 environment, to ``benchmarks/results/<YYYY-MM-DD>.json``.
 
-    .venv/bin/python benchmarks/run.py                   # all parts (about 15 min on 2 cores)
-    .venv/bin/python benchmarks/run.py --parts train,infer --reps 3
+    .venv/bin/python -m benchmarks.run                   # all parts (about 15 min on 2 cores)
+    .venv/bin/python -m benchmarks.run --parts train,infer --reps 3
 """
 
 from __future__ import annotations
@@ -34,11 +34,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks import infer_bench, input_bench, train_bench  # noqa: E402
-from benchmarks.common import ROOT, environment  # noqa: E402
+from benchmarks import infer_bench, input_bench, train_bench
+from benchmarks.common import ROOT, environment
 
 PARTS = ("input", "train", "infer", "serving", "gpu")
 SERVING_GOAL = 0.9  # server throughput / in-process model.predict on the same batches
@@ -126,7 +123,7 @@ def part_serving(args: argparse.Namespace) -> dict[str, Any]:
     )
     os.close(fd)
     try:
-        cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "serving_bench.py")]
+        cmd = [sys.executable, "-m", "benchmarks.serving_bench"]
         cmd += ["--json", path, "--requests", str(args.serving_requests)]
         print("\n[4] serving (benchmarks/serving_bench.py)")
         sys.stdout.flush()

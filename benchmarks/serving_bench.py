@@ -7,8 +7,8 @@ examples/s, p50/p99 latency and the ratio of the server's throughput to in-proce
 ``model.predict`` on the same batches (``batch_size=--request-batch``); ``vs predict@max`` is the
 ratio to ``model.predict`` at the server's ``max_batch_size``, the best the process itself can do.
 
-    .venv/bin/python benchmarks/serving_bench.py                      # tiny model, 64 px
-    .venv/bin/python benchmarks/serving_bench.py --keras-model runs/demo/model.keras --json out.json
+    .venv/bin/python -m benchmarks.serving_bench                      # tiny model, 64 px
+    .venv/bin/python -m benchmarks.serving_bench --keras-model runs/demo/model.keras --json out.json
 
 Not a test: timings depend on the machine and its load.
 """
@@ -37,7 +37,6 @@ import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 from fashion_keras.export import IMAGES_INPUT, export_saved_model  # noqa: E402
 from fashion_keras.heads import get_heads  # noqa: E402

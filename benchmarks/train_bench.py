@@ -25,10 +25,7 @@ from typing import Any
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     Worker,
     cpu_count,
     interleave,

@@ -2,495 +2,47 @@
 
 Scores one model or a weighted ensemble on a split of a prepared dataset, optionally with
 test-time augmentation (``--tta none|flip|ten_crop|eighteen_crop``), and writes to
-``--output-dir``:
-
-- ``metrics.json``: per head accuracy (masked), top-3/top-5 for heads with more than 10
-  classes, the official FashionAI AP / BasicPrecision (``m`` hits not counted), their means,
-  the most confused class pairs, the ensemble weights and TTA mode;
-- ``report.md``: the same as tables, with links to the images;
-- ``confusion/<head>.png``: a confusion matrix per head;
-- ``top_losses.png``: the examples with the largest loss, with true and predicted labels;
-- ``ensemble_weights.json`` when ``--search-weights`` searched them on ``--search-split``.
-
-With no ``--data-dir`` it evaluates on the synthetic demo data (``make train``'s dataset).
+``--output-dir``: ``metrics.json`` (per head accuracy, top-3/top-5, the official FashionAI AP /
+BasicPrecision, confusion pairs, the weights, TTA mode and each model's preprocessing),
+``report.md``, ``confusion/<head>.png``, ``top_losses.png`` and, with ``--search-weights``,
+``ensemble_weights.json``. Each model crops with the garment-box margin it was trained with
+unless ``--bbox-margin`` overrides it. With no ``--data-dir`` it evaluates on the synthetic demo
+data (``make train``'s dataset). The library call is
+:func:`fashion_keras.evaluation.evaluate.evaluate`.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
-import os
 import sys
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-import numpy as np
-import tensorflow as tf
-
-from fashion_keras import inference, reports, scoring
+from fashion_keras import sections
 from fashion_keras.data import pipeline, sources
-from fashion_keras.data.preprocess import DEFAULT_BBOX_MARGIN, preprocess_for_eval
-from fashion_keras.heads import Head
+from fashion_keras.data.config import DataConfig, PreprocessConfig
+from fashion_keras.evaluation.config import EvalConfig, InferenceConfig
+from fashion_keras.evaluation.ensembles import load_ensemble
+from fashion_keras.evaluation.evaluate import evaluate, format_summary, load_eval_data
 
 log = logging.getLogger("fashion_keras")
 
-OBJECTIVES = ("mean_accuracy", "map")
-
-
-@dataclasses.dataclass
-class EvalData:
-    """A split's examples and their truth, in row order.
-
-    ``examples`` yield ``image`` (encoded), ``bbox``; ``labels[head]`` is (N,) int with -1 for
-    unlabelled rows; ``m_masks[head]`` (N, C) bool marks FashionAI ``m`` classes (all False for
-    datasets without them); ``filenames`` name each row's image.
-    """
-
-    examples: tf.data.Dataset
-    labels: dict[str, np.ndarray]
-    m_masks: dict[str, np.ndarray]
-    filenames: list[str]
-
-    @property
-    def num_examples(self) -> int:
-        return len(self.filenames)
-
-
-def load_eval_data(
-    examples: tf.data.Dataset, heads: Sequence[Head], max_examples: int | None = None
-) -> EvalData:
-    """Reads the truth of TFDS-format examples (any of this package's builders) for ``heads``."""
-    heads = tuple(heads)
-    if max_examples:
-        examples = examples.take(max_examples)
-
-    def _slim(ex):
-        norm = pipeline.normalize_example(ex, heads)
-        m_in = ex.get("m_mask", {})
-        return {
-            "image": norm["image"],
-            "bbox": norm["bbox"],
-            "labels": norm["labels"],
-            "m_mask": {
-                h.name: (
-                    tf.cast(m_in[h.name], tf.bool)
-                    if h.name in m_in
-                    else tf.zeros([h.num_classes], tf.bool)
-                )
-                for h in heads
-            },
-            "filename": ex["image/filename"] if "image/filename" in ex else tf.constant(""),
-        }
-
-    slim = examples.map(_slim, num_parallel_calls=tf.data.AUTOTUNE)
-    labels: dict[str, list[int]] = {h.name: [] for h in heads}
-    masks: dict[str, list[np.ndarray]] = {h.name: [] for h in heads}
-    filenames = []
-    truth = slim.map(lambda ex: {k: v for k, v in ex.items() if k != "image"}).batch(256)
-    for batch in truth.as_numpy_iterator():
-        for h in heads:
-            labels[h.name].extend(batch["labels"][h.name].tolist())
-            masks[h.name].append(batch["m_mask"][h.name])
-        filenames.extend(f.decode("utf-8", "replace") for f in batch["filename"])
-    return EvalData(
-        examples=slim.map(lambda ex: {"image": ex["image"], "bbox": ex["bbox"]}),
-        labels={h.name: np.asarray(labels[h.name], np.int64) for h in heads},
-        m_masks={
-            h.name: (
-                np.concatenate(masks[h.name])
-                if masks[h.name]
-                else np.zeros((0, h.num_classes), bool)
-            )
-            for h in heads
-        },
-        filenames=filenames,
-    )
-
-
-def labelled_heads(data: EvalData, heads: Sequence[Head]) -> list[Head]:
-    """The heads with at least one labelled row in ``data``."""
-    return [h for h in heads if np.any(data.labels[h.name] >= 0)]
-
-
-def official_score(
-    probs: Mapping[str, np.ndarray], data: EvalData, heads: Sequence[Head]
-) -> scoring.FashionAIScore:
-    """The official FashionAI score over the labelled heads (rows unlabelled for a head are
-    left out of that head's AP)."""
-    heads = labelled_heads(data, heads)
-    if not heads:
-        raise ValueError("no head has a labelled row in the evaluation data")
-    return scoring.fashionai_score(
-        {h.name: probs[h.name] for h in heads},
-        {h.name: (data.labels[h.name], data.m_masks[h.name]) for h in heads},
-    )
-
-
-def mean_accuracy(probs: Mapping[str, np.ndarray], data: EvalData, heads: Sequence[Head]) -> float:
-    """Plain mean over labelled heads of the masked top-1 accuracy."""
-    accs = [scoring.masked_accuracy(probs[h.name], data.labels[h.name]) for h in heads]
-    accs = [a for a in accs if a is not None]
-    if not accs:
-        raise ValueError("no head has a labelled row in the evaluation data")
-    return float(np.mean(accs))
-
-
-def objective_fn(objective: str, data: EvalData, heads: Sequence[Head]):
-    """The ensemble-search objective (higher is better) as a function of probabilities."""
-    if objective == "mean_accuracy":
-        return lambda probs: mean_accuracy(probs, data, heads)
-    if objective == "map":
-        return lambda probs: official_score(probs, data, heads).map or 0.0
-    raise ValueError(f"objective = {objective!r}: expected one of {', '.join(OBJECTIVES)}")
-
-
-def head_metrics(
-    probs: Mapping[str, np.ndarray],
-    data: EvalData,
-    heads: Sequence[Head],
-    official: scoring.FashionAIScore,
-    top_pairs: int = 10,
-) -> dict[str, dict[str, Any]]:
-    """Per-head accuracy, top-k, official AP/BasicPrecision, confusion matrix and pairs."""
-    out = {}
-    for h in heads:
-        p, y = probs[h.name], data.labels[h.name]
-        entry: dict[str, Any] = {
-            "num_classes": h.num_classes,
-            "num_labelled": int(np.sum(y >= 0)),
-            "accuracy": scoring.masked_accuracy(p, y),
-        }
-        if h.num_classes > 10:
-            entry["top3"] = scoring.topk_accuracy(p, y, 3)
-            entry["top5"] = scoring.topk_accuracy(p, y, 5)
-        task = official.per_task.get(h.name)
-        entry["ap"] = task.ap if task else None
-        entry["basic_precision"] = task.basic_precision if task else None
-        cm = scoring.confusion_matrix(y, np.argmax(p, axis=1), h.num_classes)
-        entry["confusion_matrix"] = cm.tolist()
-        entry["most_confused"] = [
-            pair._asdict() for pair in scoring.most_confused_pairs(cm, h.classes, top_pairs)
-        ]
-        out[h.name] = entry
-    return out
-
-
-def top_loss_rows(
-    probs: Mapping[str, np.ndarray], data: EvalData, heads: Sequence[Head], k: int
-) -> list[dict[str, Any]]:
-    """The ``k`` (row, head) pairs with the largest cross-entropy, largest first."""
-    cands = []
-    for h in heads:
-        rows, losses = scoring.top_losses(probs[h.name], data.labels[h.name], k)
-        for row, loss in zip(rows.tolist(), losses.tolist(), strict=True):
-            pred = int(np.argmax(probs[h.name][row]))
-            cands.append(
-                {
-                    "row": row,
-                    "file": data.filenames[row],
-                    "head": h.name,
-                    "true": h.classes[int(data.labels[h.name][row])],
-                    "predicted": h.classes[pred],
-                    "probability": float(probs[h.name][row, pred]),
-                    "loss": float(loss),
-                }
-            )
-    cands.sort(key=lambda c: (-c["loss"], c["row"], c["head"]))
-    return cands[:k]
-
-
-def _eval_images(data: EvalData, rows: Sequence[int], image_size: int, margin: float):
-    wanted = set(rows)
-    found: dict[int, np.ndarray] = {}
-    for i, ex in enumerate(data.examples):
-        if i in wanted:
-            image = preprocess_for_eval(ex["image"], image_size, ex["bbox"], margin)
-            found[i] = image.numpy().astype(np.uint8)
-            if len(found) == len(wanted):
-                break
-    return [found[r] for r in rows]
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4f}"
-
-
-def write_report(path: str, metrics: Mapping[str, Any], heads: Sequence[Head]) -> None:
-    """The Markdown evaluation report."""
-    lines = [
-        "# Evaluation report",
-        "",
-        f"- split: `{metrics['split']}` ({metrics['num_examples']} examples)",
-        f"- test-time augmentation: `{metrics['tta']}` ({metrics['views']} views per image)",
-    ]
-    for model, weight in zip(metrics["models"], metrics["weights"], strict=True):
-        lines.append(f"- model `{model}` weight {weight:.3f}")
-    if "ensemble_search" in metrics:
-        s = metrics["ensemble_search"]
-        lines.append(
-            f"- weights searched on `{s['split']}` for {s['objective']}: {s['value']:.4f} "
-            f"(equal weights {s['equal_weights_value']:.4f}, {s['candidates']} candidates)"
-        )
-    lines += ["", "## Per head", ""]
-    rows = []
-    for h in heads:
-        m = metrics["heads"][h.name]
-        rows.append(
-            [
-                h.name,
-                str(m["num_classes"]),
-                str(m["num_labelled"]),
-                _fmt(m["accuracy"]),
-                _fmt(m.get("top3")) if "top3" in m else "",
-                _fmt(m.get("top5")) if "top5" in m else "",
-                _fmt(m["ap"]),
-                _fmt(m["basic_precision"]),
-            ]
-        )
-    headers = ["head", "classes", "labelled", "accuracy", "top-3", "top-5", "AP", "BasicPrec."]
-    lines.append(reports.markdown_table(rows, headers))
-    off = metrics["official"]
-    lines += [
-        "",
-        f"**Mean accuracy over heads: {_fmt(metrics['mean_accuracy'])}**  ",
-        f"**Official FashionAI mAP: {_fmt(off['map'])}, BasicPrecision: "
-        f"{_fmt(off['basic_precision'])}** (AP per head by the official rule: every distinct "
-        "max-probability threshold, predictions on an `m` class not counted, plain mean over "
-        "heads; without `m` labels it is the same rule with no `m` rows)",
-    ]
-    for note in off["notes"]:
-        lines.append(f"- {note}")
-    lines += ["", "## Most confused pairs", ""]
-    for h in heads:
-        pairs = metrics["heads"][h.name]["most_confused"][:5]
-        if not pairs:
-            continue
-        lines += [f"### {h.name}", ""]
-        lines.append(
-            reports.markdown_table(
-                [
-                    [p["true"], p["predicted"], str(p["count"]), f"{p['fraction']:.3f}"]
-                    for p in pairs
-                ],
-                ["true", "predicted", "count", "fraction of true class"],
-            )
-        )
-        lines.append("")
-    lines += ["## Confusion matrices", ""]
-    for h in heads:
-        lines.append(f"![{h.name}](confusion/{h.name}.png)")
-    if metrics.get("top_losses"):
-        lines += ["", "## Largest losses", "", "![top losses](top_losses.png)", ""]
-        lines.append(
-            reports.markdown_table(
-                [
-                    [r["file"], r["head"], r["true"], r["predicted"], f"{r['loss']:.3f}"]
-                    for r in metrics["top_losses"]
-                ],
-                ["file", "head", "true", "predicted", "loss"],
-            )
-        )
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-
-
-@dataclasses.dataclass
-class EvalSettings:
-    """Options of :func:`evaluate` (the CLI flags)."""
-
-    tta: str = "none"
-    batch_size: int = 32
-    bbox_margin: float = DEFAULT_BBOX_MARGIN
-    tta_resize: float | None = None
-    top_losses: int = 16
-    search_objective: str = "mean_accuracy"
-
-
-def evaluate(
-    ensemble: inference.Ensemble,
-    data: EvalData,
-    output_dir: str,
-    *,
-    split: str = "val",
-    search_data: EvalData | None = None,
-    search_split: str = "val",
-    settings: EvalSettings | None = None,
-) -> dict[str, Any]:
-    """Evaluates one model or an ensemble on ``data`` and writes the report files.
-
-    Args:
-      ensemble: the model(s) and weights (``inference.load_ensemble``).
-      search_data: a split to search the ensemble weights on (``settings.search_objective``);
-        the weights found replace ``ensemble.weights`` and are saved.
-
-    Returns:
-      The ``metrics.json`` content.
-    """
-    settings = settings or EvalSettings()
-    all_heads = ensemble.heads
-    heads = [h for h in all_heads if h.name in data.labels]
-    if not heads:
-        raise ValueError(
-            f"the models' heads {[h.name for h in all_heads]} are not in the evaluation data "
-            f"(it has {sorted(data.labels)})"
-        )
-    options = {
-        "tta": settings.tta,
-        "batch_size": settings.batch_size,
-        "bbox_margin": settings.bbox_margin,
-        "resize_ratio": settings.tta_resize,
-    }
-    names = [p.name for p in ensemble.predictors]
-    os.makedirs(output_dir, exist_ok=True)
-    metrics: dict[str, Any] = {}
-    if search_data is not None and len(ensemble.predictors) > 1:
-        search = inference.search_weights(
-            ensemble.member_probs(search_data.examples, **options),
-            objective_fn(settings.search_objective, search_data, heads),
-            settings.search_objective,
-        )
-        ensemble.weights = search.weights
-        metrics["ensemble_search"] = {**search.to_dict(), "split": search_split}
-        with open(os.path.join(output_dir, "ensemble_weights.json"), "w") as f:
-            json.dump(
-                {"models": names, "tta": settings.tta, **metrics["ensemble_search"]}, f, indent=2
-            )
-        log.info("searched ensemble weights %s (%s)", search.weights, settings.search_objective)
-    probs = ensemble.predict_examples(data.examples, **options)
-    if any(len(p) != data.num_examples for p in probs.values()):
-        raise RuntimeError("the models returned a different number of rows than the data has")
-
-    official = official_score(probs, data, heads)
-    per_head = head_metrics(probs, data, heads, official)
-    metrics.update(
-        {
-            "models": names,
-            "weights": list(ensemble.weights),
-            "tta": settings.tta,
-            "views": inference.NUM_VIEWS[settings.tta],
-            "split": split,
-            "num_examples": data.num_examples,
-            "heads": per_head,
-            "mean_accuracy": mean_accuracy(probs, data, heads),
-            "official": official.to_dict(),
-        }
-    )
-    conf_dir = os.path.join(output_dir, "confusion")
-    os.makedirs(conf_dir, exist_ok=True)
-    for h in heads:
-        reports.plot_confusion_matrix(
-            np.asarray(per_head[h.name]["confusion_matrix"]),
-            h.classes,
-            os.path.join(conf_dir, f"{h.name}.png"),
-            title=f"{h.name} ({per_head[h.name]['num_labelled']} labelled)",
-        )
-    worst = top_loss_rows(probs, data, heads, settings.top_losses)
-    metrics["top_losses"] = worst
-    if worst:
-        images = _eval_images(
-            data,
-            [w["row"] for w in worst],
-            ensemble.predictors[0].image_sizes[0],
-            settings.bbox_margin,
-        )
-        titles = [
-            f"{os.path.basename(w['file'])}\n{w['head']}: {w['true']}\n"
-            f"-> {w['predicted']} ({w['probability']:.2f})"
-            for w in worst
-        ]
-        reports.plot_top_losses(
-            np.stack(images), titles, os.path.join(output_dir, "top_losses.png")
-        )
-    with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=2)
-    write_report(os.path.join(output_dir, "report.md"), metrics, heads)
-    return metrics
-
-
-def format_summary(metrics: Mapping[str, Any]) -> str:
-    """A short plain-text table for the console."""
-    lines = [f"{'head':<28} {'labelled':>8} {'accuracy':>9} {'AP':>8}"]
-    for name, m in metrics["heads"].items():
-        lines.append(
-            f"{name:<28} {m['num_labelled']:>8} {_fmt(m['accuracy']):>9} {_fmt(m['ap']):>8}"
-        )
-    off = metrics["official"]
-    lines.append(f"mean accuracy {_fmt(metrics['mean_accuracy'])}")
-    lines.append(f"official mAP {_fmt(off['map'])}  BasicPrecision {_fmt(off['basic_precision'])}")
-    return "\n".join(lines)
-
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--dataset``, ``--data-dir``, ``--tfds-data-dir``, ``--skip-bad-rows`` (as in training)."""
-    parser.add_argument(
-        "--dataset",
-        default="deepfashion_attributes",
-        help="dataset builder name, optionally NAME/CONFIG (default: deepfashion_attributes)",
-    )
-    parser.add_argument(
-        "--data-dir",
-        default=None,
-        help="manual download folder of the release; omitted: the synthetic demo data",
-    )
-    parser.add_argument("--tfds-data-dir", default=None, help="where TFDS keeps prepared data")
-    parser.add_argument(
-        "--skip-bad-rows", action="store_true", help="skip (and report) bad annotation rows"
-    )
-
-
-def builder_from_args(args: argparse.Namespace, heads: Sequence[Head]):
-    """The prepared dataset builder the data flags name (the demo data without --data-dir)."""
-    if args.data_dir is None:
-        log.warning("No --data-dir: using the SYNTHETIC demo data")
-        return sources.demo_builder()
-    return sources.get_builder(
-        args.dataset,
-        args.data_dir,
-        args.tfds_data_dir,
-        skip_bad_rows=args.skip_bad_rows,
-        heads=heads,
-    )
+#: DataConfig fields that mean nothing here (the heads are the models').
+DATA_EXCLUDE = ("heads", "sources", "source_weights", "train_split", "val_split")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m fashion_keras.evaluate",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = sections.command_parser("python -m fashion_keras.evaluate", __doc__.split("\n\n")[1])
     parser.add_argument(
         "models",
         nargs="+",
         help="model(s): .keras file, SavedModel version folder or export base, training run "
         "folder, or train_stack folder; several (or comma-separated) form an ensemble",
     )
-    add_data_arguments(parser)
-    parser.add_argument("--split", default="val", help="split to evaluate")
-    parser.add_argument("--tta", choices=inference.TTA_MODES, default="none")
-    parser.add_argument(
-        "--tta-resize",
-        type=float,
-        default=None,
-        help="resize ratio of the square the TTA crops come from (default: 234/224 for "
-        "none/flip, 256/224 for ten_crop/eighteen_crop)",
-    )
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--bbox-margin", type=float, default=DEFAULT_BBOX_MARGIN)
-    parser.add_argument(
-        "--weights", default=None, help="ensemble weights: comma-separated or a JSON file"
-    )
-    parser.add_argument(
-        "--search-weights",
-        choices=OBJECTIVES,
-        default=None,
-        help="search the ensemble weights on --search-split to maximise this",
-    )
-    parser.add_argument("--search-split", default="val")
-    parser.add_argument("--max-examples", type=int, default=None, help="evaluate a prefix only")
-    parser.add_argument("--top-losses", type=int, default=16, help="examples in the loss grid")
-    parser.add_argument("--output-dir", default="runs/eval")
+    sections.add_arguments(parser.add_argument_group("data"), DataConfig, exclude=DATA_EXCLUDE)
+    sections.add_arguments(parser.add_argument_group("preprocessing"), PreprocessConfig)
+    sections.add_arguments(parser.add_argument_group("inference"), InferenceConfig)
+    sections.add_arguments(parser.add_argument_group("evaluation"), EvalConfig)
     return parser
 
 
@@ -500,45 +52,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.weights and args.search_weights:
         raise SystemExit("give either --weights or --search-weights, not both")
     try:
-        ensemble = inference.load_ensemble(args.models, args.weights)
+        data_cfg, preprocess, inference, config = sections.validated_from_args(
+            args, DataConfig, PreprocessConfig, InferenceConfig, EvalConfig
+        )
+        ensemble = load_ensemble(args.models, inference.weights)
     except (ValueError, OSError) as e:
         raise SystemExit(f"error: {e}") from None
     heads = ensemble.heads
     search_data = None
     try:
-        builder = builder_from_args(args, heads)
+        builder = sources.builders_for(data_cfg, heads)[0][0]
         pipeline.check_heads(heads, builder.info.features, builder.name)
-        data = load_eval_data(sources.load_split(builder, args.split), heads, args.max_examples)
-        if args.search_weights:
-            if args.search_split == args.split:
+        split = sources.load_split(builder, config.split)
+        data = load_eval_data(split, heads, config.max_examples)
+        if config.search_weights:
+            if config.search_split == config.split:
                 log.warning(
                     "searching ensemble weights on the evaluated split %r: the score is optimistic",
-                    args.split,
+                    config.split,
                 )
-            search_data = load_eval_data(
-                sources.load_split(builder, args.search_split), heads, args.max_examples
-            )
+            search = sources.load_split(builder, config.search_split)
+            search_data = load_eval_data(search, heads, config.max_examples)
     except (ValueError, OSError) as e:  # missing files, bad rows, heads the data lacks
         raise SystemExit(f"error: {e}") from None
-    settings = EvalSettings(
-        tta=args.tta,
-        batch_size=args.batch_size,
-        bbox_margin=args.bbox_margin,
-        tta_resize=args.tta_resize,
-        top_losses=args.top_losses,
-        search_objective=args.search_weights or "mean_accuracy",
-    )
     metrics = evaluate(
         ensemble,
         data,
-        args.output_dir,
-        split=args.split,
+        config,
+        inference,
+        bbox_margin=preprocess.bbox_margin,
         search_data=search_data,
-        search_split=args.search_split,
-        settings=settings,
     )
     print(format_summary(metrics))
-    print(f"wrote {args.output_dir}/metrics.json, report.md, confusion/, top_losses.png")
+    print(f"wrote {config.output_dir}/metrics.json, report.md, confusion/, top_losses.png")
     return 0
 
 

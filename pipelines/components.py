@@ -28,6 +28,7 @@ from tfx.utils import io_utils
 
 from fashion_keras.data import pipeline as data_pipeline
 from fashion_keras.data import sources
+from fashion_keras.data.config import DataConfig
 from fashion_keras.export import output_names
 from fashion_keras.heads import Head, get_heads, heads_from_dict, heads_to_dict
 
@@ -48,25 +49,15 @@ class PreparedData:
     num_examples: dict[str, int]  # per TFX split
 
 
-def prepare_dataset(
-    heads: Sequence[Head],
-    dataset: str = "deepfashion_attributes",
-    manual_dir: str | None = None,
-    tfds_data_dir: str | None = None,
-) -> PreparedData:
+def prepare_dataset(heads: Sequence[Head], data: DataConfig) -> PreparedData:
     """Prepares (once) the TFDS dataset for ExampleGen and checks it labels ``heads``.
 
     Args:
       heads: the model's heads; the dataset must label at least one with the same classes.
-      dataset: builder name of ``datasets/`` (``name`` or ``name/config``).
-      manual_dir: the release's manual download folder; ``None``: the synthetic demo data
-        (``fashion_keras.data.sources.demo_builder``, cached under ``~/.cache/fashion_keras``).
-      tfds_data_dir: where TFDS writes the prepared dataset (default ``~/tensorflow_datasets``).
+      data: the dataset (builder name, manual folder, TFDS folder); no folder: the synthetic
+        demo data (``fashion_keras.data.sources.builders_for``).
     """
-    if manual_dir is None:
-        builder = sources.demo_builder()
-    else:
-        builder = sources.get_builder(dataset, manual_dir, tfds_data_dir, heads=heads)
+    builder = sources.builders_for(data, heads)[0][0]
     labelled = data_pipeline.check_heads(heads, builder.info.features, builder.name)
     counts = {}
     for tfx_split, tfds_split in SPLITS.items():

@@ -1,13 +1,16 @@
 """Settings of the TFX pipeline (the TFX template's ``configs.py``).
 
-Local runs (``pipelines/local_runner.py``) override most of these with flags; the Kubeflow V2
-runner (``pipelines/kubeflow_v2_runner.py``) reads the Google Cloud ones from the environment:
+Local runs (``python -m pipelines.local_runner``) override most of these with flags; the Kubeflow V2
+runner (``python -m pipelines.kubeflow_v2_runner``) reads the Google Cloud ones from the environment:
 ``GOOGLE_CLOUD_PROJECT``, ``GOOGLE_CLOUD_REGION``, ``GCS_BUCKET_NAME``, ``PIPELINE_IMAGE``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+
+from fashion_keras.sections import Section, option
 
 PIPELINE_NAME = "fashion-keras"
 
@@ -17,7 +20,7 @@ PIPELINE_NAME = "fashion-keras"
 HEADS = "deepfashion6"
 #: TFDS builder (``name`` or ``name/config``) that prepares the data for ExampleGen.
 DATASET = "deepfashion_attributes"
-#: TrainConfig fields for the Trainer (``fashion_keras.config.TrainConfig``); the rest default.
+#: TrainConfig fields for the Trainer (``fashion_keras.training.config.TrainConfig``); the rest default.
 TRAIN_CONFIG = {
     "backbone": "seresnet_tiny",
     "image_size": 64,
@@ -36,6 +39,34 @@ EVAL_NUM_STEPS = 20
 ACCURACY_THRESHOLD = 0.0
 #: ... and may fall at most this far below the last blessed model's (absolute).
 MAX_ACCURACY_DROP = 0.0
+
+
+@dataclasses.dataclass
+class PipelineConfig(Section):
+    """The local runner's own options (the training sections give the rest)."""
+
+    output_dir: str = option("runs/tfx", "Pipeline root, ML Metadata and serving/ go here.")
+    pipeline_name: str = option(PIPELINE_NAME, "The pipeline's name in ML Metadata.")
+    train_steps: int = option(
+        TRAIN_NUM_STEPS,
+        "Training steps over all epochs (0: one pass over the train split per epoch).",
+    )
+    eval_steps: int = option(
+        EVAL_NUM_STEPS, "Validation batches in training (0: the whole eval split)."
+    )
+    accuracy_threshold: float = option(
+        ACCURACY_THRESHOLD,
+        "Bless only if every labelled head reaches this accuracy on the eval split.",
+    )
+    max_accuracy_drop: float = option(
+        MAX_ACCURACY_DROP, "... and is at most this far below the last blessed model."
+    )
+    module_file: str | None = option(
+        None,
+        "A Trainer module file with a run_fn to use instead of pipelines/models/trainer.py.",
+    )
+    cache: bool = option(True, "Reuse the outputs of unchanged components (--no-cache: re-run).")
+
 
 # --- Google Cloud (Kubeflow V2 / Vertex AI Pipelines) ------------------------------------------
 GOOGLE_CLOUD_PROJECT = os.environ.get("GOOGLE_CLOUD_PROJECT", "my-project")

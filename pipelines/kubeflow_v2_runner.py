@@ -1,6 +1,6 @@
 """Compiles the TFX pipeline for Kubeflow Pipelines V2 / Vertex AI Pipelines.
 
-``python pipelines/kubeflow_v2_runner.py`` writes ``fashion-keras_pipeline.json`` (a pipeline
+``python -m pipelines.kubeflow_v2_runner`` writes ``fashion-keras_pipeline.json`` (a pipeline
 spec for Vertex AI Pipelines or KFP v2); the Beam-based components run on Dataflow. Submit it
 with ``google.cloud.aiplatform.PipelineJob(template_path=...)``. Settings come from
 ``pipelines/configs.py`` and the environment (``GOOGLE_CLOUD_PROJECT``, ``GOOGLE_CLOUD_REGION``,
@@ -18,12 +18,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-if __package__ in (None, ""):  # run as a script: make `pipelines` and `fashion_keras` importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tfx import v1 as tfx
 
-from tfx import v1 as tfx  # noqa: E402
-
-from pipelines import components, configs, pipeline  # noqa: E402
+from pipelines import components, configs, pipeline
 
 
 def compile_pipeline(
@@ -73,7 +70,7 @@ def compile_pipeline(
 def main(argv: Sequence[str] | None = None) -> int:
     """Compiles the pipeline spec; returns 0."""
     p = argparse.ArgumentParser(
-        prog="python pipelines/kubeflow_v2_runner.py", description=__doc__.split("\n\n")[0]
+        prog="python -m pipelines.kubeflow_v2_runner", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--output", default=f"{configs.PIPELINE_NAME}_pipeline.json")
     p.add_argument("--heads", default=configs.HEADS, help="preset(s) or a YAML/JSON head spec")

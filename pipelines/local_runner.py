@@ -1,6 +1,6 @@
 """Runs the TFX pipeline locally with LocalDagRunner and an SQLite ML Metadata store.
 
-``python pipelines/local_runner.py`` with no flags prepares the embedded synthetic demo data
+``python -m pipelines.local_runner`` with no flags prepares the embedded synthetic demo data
 (DeepFashion layout, cached under ``~/.cache/fashion_keras``) and runs ExampleGen, StatisticsGen,
 HeadSchemaGen, ExampleValidator, Trainer (tiny SE-ResNet, 64 px), Evaluator and Pusher, writing
 everything under ``--output-dir`` (default ``runs/tfx``):
@@ -11,7 +11,10 @@ everything under ``--output-dir`` (default ``runs/tfx``):
 - ``serving/<version>/``: the pushed SavedModel (TF Serving model base path).
 
 TFX 1.21 needs glibc >= 2.39 (Debian 13, Ubuntu 24.04): on older hosts run it in the Debian 13
-root, ``scripts/tfx_root.sh run python pipelines/local_runner.py ...``.
+root, ``scripts/tfx_root.sh run python -m pipelines.local_runner ...``.
+
+The data, model and optimisation flags are the training sections' own fields
+(:mod:`fashion_keras.training.config`), with the pipeline's defaults from ``configs.py``.
 """
 
 from __future__ import annotations
@@ -22,109 +25,74 @@ import os
 import sys
 from collections.abc import Sequence
 
-if __package__ in (None, ""):  # run as a script: make `pipelines` and `fashion_keras` importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tfx import v1 as tfx
 
-from tfx import v1 as tfx  # noqa: E402
+from fashion_keras import sections
+from fashion_keras.data.config import DataConfig, PreprocessConfig
+from fashion_keras.training.config import ModelConfig, OptimizationConfig
+from pipelines import components, configs, pipeline
 
-from pipelines import components, configs, pipeline  # noqa: E402
+#: Data fields the pipeline does not take (one dataset; ExampleGen's splits; run_fn owns
+#: steps_per_epoch).
+DATA_EXCLUDE = ("sources", "source_weights", "train_split", "val_split")
+#: Sections of the Trainer's train_config, each with the fields run_fn sets itself excluded.
+TRAIN_SECTIONS = {
+    "preprocessing": (PreprocessConfig, ()),
+    "model": (ModelConfig, ()),
+    "optimization": (OptimizationConfig, ("steps_per_epoch",)),
+}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The runner's flags (``--help`` lists them)."""
-    p = argparse.ArgumentParser(
-        prog="python pipelines/local_runner.py",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--output-dir", default="runs/tfx", help="pipeline root, metadata, serving")
-    p.add_argument("--pipeline-name", default=configs.PIPELINE_NAME)
-    p.add_argument(
-        "--heads",
-        default=configs.HEADS,
-        help="preset (deepfashion6, fashionai8, deepfashion_category), presets joined by commas, "
-        "or a YAML/JSON head spec",
-    )
-    p.add_argument(
-        "--dataset",
-        default=configs.DATASET,
-        help="TFDS builder (NAME or NAME/CONFIG) preparing --data-dir: deepfashion_attributes, "
-        "deepfashion_category, fashionai_attributes, custom_csv",
-    )
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="manual download folder of the release (unset: the synthetic demo data)",
-    )
-    p.add_argument("--tfds-data-dir", default=None, help="where TFDS prepares the dataset")
-    p.add_argument("--backbone", default=configs.TRAIN_CONFIG["backbone"])
-    p.add_argument("--image-size", type=int, default=configs.TRAIN_CONFIG["image_size"])
-    p.add_argument("--batch-size", type=int, default=configs.TRAIN_CONFIG["batch_size"])
-    p.add_argument("--epochs", type=int, default=configs.TRAIN_CONFIG["epochs"])
-    p.add_argument("--learning-rate", type=float, default=configs.TRAIN_CONFIG["learning_rate"])
-    p.add_argument(
-        "--train-steps",
-        type=int,
-        default=configs.TRAIN_NUM_STEPS,
-        help="training steps over all epochs (0: one pass over the train split per epoch)",
-    )
-    p.add_argument(
-        "--eval-steps",
-        type=int,
-        default=configs.EVAL_NUM_STEPS,
-        help="validation batches in training (0: the whole eval split)",
-    )
-    p.add_argument(
-        "--accuracy-threshold",
-        type=float,
-        default=configs.ACCURACY_THRESHOLD,
-        help="bless only if every labelled head reaches this accuracy on the eval split",
-    )
-    p.add_argument(
-        "--max-accuracy-drop",
-        type=float,
-        default=configs.MAX_ACCURACY_DROP,
-        help="... and is at most this far below the last blessed model",
-    )
-    p.add_argument(
-        "--module-file",
-        default=None,
-        help="a Trainer module file with a run_fn to use instead of pipelines/models/trainer.py",
-    )
-    p.add_argument("--no-cache", action="store_true", help="re-run every component")
+    p = sections.command_parser("python -m pipelines.local_runner", __doc__.split("\n\n")[0])
+    sections.add_arguments(p.add_argument_group("pipeline"), configs.PipelineConfig)
+    defaults = {"heads": configs.HEADS, "dataset": configs.DATASET, **configs.TRAIN_CONFIG}
+    data = p.add_argument_group("data")
+    sections.add_arguments(data, DataConfig, exclude=DATA_EXCLUDE, defaults=defaults)
+    for name, (section, exclude) in TRAIN_SECTIONS.items():
+        group = p.add_argument_group(name)
+        sections.add_arguments(group, section, exclude=exclude, defaults=defaults)
     return p.parse_args(argv)
+
+
+def train_config(args: argparse.Namespace) -> dict:
+    """The Trainer's ``train_config``: ``configs.TRAIN_CONFIG`` with the flags given."""
+    given = {}
+    for section, _ in TRAIN_SECTIONS.values():
+        given.update(sections.given_fields(section, args))
+    return {**configs.TRAIN_CONFIG, **given}
 
 
 def build_pipeline(args: argparse.Namespace) -> tfx.dsl.Pipeline:
     """Prepares the data and returns the pipeline for ``args`` (see :func:`parse_args`)."""
-    heads = components.resolve_heads(args.heads)
-    data = components.prepare_dataset(heads, args.dataset, args.data_dir, args.tfds_data_dir)
-    out = os.path.abspath(args.output_dir)
-    train_config = {
-        "backbone": args.backbone,
-        "image_size": args.image_size,
-        "batch_size": args.batch_size,
-        "epochs": args.epochs,
-        "learning_rate": args.learning_rate,
-    }
+    data_config = sections.from_args(DataConfig, args)
+    if args.heads is None:
+        data_config.heads = configs.HEADS
+    if args.dataset is None:
+        data_config.dataset = configs.DATASET
+    run = sections.from_args(configs.PipelineConfig, args)
+    heads = components.resolve_heads(data_config.heads)
+    data = components.prepare_dataset(heads, data_config)
+    out = os.path.abspath(run.output_dir)
     return pipeline.create_pipeline(
-        pipeline_name=args.pipeline_name,
+        pipeline_name=run.pipeline_name,
         pipeline_root=os.path.join(out, "pipeline_root"),
         data_root=data.data_root,
-        module_file=args.module_file,
+        module_file=run.module_file,
         serving_model_dir=os.path.join(out, "serving"),
         heads=heads,
-        train_config=train_config,
-        train_steps=args.train_steps or None,
-        eval_steps=args.eval_steps or None,
-        accuracy_threshold=args.accuracy_threshold,
-        max_accuracy_drop=args.max_accuracy_drop,
+        train_config=train_config(args),
+        train_steps=run.train_steps or None,
+        eval_steps=run.eval_steps or None,
+        accuracy_threshold=run.accuracy_threshold,
+        max_accuracy_drop=run.max_accuracy_drop,
         thresholded_heads=data.labelled_heads,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             os.path.join(out, "metadata.db")
         ),
         beam_pipeline_args=configs.LOCAL_BEAM_PIPELINE_ARGS,
-        enable_cache=not args.no_cache,
+        enable_cache=run.cache,
     )
 
 
@@ -133,9 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     tfx.orchestration.LocalDagRunner().run(build_pipeline(args))
-    serving = os.path.join(args.output_dir, "serving")
+    out = sections.from_args(configs.PipelineConfig, args).output_dir
+    serving = os.path.join(out, "serving")
     versions = sorted(os.listdir(serving)) if os.path.isdir(serving) else []
-    print(f"Pipeline done: artifacts in {os.path.join(args.output_dir, 'pipeline_root')}")
+    print(f"Pipeline done: artifacts in {os.path.join(out, 'pipeline_root')}")
     if versions:
         print(f"Pushed model versions (TF Serving layout) in {serving}: {', '.join(versions)}")
     else:

@@ -61,12 +61,10 @@ def create_pipeline(
       data_root: the folder of a prepared TFDS dataset's ``<builder>-<split>.tfrecord-*``.
       serving_model_dir: the Pusher's destination (TF Serving model base path).
       heads: the model's heads (``fashion_keras.heads.get_heads``).
-      train_config: ``fashion_keras.config.TrainConfig`` fields for the Trainer.
-      run_fn: the Trainer's entry point as a Python path (``pipelines.models.trainer.run_fn``):
-        ``pipelines`` must be importable where the Trainer runs (the repository root on the
-        path, as in the runners and the pipeline image).
-      module_file: instead of ``run_fn``, a module file (TFX packages it as a wheel under the
-        pipeline root).
+      train_config: ``fashion_keras.training.config.TrainConfig`` fields for the Trainer.
+      run_fn, module_file: the Trainer's entry point as a Python path
+        (``pipelines.models.trainer.run_fn``; ``pipelines`` must be importable where the
+        Trainer runs), or instead a module file (TFX packages it under the pipeline root).
       train_steps, eval_steps: Trainer steps over all epochs / validation batches (None: the
         whole split).
       accuracy_threshold, max_accuracy_drop, thresholded_heads: the blessing, see
@@ -95,26 +93,11 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=eval_steps),
         custom_config={"heads": heads_to_dict(heads), "train_config": dict(train_config)},
     )
-    model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
-    evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
-        model=trainer.outputs["model"],
-        baseline_model=model_resolver.outputs["model"],
-        eval_config=components.eval_config(
-            heads, accuracy_threshold, max_accuracy_drop, thresholded_heads
-        ),
-        example_splits=["eval"],
-    )
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
-        ),
+    blessing = _blessing_components(
+        example_gen,
+        trainer,
+        components.eval_config(heads, accuracy_threshold, max_accuracy_drop, thresholded_heads),
+        serving_model_dir,
     )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
@@ -125,11 +108,35 @@ def create_pipeline(
             schema_gen,
             example_validator,
             trainer,
-            model_resolver,
-            evaluator,
-            pusher,
+            *blessing,
         ],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args or []),
     )
+
+
+def _blessing_components(
+    example_gen: Any, trainer: Any, eval_config: Any, serving_model_dir: str
+) -> list[Any]:
+    """The last blessed model's resolver, the Evaluator (against it) and the Pusher."""
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        eval_config=eval_config,
+        example_splits=["eval"],
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
+        ),
+    )
+    return [model_resolver, evaluator, pusher]

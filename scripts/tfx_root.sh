@@ -10,8 +10,8 @@
 # Usage: scripts/tfx_root.sh [--skip-if-unsupported] COMMAND [ARGS...]
 #   build            build (once) and refresh the environment; nothing else
 #   test [ARGS]      run `pytest tests/tfx_tests ARGS` in it (the default command)
-#   run CMD [ARGS]   run a command in it, in the project folder (e.g. run python
-#                    pipelines/local_runner.py --output-dir /tmp/tfx-demo)
+#   run CMD [ARGS]   run a command in it, in the project folder (e.g. run python -m
+#                    pipelines.local_runner --output-dir /tmp/tfx-demo)
 #   shell            an interactive shell in it
 #   clean            delete the cached root / venv
 #   --skip-if-unsupported: exit 0 with the reason when this host cannot run the tier at all
@@ -307,7 +307,7 @@ main() {
   [[ $# -gt 0 ]] && shift
   case "$cmd" in
   build | test | shell) ;;
-  run) [[ $# -gt 0 ]] || die "run needs a command, e.g. run python pipelines/local_runner.py" ;;
+  run) [[ $# -gt 0 ]] || die "run needs a command, e.g. run python -m pipelines.local_runner" ;;
   clean)
     [[ $(id -u) == 0 ]] && unmount_all
     [[ -z "$(mounts_under "$ROOT")" ]] || die "something is still mounted under $ROOT"

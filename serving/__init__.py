@@ -5,7 +5,11 @@
 - :mod:`serving.client`: gRPC (``PredictionServiceStub``) and REST clients that return per-head
   top classes with names; ``python -m serving.client``.
 - :mod:`serving.server`: a local server speaking the same gRPC and REST APIs through the official
-  ``tensorflow-serving-api`` protos; ``python -m serving.server --model-base-path DIR``.
+  ``tensorflow-serving-api`` protos; ``python -m serving.server --model-base-path DIR``. It
+  composes :mod:`serving.core` (the servable core), :mod:`serving.grpc_api` and
+  :mod:`serving.rest_api` over :mod:`serving.manager` (versions).
+
+``serving/README.md`` is the reference.
 
 Importing this package is cheap; the submodules import TensorFlow.
 """
@@ -19,3 +23,8 @@ DEFAULT_GRPC_PORT = 8500
 DEFAULT_REST_PORT = 8501
 #: The folder holding the templates (``models.config``, ``batching_parameters.txt``, ...).
 CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def hostport(host: str, port: int) -> str:
+    """``host:port`` for an address, bracketing IPv6 hosts (``[::1]:8500``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
 import grpc
+
+T = TypeVar("T")
 
 #: gRPC status -> HTTP status, as TF Serving's REST API maps them.
 HTTP_STATUS = {
@@ -56,3 +61,10 @@ def invalid(message: str) -> ServingError:
 
 def not_found(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.NOT_FOUND, message)
+
+
+def lookup(table: Mapping[str, T], key: str, message: str) -> T:
+    """``table[key]``, else a NOT_FOUND error with ``message``."""
+    if key not in table:
+        raise not_found(message)
+    return table[key]

@@ -35,7 +35,7 @@ def boxed_image(height: int, width: int, box: tuple[int, int, int, int]) -> np.n
 def small_demo(tmp_path_factory):
     """A small synthetic DeepFashion-layout release prepared by the real TFDS builder."""
     from fashion_keras.data import sources
-    from fashion_keras.demo import generate_demo
+    from fashion_keras_datasets.synthetic.demo import generate_demo
 
     root = tmp_path_factory.mktemp("demo")
     manual = root / "manual"

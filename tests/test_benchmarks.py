@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import io
-import os
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from fashion_keras.data import preprocess as P
-from fashion_keras.demo import sample_example
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks.input_bench import (  # noqa: E402
+from benchmarks.input_bench import (
     pil_crop_window,
     pil_eval_view,
     pil_train_view,
 )
+from fashion_keras.data import preprocess as P
+from fashion_keras_datasets.synthetic.demo import sample_example
 
 
 def _garment_jpeg(index: int, side: int) -> tuple[bytes, np.ndarray]:

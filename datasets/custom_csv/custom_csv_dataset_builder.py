@@ -18,15 +18,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import tensorflow_datasets.public_api as tfds
 from etils import epath
 
 from fashion_keras.heads import Head, HeadSpec, heads_from_dict, heads_to_dict, load_heads_file
-from fashion_keras_datasets import validation
+from fashion_keras_datasets.common.builder import (
+    SKIP_BAD_ROWS_SUFFIX,
+    ValidatingBuilder,
+    ValidatingConfig,
+)
+from fashion_keras_datasets.common.errors import AnnotationError, MissingFilesError, describe_dir
+from fashion_keras_datasets.common.images import PreparedImage, hash_bucket
+from fashion_keras_datasets.common.report import SkipReport
+from fashion_keras_datasets.common.rows import Row, parse_bbox, read_csv_rows, resolve_image_path
 
 SPLITS = ("train", "val", "test")  # also the duplicate order: train first
 HEADS_FILES = ("heads.yaml", "heads.yml", "heads.json")
@@ -42,7 +49,7 @@ EXAMPLE_HEADS = {
 
 
 @dataclasses.dataclass(eq=False)
-class CustomCsvConfig(validation.ValidatingConfig):
+class CustomCsvConfig(ValidatingConfig):
     """A user CSV and the head spec its columns follow.
 
     Attributes:
@@ -112,18 +119,16 @@ def config_for_manual_dir(
         if spec is None:
             raise FileNotFoundError(
                 f"custom_csv: no head spec given and none of {list(HEADS_FILES)} in "
-                f"{validation.describe_dir(manual_dir)}; pass --heads SPEC.yaml"
+                f"{describe_dir(manual_dir)}; pass --heads SPEC.yaml"
             )
         heads = load_heads_file(spec)
     csv_path = manual_dir / options.get("csv_file", "labels.csv")
     if not csv_path.is_file():
-        raise validation.MissingFilesError(
-            "custom_csv", manual_dir, [options.get("csv_file", "labels.csv")]
-        )
-    header, _ = validation.read_csv_rows(csv_path, header=True)
+        raise MissingFilesError("custom_csv", manual_dir, [options.get("csv_file", "labels.csv")])
+    header, _ = read_csv_rows(csv_path, header=True)
     used = [h for h in heads if h.name in header]
     if not used:
-        raise validation.AnnotationError(
+        raise AnnotationError(
             csv_path,
             1,
             "header",
@@ -140,20 +145,24 @@ def config_for_manual_dir(
     name = "csv_" + hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
     config = CustomCsvConfig(name=name, heads_json=heads_json, **options)
     if config.skip_bad_rows:
-        config.name += validation.SKIP_BAD_ROWS_SUFFIX
+        config.name += SKIP_BAD_ROWS_SUFFIX
     return str(manual_dir), config
 
 
 @dataclasses.dataclass(frozen=True)
 class _Row:
-    path: str
+    name: str  # the image path as in the CSV, also the example key
     image: epath.Path
     labels: dict[str, int]
     bbox: tuple[float, float, float, float] | None
     where: str
 
+    @property
+    def key(self) -> str:
+        return self.name
 
-class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
+
+class Builder(ValidatingBuilder):
     """Images and labels listed in a user CSV, for the heads of a user head spec."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -186,42 +195,27 @@ class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         heads = self.builder_config.heads
-        return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Image(encoding_format="jpeg"),
-                    "image/filename": tfds.features.Text(),
-                    "bbox": tfds.features.BBoxFeature(),
-                    "labels": tfds.features.FeaturesDict(
-                        {h.name: tfds.features.ClassLabel(names=h.classes) for h in heads}
-                    ),
-                }
-            ),
-            supervised_keys=None,
-            metadata=tfds.core.MetadataDict({"heads": json.loads(self.builder_config.heads_json)}),
+        return self._dataset_info(
+            {
+                "image": tfds.features.Image(encoding_format="jpeg"),
+                "image/filename": tfds.features.Text(),
+                "bbox": tfds.features.BBoxFeature(),
+                "labels": tfds.features.FeaturesDict(
+                    {h.name: tfds.features.ClassLabel(names=h.classes) for h in heads}
+                ),
+            },
+            metadata={"heads": json.loads(self.builder_config.heads_json)},
         )
-
-    @property
-    def report(self) -> dict[str, Any]:
-        """The :class:`validation.BuildReport` of the build (``info.metadata["report"]``)."""
-        return dict(self.info.metadata.get("report", {}))
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         config: CustomCsvConfig = self.builder_config
-        root = epath.Path(dl_manager.manual_dir)
-        if not root.is_absolute():
-            root = root.absolute()
+        root = self._manual_root(dl_manager)
         path = root / config.csv_file
         if not path.is_file():
-            raise validation.MissingFilesError(
-                self.name,
-                root,
-                [config.csv_file],
-                hint=textwrap.dedent(self.MANUAL_DOWNLOAD_INSTRUCTIONS),
-            )
-        header, csv_rows = validation.read_csv_rows(path, header=True)
+            raise self._missing_files(root, [config.csv_file], heading="")
+        header, csv_rows = read_csv_rows(path, header=True)
         columns = _columns(path, header, config)
-        report = validation.BuildReport(self.name, config.name)
+        report = self._new_report()
         report.add_file(path, len(csv_rows))
         rows: dict[str, list[_Row]] = {s: [] for s in SPLITS}
         seen: dict[str, int] = {}
@@ -229,99 +223,61 @@ class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
             split = _split_of(row, columns, config)
             try:
                 rows[split].append(_parse_row(root, row, header, columns, config, seen))
-            except validation.AnnotationError as e:
+            except AnnotationError as e:
                 config.policy.bad_row(e, report.split(split))
         for split in SPLITS:
             if rows[split]:
                 report.split(split)
-        duplicates = _find_duplicates(rows)
-        return {
-            split: self._generate_examples(split, rows[split], duplicates, report)
-            for split in SPLITS
-            if split in report.splits
-        }
-
-    def _generate_examples(
-        self,
-        split: str,
-        rows: list[_Row],
-        duplicates: dict[tuple[str, str], str],
-        build_report: validation.BuildReport,
-    ) -> Iterator[tuple[str, dict]]:
-        config: CustomCsvConfig = self.builder_config
-        heads = config.heads
-        report = build_report.split(split)
-        report.declare_heads({h.name: h.classes for h in heads})
-        for row in rows:
-            image = report.admit_image(
-                row.where,
-                row.path,
-                row.image,
-                config.image_limits,
-                duplicates.get((split, row.path)),
-            )
-            if image is None:
-                continue
-            box = FULL_IMAGE
-            if row.bbox is not None:
-                w, h = image.info.width, image.info.height
-                text = " ".join(f"{v:g}" for v in row.bbox)
-                normalized, clamped = validation.normalize_bbox(row.bbox, w, h)
-                if normalized is None:
-                    report.skip(
-                        validation.BBOX_OUTSIDE_IMAGE, row.where, f"box {text} vs image {w}x{h}"
-                    )
-                    continue
-                if clamped:
-                    report.adjust(
-                        validation.BBOX_CLAMPED, row.where, f"box {text} vs image {w}x{h}"
-                    )
-                box = normalized
-            report.keep(
-                {
-                    h.name: h.classes[row.labels[h.name]] if row.labels[h.name] >= 0 else None
-                    for h in heads
-                }
-            )
-            yield (
-                row.path,
-                {
-                    "image": image.data,
-                    "image/filename": row.path,
-                    "bbox": tfds.features.BBox(*box),
-                    "labels": row.labels,
-                },
-            )
-        build_report.finish_split(split, self.info.metadata)
-        report.raise_if_nothing_kept(
-            hint=f"check that the {config.image_column!r} paths are relative to the manual folder"
+        return self._split_examples(
+            rows,
+            [s for s in SPLITS if s in report.splits],
+            report,
+            hint=f"check that the {config.image_column!r} paths are relative to the manual folder",
         )
+
+    def _heads(self) -> Mapping[str, Sequence[str]]:
+        return {h.name: h.classes for h in self.builder_config.heads}
+
+    def _example(
+        self, split: str, row: _Row, image: PreparedImage, report: SkipReport
+    ) -> dict[str, Any] | None:
+        box = FULL_IMAGE
+        if row.bbox is not None:
+            box = report.admit_box(row.bbox, image.info, row.where)
+            if box is None:
+                return None
+        return {
+            "image": image.data,
+            "image/filename": row.name,
+            "bbox": tfds.features.BBox(*box),
+            "labels": row.labels,
+        }
 
 
 def _columns(path: epath.Path, header: Sequence[str], config: CustomCsvConfig) -> dict[str, Any]:
     """Column indices by role; a header that does not fit the spec raises."""
-    where = validation.Row(str(path), 1, tuple(header), sep=",")
+    where = Row(str(path), 1, tuple(header), sep=",")
+    text = ",".join(header)
     dupes = sorted({c for c in header if header.count(c) > 1})
     if dupes:
-        raise where.error("header", ",".join(header), "unique column names", note=f"{dupes}")
+        raise where.error("header", text, "unique column names", note=f"{dupes}")
     missing = [c for c in [config.image_column, *(h.name for h in config.heads)] if c not in header]
-    if missing:
-        raise where.error(
-            "header",
-            ",".join(header),
-            f"columns {config.image_column!r} and one per head {[h.name for h in config.heads]!r}",
-            note=f"missing {missing}",
-            reason="missing_columns",
-        )
     bbox = [c for c in config.bbox_columns if c in header]
-    if bbox and len(bbox) != 4:
-        raise where.error(
-            "header",
-            ",".join(header),
+    problems = [
+        (
+            missing,
+            f"columns {config.image_column!r} and one per head {[h.name for h in config.heads]!r}",
+            f"missing {missing}",
+        ),
+        (
+            bbox and len(bbox) != 4,
             f"all or none of the bbox columns {list(config.bbox_columns)}",
-            note=f"only {bbox}",
-            reason="missing_columns",
-        )
+            f"only {bbox}",
+        ),
+    ]
+    for found, expected, note in problems:
+        if found:
+            raise where.error("header", text, expected, note=note, reason="missing_columns")
     return {
         "image": header.index(config.image_column),
         "heads": {h.name: header.index(h.name) for h in config.heads},
@@ -331,7 +287,7 @@ def _columns(path: epath.Path, header: Sequence[str], config: CustomCsvConfig) -
     }
 
 
-def _split_of(row: validation.Row, columns: dict[str, Any], config: CustomCsvConfig) -> str:
+def _split_of(row: Row, columns: dict[str, Any], config: CustomCsvConfig) -> str:
     """The row's split: its split cell when valid, else by the hash of its image path."""
     fields = row.fields
     if columns["split"] is not None and columns["split"] < len(fields):
@@ -341,12 +297,12 @@ def _split_of(row: validation.Row, columns: dict[str, Any], config: CustomCsvCon
         if value:  # invalid: counted (or raised) under train
             return "train"
     image = fields[columns["image"]] if columns["image"] < len(fields) else ""
-    return "val" if validation.hash_bucket(image) < config.val_percent else "train"
+    return "val" if hash_bucket(image) < config.val_percent else "train"
 
 
 def _parse_row(
     root: epath.Path,
-    row: validation.Row,
+    row: Row,
     header: Sequence[str],
     columns: dict[str, Any],
     config: CustomCsvConfig,
@@ -364,7 +320,7 @@ def _parse_row(
             reason="wrong_column_count",
         )
     rel = row.fields[columns["image"]]
-    image = validation.resolve_image_path(root, rel, row, config.image_column)
+    image = resolve_image_path(root, rel, row, config.image_column)
     if rel in seen:
         raise row.error(
             config.image_column,
@@ -402,16 +358,7 @@ def _parse_row(
                 raise row.error(
                     names, ",".join(cells), "4 numbers or 4 empty cells", reason="bad_bbox"
                 )
-            box_row = validation.Row(row.path, row.line, tuple(cells), sep=",")
-            bbox = validation.parse_bbox(box_row, field=names)
+            box_row = Row(row.path, row.line, tuple(cells), sep=",")
+            bbox = parse_bbox(box_row, field=names)
     seen[rel] = row.line  # only valid rows: a bad row does not make a later one a duplicate
     return _Row(rel, image, labels, bbox, row.where)
-
-
-def _find_duplicates(rows: dict[str, list[_Row]]) -> dict[tuple[str, str], str]:
-    hashes = validation.hash_files(r.image for split_rows in rows.values() for r in split_rows)
-    finder = validation.CrossSplitDuplicates(SPLITS)
-    for split, split_rows in rows.items():
-        for r in split_rows:
-            finder.add(split, r.path, hashes[str(r.image)], r.where)
-    return finder.duplicates()

@@ -1,9 +1,9 @@
-"""TFDS builder test for custom_csv on dummy_data/ (see fashion_keras_datasets.dummy_data)."""
+"""TFDS builder test for custom_csv on dummy_data/ (see synthetic/dummy_data.py)."""
 
 import tensorflow_datasets as tfds
 
-from fashion_keras_datasets import dummy_data
 from fashion_keras_datasets.custom_csv import custom_csv_dataset_builder
+from fashion_keras_datasets.synthetic import dummy_data
 
 
 class CustomCsvTest(tfds.testing.DatasetBuilderTestCase):

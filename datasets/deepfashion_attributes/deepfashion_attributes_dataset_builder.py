@@ -3,13 +3,13 @@
 Reads the manual download ``<manual_dir>/Anno_fine/`` + ``<manual_dir>/img/`` and yields one
 example per row of ``<split>.txt`` with the image bytes unchanged, the garment bbox, the six
 DeepFashion-6 attribute labels and the category. Class lists come from ``fashion_keras.heads``.
-All row checks go through ``fashion_keras_datasets.validation``.
+All row checks go through ``fashion_keras_datasets.common``.
 """
 
 from __future__ import annotations
 
-import textwrap
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import tensorflow_datasets.public_api as tfds
@@ -17,7 +17,21 @@ from absl import logging
 from etils import epath
 
 from fashion_keras.heads import DEEPFASHION6, DEEPFASHION_CATEGORIES
-from fashion_keras_datasets import validation
+from fashion_keras_datasets.common.builder import RowPolicy, ValidatingBuilder, ValidatingConfig
+from fashion_keras_datasets.common.errors import AnnotationError, describe_dir
+from fashion_keras_datasets.common.images import PreparedImage
+from fashion_keras_datasets.common.report import BuildReport, SkipReport
+from fashion_keras_datasets.common.rows import (
+    Row,
+    check_row_counts,
+    expect_num_fields,
+    parse_bbox,
+    parse_int,
+    parse_one_hot_groups,
+    read_counted_rows,
+    read_rows,
+    resolve_image_path,
+)
 
 ANNO_DIR = "Anno_fine"
 IMG_DIR = "img"
@@ -29,6 +43,7 @@ ROLES = {"paths": "", "attr": "_attr", "cate": "_cate", "bbox": "_bbox"}
 ATTR_GROUPS = tuple((h.name, h.classes) for h in DEEPFASHION6)
 NUM_ATTR_COLUMNS = sum(len(c) for _, c in ATTR_GROUPS)
 UNLABELLED = -1
+FULL_IMAGE = (0.0, 0.0, 1.0, 1.0)
 
 
 def _attr_listing() -> str:
@@ -45,7 +60,24 @@ def split_file(split: str, role: str) -> str:
     return f"{ANNO_DIR}/{split}{ROLES[role]}.txt"
 
 
-class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    """One valid row of a split: line ``i`` of every annotation file of the split."""
+
+    name: str  # the image path as in <split>.txt, also the example key
+    image: epath.Path
+    where: str
+    labels: dict[str, int] | None  # class index per head; None without <split>_attr.txt
+    category: int  # 0-based; UNLABELLED without <split>_cate.txt
+    bbox: tuple[float, float, float, float] | None  # pixels; None without <split>_bbox.txt
+    bbox_row: Row | None
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+
+class Builder(ValidatingBuilder):
     """DeepFashion fine-grained attributes (DeepFashion-6), from a manual download."""
 
     VERSION = tfds.core.Version("1.1.0")
@@ -56,7 +88,7 @@ class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
         "`default_skip_bad_rows` config.",
     }
     BUILDER_CONFIGS = [
-        validation.ValidatingConfig(
+        ValidatingConfig(
             name="default", description="Malformed rows stop the build (see the report)."
         )
     ]
@@ -87,34 +119,26 @@ class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
     {NUM_ATTR_COLUMNS} attribute columns, in order:
 {_attr_listing()}
 
-    Offline demo: `python -m fashion_keras.demo OUT_DIR` writes synthetic data in this layout.
+    Offline demo: `python -m fashion_keras_datasets.synthetic.demo OUT_DIR` writes synthetic data
+    in this layout.
     """
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Image(encoding_format="jpeg"),
-                    "image/filename": tfds.features.Text(),
-                    "bbox": tfds.features.BBoxFeature(),
-                    "labels": tfds.features.FeaturesDict(
-                        {
-                            head.name: tfds.features.ClassLabel(names=head.classes)
-                            for head in DEEPFASHION6
-                        }
-                    ),
-                    "category": tfds.features.ClassLabel(names=DEEPFASHION_CATEGORIES),
-                }
-            ),
-            supervised_keys=None,
+        return self._dataset_info(
+            {
+                "image": tfds.features.Image(encoding_format="jpeg"),
+                "image/filename": tfds.features.Text(),
+                "bbox": tfds.features.BBoxFeature(),
+                "labels": tfds.features.FeaturesDict(
+                    {
+                        head.name: tfds.features.ClassLabel(names=head.classes)
+                        for head in DEEPFASHION6
+                    }
+                ),
+                "category": tfds.features.ClassLabel(names=DEEPFASHION_CATEGORIES),
+            },
             homepage="http://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/AttributePrediction.html",
-            metadata=tfds.core.MetadataDict(),
         )
-
-    @property
-    def report(self) -> dict[str, Any]:
-        """The :class:`validation.BuildReport` of the build (``info.metadata["report"]``)."""
-        return dict(self.info.metadata.get("report", {}))
 
     @property
     def skip_reports(self) -> dict[str, dict[str, Any]]:
@@ -122,158 +146,94 @@ class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
         return dict(self.report.get("splits", {}))
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        root = epath.Path(dl_manager.manual_dir)
-        if not root.is_absolute():  # file:line in messages should be unambiguous
-            root = root.absolute()
-        required = [split_file(s, role) for s in REQUIRED_SPLITS for role in ROLES]
-        missing = validation.find_missing(root, required, dirs=[IMG_DIR])
-        if missing:
-            raise validation.MissingFilesError(
-                self.name,
-                root,
-                missing,
-                hint="Expected layout:\n" + textwrap.dedent(self.MANUAL_DOWNLOAD_INSTRUCTIONS),
-            )
+        root = self._manual_root(dl_manager)
+        self._require(
+            root, [split_file(s, role) for s in REQUIRED_SPLITS for role in ROLES], [IMG_DIR]
+        )
         _check_attr_list(root / ANNO_DIR / "list_attr_cloth.txt")
         names = list(REQUIRED_SPLITS)
         if (root / split_file("test", "paths")).is_file():
             names.append("test")
         # Every split's annotation files are checked before any image is read, so a structural
         # error in val.txt does not surface only after the whole train split was written.
-        config: validation.ValidatingConfig = self.builder_config
-        report = validation.BuildReport(self.name, config.name)
-        parsed = {s: _read_split(root, s, config.policy, report) for s in names}
-        duplicates = _find_duplicates(root, parsed)
-        return {s: self._generate_examples(root, s, parsed[s], duplicates, report) for s in names}
+        config: ValidatingConfig = self.builder_config
+        report = self._new_report()
+        rows = {s: _read_split(root, s, config.policy, report) for s in names}
+        hint = f"check that the images are under {describe_dir(root / IMG_DIR)}"
+        return self._split_examples(rows, names, report, hint)
 
-    def _generate_examples(
-        self,
-        root: epath.Path,
-        split: str,
-        rows: dict[str, Any],
-        duplicates: dict[tuple[str, str], str],
-        build_report: validation.BuildReport,
-    ) -> Iterator[tuple[str, dict]]:
-        config: validation.ValidatingConfig = self.builder_config
-        report = build_report.split(split)
-        report.declare_heads({h.name: h.classes for h in DEEPFASHION6})
-        has_bbox = rows["bbox"] is not None
-        for i, path_row in enumerate(rows["paths"]):
-            if i in rows["bad"]:
-                continue  # counted as bad_row:* when read
-            rel = path_row.fields[0]
-            image = report.admit_image(
-                path_row.where,
-                rel,
-                validation.resolve_image_path(root, rel, path_row),
-                config.image_limits,
-                duplicates.get((split, rel)),
+    def _heads(self) -> Mapping[str, Sequence[str]]:
+        return {h.name: h.classes for h in DEEPFASHION6}
+
+    def _example(
+        self, split: str, row: _Row, image: PreparedImage, report: SkipReport
+    ) -> dict[str, Any] | None:
+        if row.bbox_row is not None:
+            box = report.admit_box(row.bbox, image.info, row.bbox_row.where, row.bbox_row.text)
+            if box is None:
+                return None
+        else:
+            box = FULL_IMAGE
+            report.adjust(
+                "bbox_file_absent", row.where, f"no {split_file(split, 'bbox')}: whole image"
             )
-            if image is None:
-                continue
-            data, info = image.data, image.info
-            if has_bbox:
-                bbox_row = rows["bbox"][i]
-                box, clamped = validation.normalize_bbox(
-                    rows["bbox_px"][i], info.width, info.height
-                )
-                if box is None:
-                    report.skip(
-                        "bbox_outside_image",
-                        bbox_row.where,
-                        f"box {bbox_row.text} vs image {info.width}x{info.height}",
-                    )
-                    continue
-                if clamped:
-                    report.adjust(
-                        "bbox_clamped",
-                        bbox_row.where,
-                        f"box {bbox_row.text} vs image {info.width}x{info.height}",
-                    )
-            else:
-                box = (0.0, 0.0, 1.0, 1.0)
-                report.adjust(
-                    "bbox_file_absent",
-                    path_row.where,
-                    f"no {split_file(split, 'bbox')}: whole image",
-                )
-            labels = rows["labels"][i] if rows["labels"] is not None else None
-            report.keep(
-                {
-                    h.name: None if labels is None else h.classes[labels[h.name]]
-                    for h in DEEPFASHION6
-                }
-            )
-            yield (
-                rel,
-                {
-                    "image": data,
-                    "image/filename": rel,
-                    "bbox": tfds.features.BBox(*box),
-                    "labels": {
-                        head.name: (UNLABELLED if labels is None else labels[head.name])
-                        for head in DEEPFASHION6
-                    },
-                    "category": (UNLABELLED if rows["category"] is None else rows["category"][i]),
-                },
-            )
-        build_report.finish_split(split, self.info.metadata)
-        report.raise_if_nothing_kept(
-            hint=f"check that the images are under {validation.describe_dir(root / IMG_DIR)}"
-        )
+        return {
+            "image": image.data,
+            "image/filename": row.name,
+            "bbox": tfds.features.BBox(*box),
+            "labels": {
+                head.name: (UNLABELLED if row.labels is None else row.labels[head.name])
+                for head in DEEPFASHION6
+            },
+            "category": row.category,
+        }
 
 
 def _read_split(
-    root: epath.Path,
-    split: str,
-    policy: validation.RowPolicy,
-    build_report: validation.BuildReport,
-) -> dict[str, Any]:
-    """Reads and validates all annotation files of ``split``.
+    root: epath.Path, split: str, policy: RowPolicy, build_report: BuildReport
+) -> list[_Row]:
+    """Reads and validates all annotation files of ``split``: its valid rows.
 
-    A malformed row raises, or (``skip_bad_rows``) marks its row number bad in every file of
+    A malformed row raises, or (``skip_bad_rows``) leaves out its row number in every file of
     the split (the files line up by row). Files whose row counts differ always raise.
     """
     files = {role: root / split_file(split, role) for role in ROLES}
-    paths = validation.read_rows(files["paths"], keep_blank=True)
+    paths = read_rows(files["paths"], keep_blank=True)
     build_report.add_file(files["paths"], len(paths))
     report = build_report.split(split)
-    rows: dict[str, Any] = {"paths": paths}
+    rows: dict[str, list[Row] | None] = {"paths": paths}
     for role in ("attr", "cate", "bbox"):
         path = files[role]
         if split not in REQUIRED_SPLITS and not path.is_file():
             rows[role] = None
             continue
-        rows[role] = validation.read_rows(path, keep_blank=True)
-    validation.check_row_counts(
+        rows[role] = read_rows(path, keep_blank=True)
+    check_row_counts(
         {str(files[r]): len(rows[r]) for r in ROLES if rows[r] is not None},
         reference=str(files["paths"]),
     )
-    rows["labels"] = None if rows["attr"] is None else [None] * len(paths)
-    rows["category"] = None if rows["cate"] is None else [None] * len(paths)
-    rows["bbox_px"] = None if rows["bbox"] is None else [None] * len(paths)
-    rows["bad"] = set()
+    valid = []
     seen: dict[str, int] = {}
     for i in range(len(paths)):
+        line = {role: None if rows[role] is None else rows[role][i] for role in ROLES}
         try:
-            _parse_line(root, i, rows, seen)
-        except validation.AnnotationError as e:
+            valid.append(_parse_line(root, line, seen))
+        except AnnotationError as e:
             policy.bad_row(e, report)
-            rows["bad"].add(i)
-    return rows
+    return valid
 
 
-def _parse_line(root: epath.Path, i: int, rows: dict[str, Any], seen: dict[str, int]) -> None:
-    """Validates row ``i`` of every file of a split and stores the parsed values."""
+def _parse_line(root: epath.Path, line: dict[str, Row | None], seen: dict[str, int]) -> _Row:
+    """Validates one row of every file of a split (``line``: the row of each role)."""
     for role, what in (
         ("paths", "one relative image path"),
         ("cate", "a 1-based category id"),
         ("bbox", "x1 y1 x2 y2"),
     ):
-        if rows[role] is not None:
-            validation.expect_num_fields(rows[role][i], 4 if role == "bbox" else 1, what)
-    row = rows["paths"][i]
-    validation.resolve_image_path(root, row.fields[0], row)
+        if line[role] is not None:
+            expect_num_fields(line[role], 4 if role == "bbox" else 1, what)
+    row = line["paths"]
+    image = resolve_image_path(root, row.fields[0], row)
     if row.fields[0] in seen:
         raise row.error(
             "image path",
@@ -282,12 +242,13 @@ def _parse_line(root: epath.Path, i: int, rows: dict[str, Any], seen: dict[str, 
             note=f"also line {seen[row.fields[0]]}",
             reason="duplicate_row",
         )
-    if rows["attr"] is not None:
-        rows["labels"][i] = validation.parse_one_hot_groups(rows["attr"][i], ATTR_GROUPS)
-    if rows["cate"] is not None:
-        rows["category"][i] = (
-            validation.parse_int(
-                rows["cate"][i],
+    labels = category = bbox = None
+    if line["attr"] is not None:
+        labels = parse_one_hot_groups(line["attr"], ATTR_GROUPS)
+    if line["cate"] is not None:
+        category = (
+            parse_int(
+                line["cate"],
                 0,
                 "category id",
                 lo=1,
@@ -296,39 +257,32 @@ def _parse_line(root: epath.Path, i: int, rows: dict[str, Any], seen: dict[str, 
             )
             - 1
         )
-    if rows["bbox"] is not None:
-        rows["bbox_px"][i] = validation.parse_bbox(rows["bbox"][i])
+    if line["bbox"] is not None:
+        bbox = parse_bbox(line["bbox"])
     seen[row.fields[0]] = row.line  # only valid rows: a bad row is no later row's original
-
-
-def _find_duplicates(
-    root: epath.Path, parsed: dict[str, dict[str, Any]]
-) -> dict[tuple[str, str], str]:
-    """``{(split, image path): where}`` of images whose bytes appear in an earlier split."""
-    good = {
-        split: [r for i, r in enumerate(rows["paths"]) if i not in rows["bad"]]
-        for split, rows in parsed.items()
-    }
-    hashes = validation.hash_files(root / r.fields[0] for rs in good.values() for r in rs)
-    finder = validation.CrossSplitDuplicates(SPLITS)
-    for split, rs in good.items():
-        for r in rs:
-            finder.add(split, r.fields[0], hashes[str(root / r.fields[0])], r.where)
-    return finder.duplicates()
+    return _Row(
+        name=row.fields[0],
+        image=image,
+        where=row.where,
+        labels=labels,
+        category=UNLABELLED if category is None else category,
+        bbox=bbox,
+        bbox_row=line["bbox"],
+    )
 
 
 def _check_attr_list(path: epath.Path) -> None:
     """Checks an optional ``list_attr_cloth.txt`` against the head taxonomy."""
     if not path.is_file():
         return
-    _, rows = validation.read_counted_rows(path, min_fields=2)
+    _, rows = read_counted_rows(path, min_fields=2)
     expected = [(c, t) for t, (_, classes) in enumerate(ATTR_GROUPS, start=1) for c in classes]
     if len(rows) != len(expected):
-        raise validation.AnnotationError(
+        raise AnnotationError(
             path, 1, "count line", len(rows), f"{len(expected)} attributes (DeepFashion-6)"
         )
     for row, (name, t) in zip(rows, expected, strict=True):
-        got_type = validation.parse_int(row, -1, "attribute_type", lo=1, hi=len(ATTR_GROUPS))
+        got_type = parse_int(row, -1, "attribute_type", lo=1, hi=len(ATTR_GROUPS))
         if got_type != t:
             raise row.error(
                 "attribute_type",

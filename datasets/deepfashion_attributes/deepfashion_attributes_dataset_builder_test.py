@@ -1,4 +1,4 @@
-"""TFDS builder test for deepfashion_attributes on dummy_data/ (made by fashion_keras.demo)."""
+"""TFDS builder test for deepfashion_attributes on dummy_data/ (made by synthetic/demo.py)."""
 
 import tensorflow_datasets as tfds
 

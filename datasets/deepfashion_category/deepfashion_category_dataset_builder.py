@@ -6,14 +6,13 @@ yields one example per row of the partition file, with the 50-entry category lab
 in the files, 0-based here), the body type (upper, lower, full) and the garment bbox. The
 ``attributes`` config also reads ``list_attr_cloth.txt`` (1000 ``name type`` rows; names contain
 spaces, the type is the last token) and ``list_attr_img.txt`` (1000 values of 1/-1/0 per image).
-Class lists come from ``fashion_keras.heads``; every row check goes through ``validation``.
+Class lists come from ``fashion_keras.heads``; every row check goes through ``common``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,18 @@ import tensorflow_datasets.public_api as tfds
 from etils import epath
 
 from fashion_keras.heads import DEEPFASHION_CATEGORIES, DEEPFASHION_CATEGORY_TYPES
-from fashion_keras_datasets import validation
+from fashion_keras_datasets.common.builder import RowPolicy, ValidatingBuilder, ValidatingConfig
+from fashion_keras_datasets.common.errors import AnnotationError
+from fashion_keras_datasets.common.images import PreparedImage
+from fashion_keras_datasets.common.report import BuildReport, SkipReport
+from fashion_keras_datasets.common.rows import (
+    Row,
+    expect_num_fields,
+    parse_bbox,
+    parse_int,
+    read_counted_rows,
+    resolve_image_path,
+)
 
 ANNO_DIRS = ("Anno", "Anno_coarse")  # the 2016 release / the later split into Anno_coarse
 IMG_DIR = "img"
@@ -39,7 +49,7 @@ ATTRIBUTE_VALUES = {"1": 1, "-1": -1, "0": 0}
 
 
 @dataclasses.dataclass(eq=False)
-class CategoryConfig(validation.ValidatingConfig):
+class CategoryConfig(ValidatingConfig):
     """Options of the DeepFashion category builder.
 
     Attributes:
@@ -61,8 +71,12 @@ class _Row:
     bbox_where: str
     attributes: np.ndarray | None
 
+    @property
+    def key(self) -> str:
+        return self.name
 
-class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
+
+class Builder(ValidatingBuilder):
     """DeepFashion category benchmark (50 categories, top-k), from a manual download."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -109,45 +123,29 @@ class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
         }
         if self.builder_config.with_attributes:
             features["attributes"] = tfds.features.Tensor(shape=(NUM_ATTRIBUTES,), dtype=np.int8)
-        return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict(features),
-            supervised_keys=None,
+        return self._dataset_info(
+            features,
             homepage="http://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/AttributePrediction.html",
-            metadata=tfds.core.MetadataDict(),
         )
-
-    @property
-    def report(self) -> dict[str, Any]:
-        """The :class:`validation.BuildReport` of the build (``info.metadata["report"]``)."""
-        return dict(self.info.metadata.get("report", {}))
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         config: CategoryConfig = self.builder_config
-        root = epath.Path(dl_manager.manual_dir)
-        if not root.is_absolute():
-            root = root.absolute()
+        root = self._manual_root(dl_manager)
         anno = next((d for d in ANNO_DIRS if (root / d).is_dir()), ANNO_DIRS[0])
         required = [f"{anno}/{CATEGORY_FILE}", f"{anno}/{BBOX_FILE}", PARTITION_FILE]
         if config.with_attributes:
             required += [f"{anno}/{ATTR_LIST_FILE}", f"{anno}/{ATTR_IMG_FILE}"]
-        missing = validation.find_missing(root, required, dirs=[IMG_DIR])
-        if missing:
-            raise validation.MissingFilesError(
-                self.name,
-                root,
-                missing,
-                hint="Expected layout:\n" + textwrap.dedent(self.MANUAL_DOWNLOAD_INSTRUCTIONS),
-            )
+        self._require(root, required, [IMG_DIR])
         _check_category_list(root / anno / CATEGORY_LIST_FILE)
-        report = validation.BuildReport(self.name, config.name)
+        report = self._new_report()
         policy = config.policy
 
-        def file_problem(error: validation.AnnotationError) -> None:
+        def file_problem(error: AnnotationError) -> None:
             policy.file_problem(error, report)
 
         # The partition file defines the rows (and their split).
         partition_path = root / PARTITION_FILE
-        _, partition = validation.read_counted_rows(
+        _, partition = read_counted_rows(
             partition_path, keep_blank=True, on_count_mismatch=file_problem
         )
         report.add_file(partition_path, len(partition))
@@ -155,7 +153,7 @@ class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
             report.split(split)
 
         # Secondary files, keyed by image name; a bad row there fails the image's row.
-        secondary: dict[str, dict[str, tuple[validation.Row, Any]]] = {
+        secondary: dict[str, dict[str, tuple[Row, Any]]] = {
             "category": _read_keyed(root / anno / CATEGORY_FILE, _parse_category, file_problem),
             "bbox": _read_keyed(root / anno / BBOX_FILE, _parse_bbox, file_problem),
         }
@@ -166,90 +164,72 @@ class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
             secondary["attributes"] = _read_keyed(
                 root / anno / ATTR_IMG_FILE, _parse_attributes, file_problem
             )
+        rows = _join_partition(root, partition, secondary, policy, report)
+        return self._split_examples(
+            rows,
+            [s for s in SPLITS if rows[s] or report.split(s).num_rows],
+            report,
+            hint="check that the images are under manual_dir/img/",
+        )
 
-        rows: dict[str, list[_Row]] = {s: [] for s in SPLITS}
-        seen: dict[str, int] = {}
-        for prow in partition:
-            split = (
-                prow.fields[1] if len(prow.fields) == 2 and prow.fields[1] in SPLITS else "train"
-            )
-            try:
-                rows[split].append(_join(root, prow, secondary, seen))
-            except validation.AnnotationError as e:
-                policy.bad_row(e, report.split(split))
-        for keyed in secondary.values():
-            orphans = [row for name, (row, _) in keyed.items() if name not in seen]
-            if orphans:
-                policy.file_problem(
-                    orphans[0].error(
-                        "image_name",
-                        orphans[0].fields[0],
-                        f"an image listed in {PARTITION_FILE}",
-                        note=f"{len(orphans)} row(s) of this file name images the partition "
-                        f"file does not list; they are not used",
-                        reason="not_in_partition",
-                    ),
-                    report,
-                )
-        duplicates = _find_duplicates(rows)
-        return {
-            split: self._generate_examples(split, rows[split], duplicates, report)
-            for split in SPLITS
-            if rows[split] or report.split(split).num_rows
+    def _heads(self) -> Mapping[str, Sequence[str]]:
+        return {"category": DEEPFASHION_CATEGORIES, "category_type": BODY_TYPES}
+
+    def _example(
+        self, split: str, row: _Row, image: PreparedImage, report: SkipReport
+    ) -> dict[str, Any] | None:
+        box = report.admit_box(row.bbox, image.info, row.bbox_where)
+        if box is None:
+            return None
+        example = {
+            "image": image.data,
+            "image/filename": row.name,
+            "bbox": tfds.features.BBox(*box),
+            "labels": {
+                "category": row.category,
+                "category_type": DEEPFASHION_CATEGORY_TYPES[row.category] - 1,
+            },
         }
+        if self.builder_config.with_attributes:
+            example["attributes"] = row.attributes
+        return example
 
-    def _generate_examples(
-        self,
-        split: str,
-        rows: list[_Row],
-        duplicates: dict[tuple[str, str], str],
-        build_report: validation.BuildReport,
-    ) -> Iterator[tuple[str, dict]]:
-        config: CategoryConfig = self.builder_config
-        report = build_report.split(split)
-        report.declare_heads({"category": DEEPFASHION_CATEGORIES, "category_type": BODY_TYPES})
-        for row in rows:
-            image = report.admit_image(
-                row.where,
-                row.name,
-                row.image,
-                config.image_limits,
-                duplicates.get((split, row.name)),
+
+def _join_partition(
+    root: epath.Path,
+    partition: list[Row],
+    secondary: dict[str, dict[str, tuple[Row, Any]]],
+    policy: RowPolicy,
+    report: BuildReport,
+) -> dict[str, list[_Row]]:
+    """The valid partition rows of each split, joined with their secondary rows.
+
+    A bad partition row raises or is reported in its split; rows of secondary files whose image
+    the partition file does not list are a file problem.
+    """
+    rows: dict[str, list[_Row]] = {s: [] for s in SPLITS}
+    seen: dict[str, int] = {}
+    for prow in partition:
+        split = prow.fields[1] if len(prow.fields) == 2 and prow.fields[1] in SPLITS else "train"
+        try:
+            rows[split].append(_join(root, prow, secondary, seen))
+        except AnnotationError as e:
+            policy.bad_row(e, report.split(split))
+    for keyed in secondary.values():
+        orphans = [row for name, (row, _) in keyed.items() if name not in seen]
+        if orphans:
+            policy.file_problem(
+                orphans[0].error(
+                    "image_name",
+                    orphans[0].fields[0],
+                    f"an image listed in {PARTITION_FILE}",
+                    note=f"{len(orphans)} row(s) of this file name images the partition "
+                    f"file does not list; they are not used",
+                    reason="not_in_partition",
+                ),
+                report,
             )
-            if image is None:
-                continue
-            w, h = image.info.width, image.info.height
-            box, clamped = validation.normalize_bbox(row.bbox, w, h)
-            box_text = " ".join(f"{v:g}" for v in row.bbox)
-            if box is None:
-                report.skip(
-                    validation.BBOX_OUTSIDE_IMAGE,
-                    row.bbox_where,
-                    f"box {box_text} vs image {w}x{h}",
-                )
-                continue
-            if clamped:
-                report.adjust(
-                    validation.BBOX_CLAMPED, row.bbox_where, f"box {box_text} vs image {w}x{h}"
-                )
-            body_type = DEEPFASHION_CATEGORY_TYPES[row.category] - 1
-            report.keep(
-                {
-                    "category": DEEPFASHION_CATEGORIES[row.category],
-                    "category_type": BODY_TYPES[body_type],
-                }
-            )
-            example = {
-                "image": image.data,
-                "image/filename": row.name,
-                "bbox": tfds.features.BBox(*box),
-                "labels": {"category": row.category, "category_type": body_type},
-            }
-            if config.with_attributes:
-                example["attributes"] = row.attributes
-            yield row.name, example
-        build_report.finish_split(split, self.info.metadata)
-        report.raise_if_nothing_kept(hint="check that the images are under manual_dir/img/")
+    return rows
 
 
 # --- parsing --------------------------------------------------------------------------------------
@@ -257,16 +237,16 @@ class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
 
 def _read_keyed(
     path: epath.Path,
-    parse: Callable[[validation.Row], Any],
-    file_problem: Callable[[validation.AnnotationError], None],
-) -> dict[str, tuple[validation.Row, Any]]:
+    parse: Callable[[Row], Any],
+    file_problem: Callable[[AnnotationError], None],
+) -> dict[str, tuple[Row, Any]]:
     """``{image_name: (row, parsed value or the AnnotationError)}`` of a count+header file.
 
     Errors are kept, not raised, so they surface on the partition row of that image (and count
     in its split). Blank lines and a name listed twice are file problems of their own.
     """
-    _, rows = validation.read_counted_rows(path, keep_blank=True, on_count_mismatch=file_problem)
-    out: dict[str, tuple[validation.Row, Any]] = {}
+    _, rows = read_counted_rows(path, keep_blank=True, on_count_mismatch=file_problem)
+    out: dict[str, tuple[Row, Any]] = {}
     for row in rows:
         if not row.fields:
             file_problem(
@@ -287,28 +267,25 @@ def _read_keyed(
             continue
         try:
             value = parse(row)
-        except validation.AnnotationError as e:
+        except AnnotationError as e:
             value = e
         out[name] = (row, value)
     return out
 
 
-def _parse_category(row: validation.Row) -> int:
-    validation.expect_num_fields(row, 2, "image_name category_label")
+def _parse_category(row: Row) -> int:
+    expect_num_fields(row, 2, "image_name category_label")
     n = len(DEEPFASHION_CATEGORIES)
-    return (
-        validation.parse_int(row, 1, "category_label", lo=1, hi=n, reason="category_out_of_range")
-        - 1
-    )
+    return parse_int(row, 1, "category_label", lo=1, hi=n, reason="category_out_of_range") - 1
 
 
-def _parse_bbox(row: validation.Row) -> tuple[float, float, float, float]:
-    validation.expect_num_fields(row, 5, "image_name x_1 y_1 x_2 y_2")
-    return validation.parse_bbox(row, start=1, field="bbox x_1 y_1 x_2 y_2")
+def _parse_bbox(row: Row) -> tuple[float, float, float, float]:
+    expect_num_fields(row, 5, "image_name x_1 y_1 x_2 y_2")
+    return parse_bbox(row, start=1, field="bbox x_1 y_1 x_2 y_2")
 
 
-def _parse_attributes(row: validation.Row) -> np.ndarray:
-    validation.expect_num_fields(row, 1 + NUM_ATTRIBUTES, f"image_name + {NUM_ATTRIBUTES} values")
+def _parse_attributes(row: Row) -> np.ndarray:
+    expect_num_fields(row, 1 + NUM_ATTRIBUTES, f"image_name + {NUM_ATTRIBUTES} values")
     values = np.zeros(NUM_ATTRIBUTES, np.int8)
     for i, token in enumerate(row.fields[1:]):
         value = ATTRIBUTE_VALUES.get(token)
@@ -325,14 +302,14 @@ def _parse_attributes(row: validation.Row) -> np.ndarray:
 
 def _join(
     root: epath.Path,
-    prow: validation.Row,
-    secondary: dict[str, dict[str, tuple[validation.Row, Any]]],
+    prow: Row,
+    secondary: dict[str, dict[str, tuple[Row, Any]]],
     seen: dict[str, int],
 ) -> _Row:
     """Validates a partition row and joins it with the other files' rows for its image."""
     if not prow.fields:
         raise prow.error("row", "", "image_name evaluation_status", reason="blank_line")
-    validation.expect_num_fields(prow, 2, "image_name evaluation_status")
+    expect_num_fields(prow, 2, "image_name evaluation_status")
     name, status = prow.fields
     first = seen.setdefault(name, prow.line)
     if first != prow.line:
@@ -341,7 +318,7 @@ def _join(
         )
     if status not in SPLITS:
         raise prow.error("evaluation_status", status, "train, val or test", reason="unknown_split")
-    image = validation.resolve_image_path(root, name, prow, "image_name")
+    image = resolve_image_path(root, name, prow, "image_name")
     values: dict[str, Any] = {}
     where: dict[str, str] = {}
     for kind, keyed in secondary.items():
@@ -352,7 +329,7 @@ def _join(
                 "image_name", name, f"a row for it in {file}", reason=f"missing_{kind}"
             )
         row, value = entry
-        if isinstance(value, validation.AnnotationError):
+        if isinstance(value, AnnotationError):
             raise value
         values[kind], where[kind] = value, row.where
     return _Row(
@@ -370,9 +347,9 @@ def _check_category_list(path: epath.Path) -> None:
     """Checks an optional ``list_category_cloth.txt`` against ``fashion_keras.heads``."""
     if not path.is_file():
         return
-    _, rows = validation.read_counted_rows(path, min_fields=2)
+    _, rows = read_counted_rows(path, min_fields=2)
     if len(rows) != len(DEEPFASHION_CATEGORIES):
-        raise validation.AnnotationError(
+        raise AnnotationError(
             path, 1, "count line", len(rows), f"{len(DEEPFASHION_CATEGORIES)} categories"
         )
     for row, name, t in zip(rows, DEEPFASHION_CATEGORIES, DEEPFASHION_CATEGORY_TYPES, strict=True):
@@ -381,7 +358,7 @@ def _check_category_list(path: epath.Path) -> None:
             raise row.error(
                 "category_name", got, f"{name!r} (category id {row.line - 2})", reason="taxonomy"
             )
-        if validation.parse_int(row, -1, "category_type", lo=1, hi=3) != t:
+        if parse_int(row, -1, "category_type", lo=1, hi=3) != t:
             raise row.error(
                 "category_type", row.fields[-1], f"{t} ({BODY_TYPES[t - 1]})", reason="taxonomy"
             )
@@ -389,23 +366,14 @@ def _check_category_list(path: epath.Path) -> None:
 
 def _read_attribute_list(path: epath.Path) -> tuple[list[str], list[str]]:
     """Attribute names (which contain spaces) and types (the last token) of list_attr_cloth."""
-    _, rows = validation.read_counted_rows(path, min_fields=2)
+    _, rows = read_counted_rows(path, min_fields=2)
     if len(rows) != NUM_ATTRIBUTES:
-        raise validation.AnnotationError(
+        raise AnnotationError(
             path, 1, "count line", len(rows), f"{NUM_ATTRIBUTES} attributes", reason="count"
         )
     names, types = [], []
     for row in rows:
-        t = validation.parse_int(row, -1, "attribute_type (the last token)", lo=1, hi=5)
+        t = parse_int(row, -1, "attribute_type (the last token)", lo=1, hi=5)
         names.append(" ".join(row.fields[:-1]))
         types.append(ATTRIBUTE_TYPES[t - 1])
     return names, types
-
-
-def _find_duplicates(rows: dict[str, list[_Row]]) -> dict[tuple[str, str], str]:
-    hashes = validation.hash_files(r.image for split_rows in rows.values() for r in split_rows)
-    finder = validation.CrossSplitDuplicates(SPLITS)
-    for split, split_rows in rows.items():
-        for r in split_rows:
-            finder.add(split, r.name, hashes[str(r.image)], r.where)
-    return finder.duplicates()

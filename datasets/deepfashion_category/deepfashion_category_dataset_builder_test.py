@@ -1,9 +1,9 @@
-"""TFDS builder test for deepfashion_category on dummy_data/ (see fashion_keras_datasets.dummy_data)."""
+"""TFDS builder test for deepfashion_category on dummy_data/ (see synthetic/dummy_data.py)."""
 
 import tensorflow_datasets as tfds
 
-from fashion_keras_datasets import dummy_data
 from fashion_keras_datasets.deepfashion_category import deepfashion_category_dataset_builder
+from fashion_keras_datasets.synthetic import dummy_data
 
 
 class DeepfashionCategoryTest(tfds.testing.DatasetBuilderTestCase):

@@ -9,14 +9,13 @@ Each example labels one task (head) of eight. Per head it carries the hard label
 ``m`` "maybe" class, renormalised; all zeros when unlabelled), the ``m`` mask and a ``labelled``
 flag. The builder config sets the ``m`` policy: ``m_ignore`` (one-hot targets) or ``m_half``
 (``m`` classes weighted 0.5 before renormalising). Class lists come from
-``fashion_keras.heads.FASHIONAI8``; every row check goes through ``validation``.
+``fashion_keras.heads.FASHIONAI8``; every row check goes through ``common``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,19 +23,28 @@ import tensorflow_datasets.public_api as tfds
 from etils import epath
 
 from fashion_keras.heads import FASHIONAI8
-from fashion_keras_datasets import validation
+from fashion_keras_datasets.common.builder import ValidatingBuilder, ValidatingConfig
+from fashion_keras_datasets.common.errors import AnnotationError
+from fashion_keras_datasets.common.images import PreparedImage, hash_bucket
+from fashion_keras_datasets.common.report import BuildReport, SkipReport
+from fashion_keras_datasets.common.rows import (
+    Row,
+    parse_label_string,
+    read_csv_rows,
+    resolve_image_path,
+)
 
 LABEL_FILE = "Annotations/label.csv"
 QUESTION_FILE = "Tests/question.csv"
 TASKS = tuple(h.name for h in FASHIONAI8)
 HEADS = {h.name: h for h in FASHIONAI8}
-SPLIT_ORDER = ("train", "val", "test")  # duplicates stay in the first, see validation.py
+SPLIT_ORDER = ("train", "val", "test")  # duplicates stay in the first, see common/images.py
 UNLABELLED = -1
 FULL_IMAGE = (0.0, 0.0, 1.0, 1.0)
 
 
 @dataclasses.dataclass(eq=False)
-class FashionAIConfig(validation.ValidatingConfig):
+class FashionAIConfig(ValidatingConfig):
     """Options of the FashionAI builder.
 
     Attributes:
@@ -67,7 +75,7 @@ def soft_target(num_classes: int, y: int, m: tuple[int, ...], m_weight: float) -
 
 def val_bucket(relative_path: str) -> int:
     """A stable bucket in [0, 100) for the image's path inside its release folder."""
-    return validation.hash_bucket(relative_path)
+    return hash_bucket(relative_path)
 
 
 def find_releases(root: epath.Path) -> list[str]:
@@ -93,15 +101,15 @@ class _Row:
     where: str
 
     @property
-    def filename(self) -> str:
+    def name(self) -> str:
         return self.path if self.release == "." else f"{self.release}/{self.path}"
 
     @property
     def key(self) -> str:
-        return f"{self.filename}#{self.task}"
+        return f"{self.name}#{self.task}"
 
 
-class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
+class Builder(ValidatingBuilder):
     """FashionAI 2018 attributes (eight tasks), from a manual download."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -147,48 +155,33 @@ class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
         def per_head(feature):
             return tfds.features.FeaturesDict({t: feature(HEADS[t]) for t in TASKS})
 
-        return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Image(encoding_format="jpeg"),
-                    "image/filename": tfds.features.Text(),
-                    "release": tfds.features.Text(),
-                    "task": tfds.features.ClassLabel(names=TASKS),
-                    "bbox": tfds.features.BBoxFeature(),
-                    "labels": per_head(lambda h: tfds.features.ClassLabel(names=h.classes)),
-                    "soft_labels": per_head(
-                        lambda h: tfds.features.Tensor(shape=(h.num_classes,), dtype=np.float32)
-                    ),
-                    "m_mask": per_head(
-                        lambda h: tfds.features.Tensor(shape=(h.num_classes,), dtype=np.bool_)
-                    ),
-                    "labelled": per_head(lambda h: tfds.features.Scalar(dtype=np.bool_)),
-                }
-            ),
-            supervised_keys=None,
+        return self._dataset_info(
+            {
+                "image": tfds.features.Image(encoding_format="jpeg"),
+                "image/filename": tfds.features.Text(),
+                "release": tfds.features.Text(),
+                "task": tfds.features.ClassLabel(names=TASKS),
+                "bbox": tfds.features.BBoxFeature(),
+                "labels": per_head(lambda h: tfds.features.ClassLabel(names=h.classes)),
+                "soft_labels": per_head(
+                    lambda h: tfds.features.Tensor(shape=(h.num_classes,), dtype=np.float32)
+                ),
+                "m_mask": per_head(
+                    lambda h: tfds.features.Tensor(shape=(h.num_classes,), dtype=np.bool_)
+                ),
+                "labelled": per_head(lambda h: tfds.features.Scalar(dtype=np.bool_)),
+            },
             homepage="https://tianchi.aliyun.com/competition/entrance/231649",
-            metadata=tfds.core.MetadataDict(),
         )
 
-    @property
-    def report(self) -> dict[str, Any]:
-        """The :class:`validation.BuildReport` of the build (``info.metadata["report"]``)."""
-        return dict(self.info.metadata.get("report", {}))
-
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        config: FashionAIConfig = self.builder_config
-        root = epath.Path(dl_manager.manual_dir)
-        if not root.is_absolute():  # file:line in messages should be unambiguous
-            root = root.absolute()
+        root = self._manual_root(dl_manager)
         releases = find_releases(root) if root.is_dir() else []
         if not any((root / r / LABEL_FILE).is_file() for r in releases):
-            raise validation.MissingFilesError(
-                self.name,
-                root,
-                [f"<release>/{LABEL_FILE} (in at least one release folder)"],
-                hint="Expected layout:\n" + textwrap.dedent(self.MANUAL_DOWNLOAD_INSTRUCTIONS),
+            raise self._missing_files(
+                root, [f"<release>/{LABEL_FILE} (in at least one release folder)"]
             )
-        report = validation.BuildReport(self.name, config.name)
+        report = self._new_report()
         rows: dict[str, list[_Row]] = {s: [] for s in SPLIT_ORDER}
         for release in releases:
             for name, labelled in ((LABEL_FILE, True), (QUESTION_FILE, False)):
@@ -199,12 +192,12 @@ class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
         for split in SPLIT_ORDER:  # splits with bad rows only still need their report
             if rows[split] or split in report.splits:
                 report.split(split)
-        duplicates = _find_duplicates(rows)
-        return {
-            split: self._generate_examples(split, rows[split], duplicates, report)
-            for split in SPLIT_ORDER
-            if split in report.splits
-        }
+        return self._split_examples(
+            rows,
+            [s for s in SPLIT_ORDER if s in report.splits],
+            report,
+            hint="check that each release folder holds the Images/ its csv files list",
+        )
 
     def _read_file(
         self,
@@ -212,12 +205,12 @@ class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
         release: str,
         path: epath.Path,
         labelled: bool,
-        report: validation.BuildReport,
+        report: BuildReport,
     ) -> Iterator[tuple[str, _Row]]:
         """Parses label.csv (``labelled``) or question.csv; bad rows raise or are reported."""
         config: FashionAIConfig = self.builder_config
         policy = config.policy
-        _, csv_rows = validation.read_csv_rows(path, header=False)
+        _, csv_rows = read_csv_rows(path, header=False)
         report.add_file(path, len(csv_rows))
         seen: dict[str, int] = {}
         for row in csv_rows:
@@ -237,68 +230,45 @@ class Builder(validation.SkipBadRowsConfigs, tfds.core.GeneratorBasedBuilder):
                         note=f"also line {first}",
                         reason="duplicate_row",
                     )
-            except validation.AnnotationError as e:
+            except AnnotationError as e:
                 policy.bad_row(e, report.split(split))
                 continue
             yield split, parsed
 
-    def _generate_examples(
-        self,
-        split: str,
-        rows: list[_Row],
-        duplicates: dict[tuple[str, str], str],
-        build_report: validation.BuildReport,
-    ) -> Iterator[tuple[str, dict]]:
+    def _heads(self) -> Mapping[str, Sequence[str]]:
+        return {t: HEADS[t].classes for t in TASKS}
+
+    def _example(
+        self, split: str, row: _Row, image: PreparedImage, report: SkipReport
+    ) -> dict[str, Any]:
         config: FashionAIConfig = self.builder_config
-        report = build_report.split(split)
-        report.declare_heads({t: HEADS[t].classes for t in TASKS})
-        for row in rows:
-            image = report.admit_image(
-                row.where,
-                row.filename,
-                row.image,
-                config.image_limits,
-                duplicates.get((split, row.key)),
+        labels, soft, m_mask, flags = {}, {}, {}, {}
+        for task in TASKS:
+            n = HEADS[task].num_classes
+            mine = task == row.task and row.y != UNLABELLED
+            labels[task] = row.y if mine else UNLABELLED
+            soft[task] = (
+                soft_target(n, row.y, row.m, config.m_weight) if mine else np.zeros(n, np.float32)
             )
-            if image is None:
-                continue
-            labels, soft, m_mask, flags = {}, {}, {}, {}
-            for task in TASKS:
-                n = HEADS[task].num_classes
-                mine = task == row.task and row.y != UNLABELLED
-                labels[task] = row.y if mine else UNLABELLED
-                soft[task] = (
-                    soft_target(n, row.y, row.m, config.m_weight)
-                    if mine
-                    else np.zeros(n, np.float32)
-                )
-                mask = np.zeros(n, np.bool_)
-                if mine:
-                    mask[list(row.m)] = True
-                m_mask[task] = mask
-                flags[task] = mine
-            report.keep({row.task: HEADS[row.task].classes[row.y] if row.y != UNLABELLED else None})
-            yield (
-                row.key,
-                {
-                    "image": image.data,
-                    "image/filename": row.filename,
-                    "release": row.release,
-                    "task": row.task,
-                    "bbox": tfds.features.BBox(*FULL_IMAGE),
-                    "labels": labels,
-                    "soft_labels": soft,
-                    "m_mask": m_mask,
-                    "labelled": flags,
-                },
-            )
-        build_report.finish_split(split, self.info.metadata)
-        report.raise_if_nothing_kept(
-            hint="check that each release folder holds the Images/ its csv files list"
-        )
+            mask = np.zeros(n, np.bool_)
+            if mine:
+                mask[list(row.m)] = True
+            m_mask[task] = mask
+            flags[task] = mine
+        return {
+            "image": image.data,
+            "image/filename": row.name,
+            "release": row.release,
+            "task": row.task,
+            "bbox": tfds.features.BBox(*FULL_IMAGE),
+            "labels": labels,
+            "soft_labels": soft,
+            "m_mask": m_mask,
+            "labelled": flags,
+        }
 
 
-def _parse_row(root: epath.Path, release: str, row: validation.Row, labelled: bool) -> _Row:
+def _parse_row(root: epath.Path, release: str, row: Row, labelled: bool) -> _Row:
     """Validates one csv row (3 columns, known task, label string or ``?``, safe path)."""
     what = "image_path,task,label_string" if labelled else "image_path,task,?"
     if len(row.fields) != 3:
@@ -312,9 +282,9 @@ def _parse_row(root: epath.Path, release: str, row: validation.Row, labelled: bo
     rel, task, label = row.fields
     if task not in HEADS:
         raise row.error("task", task, f"one of {list(TASKS)}", reason="unknown_task")
-    image = validation.resolve_image_path(root / release, rel, row, "image_path")
+    image = resolve_image_path(root / release, rel, row, "image_path")
     if labelled:
-        y, m = validation.parse_label_string(row, 2, HEADS[task].classes, "label_string")
+        y, m = parse_label_string(row, 2, HEADS[task].classes, "label_string")
     else:
         if label != "?":
             raise row.error(
@@ -322,13 +292,3 @@ def _parse_row(root: epath.Path, release: str, row: validation.Row, labelled: bo
             )
         y, m = UNLABELLED, ()
     return _Row(release, rel, image, task, y, m, row.where)
-
-
-def _find_duplicates(rows: dict[str, list[_Row]]) -> dict[tuple[str, str], str]:
-    """``{(split, key): where}`` of rows whose image bytes already appear in an earlier split."""
-    hashes = validation.hash_files(r.image for split_rows in rows.values() for r in split_rows)
-    finder = validation.CrossSplitDuplicates(SPLIT_ORDER)
-    for split, split_rows in rows.items():
-        for r in split_rows:
-            finder.add(split, r.key, hashes[str(r.image)], r.where)
-    return finder.duplicates()

@@ -1,9 +1,9 @@
-"""TFDS builder test for fashionai_attributes on dummy_data/ (see fashion_keras_datasets.dummy_data)."""
+"""TFDS builder test for fashionai_attributes on dummy_data/ (see synthetic/dummy_data.py)."""
 
 import tensorflow_datasets as tfds
 
-from fashion_keras_datasets import dummy_data
 from fashion_keras_datasets.fashionai_attributes import fashionai_attributes_dataset_builder
+from fashion_keras_datasets.synthetic import dummy_data
 
 
 class FashionaiAttributesTest(tfds.testing.DatasetBuilderTestCase):

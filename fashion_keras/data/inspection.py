@@ -1,7 +1,7 @@
 """See that a dataset was read right: its build report and a grid of examples per head.
 
 ``python -m fashion_keras.data inspect --dataset fashionai_attributes --data-dir DIR`` prepares
-the dataset if needed (like training does), prints the build report (rows per annotation file,
+the dataset if needed (like training does; no ``--data-dir``: the synthetic demo data), prints the build report (rows per annotation file,
 kept/skipped/adjusted per split with ``file:line`` examples, labels per head and class) and writes
 a PNG grid: one row per head, a few examples labelled for it, each captioned with its class (and
 FashionAI ``m`` classes), with the garment box (green) and the crop the model sees (the box plus
@@ -21,8 +21,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image, ImageDraw, ImageFont
 
+from fashion_keras import sections
 from fashion_keras.data import pipeline, sources
-from fashion_keras.data.preprocess import DEFAULT_BBOX_MARGIN
+from fashion_keras.data.config import DEFAULT_BBOX_MARGIN, DataConfig, PreprocessConfig
 from fashion_keras.heads import Head, get_heads
 
 CELL = 150  # pixels per image cell
@@ -34,14 +35,14 @@ CROP_COLOUR = (255, 200, 0)
 
 def format_report(builder: tfds.core.DatasetBuilder, classes: bool = True) -> str:
     """The builder's stored build report as text (the same format for every builder)."""
-    from fashion_keras_datasets import validation
+    from fashion_keras_datasets.common.report import format_build_report
 
     report = builder.info.metadata.get("report") if builder.info.metadata else None
     sizes = ", ".join(f"{s} {builder.info.splits[s].num_examples}" for s in builder.info.splits)
     head = f"{builder.name}/{builder.builder_config.name if builder.builder_config else ''}"
     lines = [f"{head.rstrip('/')} {builder.version}: examples written: {sizes}"]
     if report:
-        lines.append(validation.format_build_report(report, classes=classes))
+        lines.append(format_build_report(report, classes=classes))
     else:
         lines.append("(no build report stored with this dataset)")
     return "\n".join(lines)
@@ -136,26 +137,22 @@ def render_grid(
 
 
 def inspect(
-    dataset: str,
-    data_dir: str,
+    data: DataConfig,
     *,
-    tfds_data_dir: str | None = None,
     heads: str | None = None,
     split: str = "train",
     per_head: int = 4,
     output: str = "inspect.png",
     bbox_margin: float = DEFAULT_BBOX_MARGIN,
-    skip_bad_rows: bool = False,
 ) -> tuple[str, str]:
-    """Prepares ``dataset`` if needed and writes the grid; returns ``(report text, png path)``.
+    """Prepares the dataset of ``data`` if needed and writes the grid; returns
+    ``(report text, png path)``.
 
     Args:
       heads: a head spec (as ``--heads``); default: every head the dataset labels.
     """
     spec = get_heads(heads) if heads else None
-    builder = sources.get_builder(
-        dataset, data_dir, tfds_data_dir, skip_bad_rows=skip_bad_rows, heads=spec
-    )
+    builder = sources.builders_for(data, spec)[0][0]
     available = pipeline.label_features(builder.info.features)
     if spec is None:
         spec = tuple(Head(name, tuple(f.names)) for name, f in available.items())
@@ -169,6 +166,10 @@ def inspect(
     return format_report(builder), output
 
 
+#: DataConfig fields inspect does not take (one dataset; --split picks the split).
+DATA_EXCLUDE = ("sources", "source_weights", "train_split", "val_split")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fashion_keras.data",
@@ -177,26 +178,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("inspect", help="print the build report and write an example grid")
-    p.add_argument("--dataset", required=True, help="builder name, or NAME/CONFIG")
-    p.add_argument("--data-dir", required=True, help="the manual download folder")
-    p.add_argument("--tfds-data-dir", default=None, help="where TFDS keeps prepared data")
-    p.add_argument("--heads", default=None, help="heads to show (default: all labelled)")
     p.add_argument("--split", default="train", help="split to draw examples from")
     p.add_argument("--per-head", type=int, default=4, help="examples per head")
     p.add_argument("--output", default="inspect.png", help="PNG file to write")
-    p.add_argument("--bbox-margin", type=float, default=DEFAULT_BBOX_MARGIN)
-    p.add_argument("--skip-bad-rows", action="store_true", help="skip and report bad rows")
+    data = p.add_argument_group("data (--heads default: every head the dataset labels)")
+    sections.add_arguments(data, DataConfig, exclude=DATA_EXCLUDE)
+    sections.add_arguments(p.add_argument_group("preprocessing"), PreprocessConfig)
     args = parser.parse_args(argv)
+    data_config = sections.from_args(DataConfig, args)
+    preprocess = sections.from_args(PreprocessConfig, args)
     text, path = inspect(
-        args.dataset,
-        args.data_dir,
-        tfds_data_dir=args.tfds_data_dir,
+        data_config,
         heads=args.heads,
         split=args.split,
         per_head=args.per_head,
         output=args.output,
-        bbox_margin=args.bbox_margin,
-        skip_bad_rows=args.skip_bad_rows,
+        bbox_margin=preprocess.resolved_margin(),
     )
     print(text)
     print(f"wrote {path}")

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from fashion_keras.data.config import DEFAULT_BBOX_MARGIN
+
 #: Resize-then-crop ratio (resize 234 -> crop 224, scaled to the image size).
 RESIZE_RATIO = 234 / 224
-#: Default margin around the garment box, as a fraction of the box's height/width on each side.
-DEFAULT_BBOX_MARGIN = 0.1
 _FULL_IMAGE = (0.0, 0.0, 1.0, 1.0)
 
 
@@ -151,7 +151,7 @@ def preprocess_square(
     """Box crop, pad to square with the mean colour, resize to ``side`` x ``side``.
 
     The common first half of every view: evaluation takes its central crop, test-time
-    augmentation (``fashion_keras.inference.tta_views``) its corner/grid crops.
+    augmentation (``fashion_keras.evaluation.views.tta_views``) its corner/grid crops.
     """
     image = decode_and_crop(image_bytes, bbox, margin)
     shape = tf.shape(image)

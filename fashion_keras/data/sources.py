@@ -12,12 +12,12 @@ import importlib
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from fashion_keras.data import pipeline
+from fashion_keras.data.config import DataConfig
 from fashion_keras.heads import Head
 
 log = logging.getLogger("fashion_keras")
@@ -29,7 +29,7 @@ DATASET_MODULES = {
     "fashionai_attributes": "fashion_keras_datasets.fashionai_attributes",
     "custom_csv": "fashion_keras_datasets.custom_csv",
 }
-SKIP_BAD_ROWS_SUFFIX = "_skip_bad_rows"  # fashion_keras_datasets.validation.SKIP_BAD_ROWS_SUFFIX
+SKIP_BAD_ROWS_SUFFIX = "_skip_bad_rows"  # as in fashion_keras_datasets/common/builder.py
 
 
 def split_dataset_name(dataset: str) -> tuple[str, str | None]:
@@ -197,20 +197,30 @@ def training_data(
     )
 
 
-def builders_for_config(cfg: Any, heads: Sequence[Head]) -> tuple[list[Any], list[float] | None]:
-    """Prepared builders and sampling weights (None: by size) for a ``TrainConfig``: its
-    ``sources`` (joint training) or its ``dataset`` + ``data_dir``."""
-    if cfg.sources:
-        chosen = parse_sources(cfg.sources)
+def builders_for(
+    data: DataConfig, heads: Sequence[Head] | None
+) -> tuple[list[tfds.core.DatasetBuilder], list[float] | None]:
+    """Prepared builders and sampling weights (None: by size) for a data section: the
+    synthetic demo data when it names no data (:attr:`DataConfig.uses_demo_data`), its
+    ``sources`` (joint training), or its ``dataset`` + ``data_dir``."""
+    if data.uses_demo_data:
+        log.warning(
+            "No --data-dir given: using the embedded SYNTHETIC demo data (drawn garments in the "
+            "DeepFashion Anno_fine layout). Accuracies on it say nothing about real photos; "
+            "pass --data-dir with the real release for a real model."
+        )
+        return [demo_builder()], None
+    if data.sources:
+        chosen = parse_sources(data.sources)
     else:
-        chosen = [Source(cfg.dataset, cfg.data_dir)]
-    weights = parse_source_weights(cfg.source_weights, chosen) if cfg.source_weights else None
+        chosen = [Source(data.dataset, data.data_dir)]
+    weights = parse_source_weights(data.source_weights, chosen) if data.source_weights else None
     builders = [
         get_builder(
             s.dataset,
             s.manual_dir,
-            cfg.tfds_data_dir,
-            skip_bad_rows=cfg.skip_bad_rows,
+            data.tfds_data_dir,
+            skip_bad_rows=data.skip_bad_rows,
             heads=heads,
         )
         for s in chosen
@@ -221,7 +231,7 @@ def builders_for_config(cfg: Any, heads: Sequence[Head]) -> tuple[list[Any], lis
 def demo_builder(cache_dir: str | None = None) -> tfds.core.DatasetBuilder:
     """The DeepFashion-layout synthetic demo data, generated once and prepared by the real
     ``deepfashion_attributes`` builder into a TFDS folder beside it."""
-    from fashion_keras.demo import demo_manual_dir
+    from fashion_keras_datasets.synthetic.demo import demo_manual_dir
 
     manual_dir = demo_manual_dir(cache_dir)
     data_dir = os.path.join(os.path.dirname(os.path.abspath(manual_dir)), "tfds")

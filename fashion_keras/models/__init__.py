@@ -1,16 +1,33 @@
-"""SE-ResNet backbones and the multi-head classifier (Keras 3, backend-agnostic)."""
+"""SE-ResNet backbones and the multi-head classifier (Keras 3, backend-agnostic).
 
-from fashion_keras.models.backbones import BACKBONE_PRESETS, Backbone, get_backbone
+``create_model`` builds a classifier from a backbone name, a head spec and a weights source
+(see ``fashion_keras/models/README.md``); ``checkpoints`` reads timm / PyTorch checkpoints.
+"""
+
+from fashion_keras.models.backbones import Backbone, get_backbone
 from fashion_keras.models.classifier import MultiHeadClassifier, build_model
+from fashion_keras.models.factory import create_model
 from fashion_keras.models.layers import ImageNormalization, SqueezeExcite, make_divisible
+from fashion_keras.models.presets import (
+    BACKBONE_PRESETS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PRETRAINED,
+    PretrainedInfo,
+)
 
 __all__ = [
     "BACKBONE_PRESETS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PRETRAINED",
     "Backbone",
     "ImageNormalization",
     "MultiHeadClassifier",
+    "PretrainedInfo",
     "SqueezeExcite",
     "build_model",
+    "create_model",
     "get_backbone",
     "make_divisible",
 ]

@@ -42,6 +42,7 @@ from typing import Any, Literal
 import keras
 
 from fashion_keras.models.layers import SqueezeExcite
+from fashion_keras.models.presets import backbone_preset
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # PyTorch momentum 0.1
@@ -156,6 +157,53 @@ def _stem(x: Any, stem_width: int, layout: Layout) -> Any:
     return keras.layers.MaxPooling2D(3, strides=2, padding="valid", name="maxpool")(x)
 
 
+def _check_args(
+    stage_blocks: tuple[int, ...],
+    stage_widths: tuple[int, ...],
+    *,
+    groups: int,
+    base_width: int,
+    se: bool,
+    se_reduction: float,
+    stem_width: int,
+    image_shape: tuple[int | None, ...],
+    layout: str,
+    stride_in_1x1: bool,
+) -> None:
+    """Raises ``ValueError`` naming the first bad ``Backbone`` argument."""
+    if not stage_blocks or len(stage_blocks) != len(stage_widths):
+        raise ValueError(
+            f"Backbone: stage_blocks = {list(stage_blocks)!r} and stage_widths = "
+            f"{list(stage_widths)!r} must be non-empty and of equal length"
+        )
+    for i, (n, w) in enumerate(zip(stage_blocks, stage_widths, strict=True)):
+        _check_int(n, f"stage_blocks[{i}]")
+        _check_int(w, f"stage_widths[{i}]")
+    _check_int(groups, "groups")
+    _check_int(base_width, "base_width")
+    _check_int(stem_width, "stem_width")
+    if not isinstance(se, bool):
+        raise ValueError(f"Backbone: se = {se!r} must be a bool")
+    if isinstance(se_reduction, bool) or not isinstance(se_reduction, (int, float)):
+        raise ValueError(f"Backbone: se_reduction = {se_reduction!r} must be a number >= 1")
+    if not se_reduction >= 1:
+        raise ValueError(f"Backbone: se_reduction = {se_reduction!r} must be a number >= 1")
+    if layout not in LAYOUTS:
+        raise ValueError(f"Backbone: layout = {layout!r}; expected one of {list(LAYOUTS)}")
+    if not isinstance(stride_in_1x1, bool):
+        raise ValueError(f"Backbone: stride_in_1x1 = {stride_in_1x1!r} must be a bool")
+    if len(image_shape) != 3:
+        raise ValueError(
+            f"Backbone: image_shape = {image_shape!r} must be (height, width, channels)"
+        )
+    for planes in stage_widths:
+        if math.floor(planes * (base_width / 64)) < 1:
+            raise ValueError(
+                f"Backbone: stage width {planes} with base_width = {base_width} gives a "
+                "3x3 conv width of 0 per group"
+            )
+
+
 @keras.saving.register_keras_serializable(package="fashion_keras")
 class Backbone(keras.Model):
     """(SE-)ResNet / (SE-)ResNeXt feature extractor with bottleneck blocks (timm layout).
@@ -194,40 +242,19 @@ class Backbone(keras.Model):
         stride_in_1x1: bool = False,
         **kwargs: Any,
     ) -> None:
-        stage_blocks = tuple(stage_blocks)
-        stage_widths = tuple(stage_widths)
-        if not stage_blocks or len(stage_blocks) != len(stage_widths):
-            raise ValueError(
-                f"Backbone: stage_blocks = {list(stage_blocks)!r} and stage_widths = "
-                f"{list(stage_widths)!r} must be non-empty and of equal length"
-            )
-        for i, (n, w) in enumerate(zip(stage_blocks, stage_widths, strict=True)):
-            _check_int(n, f"stage_blocks[{i}]")
-            _check_int(w, f"stage_widths[{i}]")
-        _check_int(groups, "groups")
-        _check_int(base_width, "base_width")
-        _check_int(stem_width, "stem_width")
-        if not isinstance(se, bool):
-            raise ValueError(f"Backbone: se = {se!r} must be a bool")
-        if isinstance(se_reduction, bool) or not isinstance(se_reduction, (int, float)):
-            raise ValueError(f"Backbone: se_reduction = {se_reduction!r} must be a number >= 1")
-        if not se_reduction >= 1:
-            raise ValueError(f"Backbone: se_reduction = {se_reduction!r} must be a number >= 1")
-        if layout not in LAYOUTS:
-            raise ValueError(f"Backbone: layout = {layout!r}; expected one of {list(LAYOUTS)}")
-        if not isinstance(stride_in_1x1, bool):
-            raise ValueError(f"Backbone: stride_in_1x1 = {stride_in_1x1!r} must be a bool")
+        stage_blocks, stage_widths = tuple(stage_blocks), tuple(stage_widths)
         image_shape = tuple(image_shape)
-        if len(image_shape) != 3:
-            raise ValueError(
-                f"Backbone: image_shape = {image_shape!r} must be (height, width, channels)"
-            )
-        for planes in stage_widths:
-            if math.floor(planes * (base_width / 64)) < 1:
-                raise ValueError(
-                    f"Backbone: stage width {planes} with base_width = {base_width} gives a "
-                    "3x3 conv width of 0 per group"
-                )
+        block_args = {
+            "groups": groups,
+            "base_width": base_width,
+            "se": se,
+            "se_reduction": se_reduction,
+            "layout": layout,
+            "stride_in_1x1": stride_in_1x1,
+        }
+        _check_args(
+            stage_blocks, stage_widths, stem_width=stem_width, image_shape=image_shape, **block_args
+        )
 
         # --- functional graph ---
         inputs = keras.Input(shape=image_shape, name="images")
@@ -241,12 +268,7 @@ class Backbone(keras.Model):
                     in_channels=channels,
                     planes=planes,
                     stride=(1 if s == 0 else 2) if b == 0 else 1,
-                    groups=groups,
-                    base_width=base_width,
-                    se=se,
-                    se_reduction=se_reduction,
-                    layout=layout,
-                    stride_in_1x1=stride_in_1x1,
+                    **block_args,
                 )
         super().__init__(inputs=inputs, outputs=x, **kwargs)
         if kwargs.get("trainable") is False:
@@ -308,48 +330,13 @@ class Backbone(keras.Model):
         return cls(**config)
 
 
-_RESNET50 = {"stage_blocks": (3, 4, 6, 3), "stage_widths": (64, 128, 256, 512)}
-_RESNET101 = {**_RESNET50, "stage_blocks": (3, 4, 23, 3)}
-_RESNET152 = {**_RESNET50, "stage_blocks": (3, 8, 36, 3)}
-_X32x4D = {"groups": 32, "base_width": 4}
-_LEGACY = {"layout": "legacy", "se": True}
-
-#: Backbone presets; the names are timm's model names. Comments: timm's parameter count with its
-#: 1000-way classifier (equal here, see tests/models/test_backbones.py).
-BACKBONE_PRESETS: dict[str, dict[str, Any]] = {
-    # timm resnet.py layout (stride on the 3x3 conv, "ResNet v1.5")
-    "resnet50": {**_RESNET50, "se": False},  # 25,557,032
-    "seresnet50": {**_RESNET50, "se": True},  # 28,088,024
-    "seresnet101": {**_RESNET101, "se": True},  # 49,326,872
-    "seresnet152": {**_RESNET152, "se": True},  # 66,821,848
-    "seresnext50_32x4d": {**_RESNET50, **_X32x4D, "se": True},  # 27,559,896
-    "seresnext101_32x4d": {**_RESNET101, **_X32x4D, "se": True},  # 48,955,416
-    # timm senet.py layout (Caffe SENet port; SE-ResNet blocks stride on the first 1x1 conv)
-    "legacy_seresnet50": {**_RESNET50, **_LEGACY, "stride_in_1x1": True},  # 28,088,024
-    "legacy_seresnet101": {**_RESNET101, **_LEGACY, "stride_in_1x1": True},  # 49,326,872
-    "legacy_seresnet152": {**_RESNET152, **_LEGACY, "stride_in_1x1": True},  # 66,821,848
-    "legacy_seresnext50_32x4d": {**_RESNET50, **_X32x4D, **_LEGACY},  # 27,559,896
-    "legacy_seresnext101_32x4d": {**_RESNET101, **_X32x4D, **_LEGACY},  # 48,955,416
-    # Small SE-ResNet for tests and CPU demos (512 output channels).
-    "seresnet_tiny": {
-        "stage_blocks": (1, 1, 1, 1),
-        "stage_widths": (16, 32, 64, 128),
-        "stem_width": 16,
-        "se": True,
-    },
-}
-
-
 def get_backbone(
     name: str, image_shape: Sequence[int | None] = (None, None, 3), **kwargs: Any
 ) -> Backbone:
-    """Builds the preset backbone ``name`` (see ``BACKBONE_PRESETS``), randomly initialised.
+    """Builds the preset backbone ``name`` (see ``presets.BACKBONE_PRESETS``), randomly
+    initialised.
 
     ``kwargs`` override preset arguments (or set ``name``/``trainable``).
     """
-    if name not in BACKBONE_PRESETS:
-        raise ValueError(
-            f"unknown backbone {name!r}; expected one of {', '.join(sorted(BACKBONE_PRESETS))}"
-        )
-    args = {**BACKBONE_PRESETS[name], "name": name, **kwargs}
+    args = {**backbone_preset(name), "name": name, **kwargs}
     return Backbone(image_shape=image_shape, **args)

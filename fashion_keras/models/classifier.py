@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -10,9 +11,7 @@ import keras
 from fashion_keras.heads import Head, HeadSpec, get_heads, heads_from_dict, heads_to_dict
 from fashion_keras.models.backbones import Backbone, get_backbone
 from fashion_keras.models.layers import ImageNormalization
-
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
+from fashion_keras.models.presets import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _resolve_heads(heads: Any) -> HeadSpec:
@@ -31,6 +30,45 @@ def _resolve_heads(heads: Any) -> HeadSpec:
         f"MultiHeadClassifier: heads = {heads!r} must be a non-empty tuple of Head objects or "
         "its dict form ({'heads': [...]})"
     )
+
+
+def _check_sizes(fc_layers: int, fc_units: int, dropout: float, image_size: int | None) -> None:
+    """Raises ``ValueError`` naming the first bad size argument of ``MultiHeadClassifier``."""
+    if isinstance(fc_layers, bool) or not isinstance(fc_layers, int) or fc_layers < 0:
+        raise ValueError(f"MultiHeadClassifier: fc_layers = {fc_layers!r} must be an int >= 0")
+    if isinstance(fc_units, bool) or not isinstance(fc_units, int) or fc_units < 1:
+        raise ValueError(f"MultiHeadClassifier: fc_units = {fc_units!r} must be an int >= 1")
+    if (
+        isinstance(dropout, bool)
+        or not isinstance(dropout, (int, float))
+        or not 0.0 <= dropout < 1.0
+    ):
+        raise ValueError(f"MultiHeadClassifier: dropout = {dropout!r} must be in [0, 1)")
+    if image_size is not None and (
+        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
+    ):
+        raise ValueError(
+            f"MultiHeadClassifier: image_size = {image_size!r} must be an int >= 1 or None"
+        )
+
+
+def _preprocessing_json(preprocessing: Mapping[str, Any] | None) -> str | None:
+    """``preprocessing`` as JSON text (``None`` stays ``None``); raises ``ValueError`` unless it
+    is a mapping with string keys that JSON can hold."""
+    if preprocessing is None:
+        return None
+    if not isinstance(preprocessing, Mapping) or not all(isinstance(k, str) for k in preprocessing):
+        raise ValueError(
+            f"MultiHeadClassifier: preprocessing = {preprocessing!r} must be a dict with string "
+            "keys (e.g. {'bbox_margin': 0.2}) or None"
+        )
+    try:
+        return json.dumps(dict(preprocessing), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"MultiHeadClassifier: preprocessing = {preprocessing!r} must be JSON-serialisable "
+            f"(strings, numbers, booleans, None, lists and dicts of them): {e}"
+        ) from e
 
 
 @keras.saving.register_keras_serializable(package="fashion_keras")
@@ -55,6 +93,9 @@ class MultiHeadClassifier(keras.Model):
       image_size: square input size, or ``None`` for variable-size inputs.
       mean: per-channel RGB mean subtracted from the [0, 255] input.
       std: per-channel RGB standard deviation dividing the input.
+      preprocessing: input preprocessing the data pipeline (not the model) applies, an opaque
+        JSON-serialisable dict such as ``{"bbox_margin": 0.2}``; kept as ``model.preprocessing``
+        and in the saved config (``None``: not recorded, as in models saved before it existed).
       **kwargs: ``name``, ``trainable``, passed to ``keras.Model``.
     """
 
@@ -68,6 +109,7 @@ class MultiHeadClassifier(keras.Model):
         image_size: int | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        preprocessing: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         if not isinstance(backbone, keras.Model):
@@ -75,22 +117,8 @@ class MultiHeadClassifier(keras.Model):
                 f"MultiHeadClassifier: backbone = {backbone!r} must be a Backbone (keras.Model)"
             )
         heads = _resolve_heads(heads)
-        if isinstance(fc_layers, bool) or not isinstance(fc_layers, int) or fc_layers < 0:
-            raise ValueError(f"MultiHeadClassifier: fc_layers = {fc_layers!r} must be an int >= 0")
-        if isinstance(fc_units, bool) or not isinstance(fc_units, int) or fc_units < 1:
-            raise ValueError(f"MultiHeadClassifier: fc_units = {fc_units!r} must be an int >= 1")
-        if (
-            isinstance(dropout, bool)
-            or not isinstance(dropout, (int, float))
-            or not 0.0 <= dropout < 1.0
-        ):
-            raise ValueError(f"MultiHeadClassifier: dropout = {dropout!r} must be in [0, 1)")
-        if image_size is not None and (
-            isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
-        ):
-            raise ValueError(
-                f"MultiHeadClassifier: image_size = {image_size!r} must be an int >= 1 or None"
-            )
+        _check_sizes(fc_layers, fc_units, dropout, image_size)
+        preprocessing_json = _preprocessing_json(preprocessing)
         dropout = float(dropout)
         reserved = {"image", "normalize", "pool", "dropout", backbone.name}
         reserved |= {f"fc{i + 1}" for i in range(fc_layers)}
@@ -130,10 +158,18 @@ class MultiHeadClassifier(keras.Model):
         self.image_size = image_size
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
+        self._preprocessing_json = preprocessing_json
 
     @property
     def head_names(self) -> tuple[str, ...]:
         return tuple(h.name for h in self.heads)
+
+    @property
+    def preprocessing(self) -> dict[str, Any] | None:
+        """The input preprocessing the data pipeline applies (a fresh plain dict, or None)."""
+        if self._preprocessing_json is None:
+            return None
+        return json.loads(self._preprocessing_json)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -147,6 +183,7 @@ class MultiHeadClassifier(keras.Model):
             "image_size": self.image_size,
             "mean": list(self.mean),
             "std": list(self.std),
+            "preprocessing": self.preprocessing,
         }
 
     @classmethod
@@ -164,9 +201,11 @@ def build_model(
     image_size: int = 224,
     fc_layers: int = 0,
     dropout: float = 0.0,
+    preprocessing: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> MultiHeadClassifier:
-    """Builds a :class:`MultiHeadClassifier` from a backbone preset name and a head spec.
+    """Builds a randomly initialised :class:`MultiHeadClassifier` from a backbone preset name
+    and a head spec (:func:`fashion_keras.models.create_model` also loads pretrained weights).
 
     Args:
       backbone: a ``BACKBONE_PRESETS`` name (or a ``Backbone`` instance).
@@ -175,6 +214,8 @@ def build_model(
       image_size: square input size (``None`` for variable-size inputs).
       fc_layers: hidden Dense layers before the heads.
       dropout: dropout rate in [0, 1).
+      preprocessing: the data pipeline's input preprocessing, kept in the model (see
+        :class:`MultiHeadClassifier`).
       **kwargs: further ``MultiHeadClassifier`` arguments (``fc_units``, ``mean``, ``std``,
         ``name``).
     """
@@ -189,5 +230,6 @@ def build_model(
         fc_layers=fc_layers,
         dropout=dropout,
         image_size=image_size,
+        preprocessing=preprocessing,
         **kwargs,
     )

@@ -8,6 +8,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from fashion_keras.models.presets import IMAGENET_MEAN, IMAGENET_STD
+
 
 def make_divisible(
     v: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9
@@ -118,14 +120,14 @@ class ImageNormalization(keras.layers.Layer):
     [0, 255] are normalised before the cast to the compute dtype of the next layer.
 
     Args:
-      mean: per-channel means (RGB), in input units.
+      mean: per-channel means (RGB), in input units (default: ImageNet's, 0-255 units).
       std: per-channel standard deviations (RGB), in input units; all must be > 0.
     """
 
     def __init__(
         self,
-        mean: Sequence[float] = (123.675, 116.28, 103.53),
-        std: Sequence[float] = (58.395, 57.12, 57.375),
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("dtype", "float32")

@@ -28,8 +28,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from fashion_keras.models.backbones import BACKBONE_PRESETS, Backbone, get_backbone
+from fashion_keras.models.backbones import Backbone, get_backbone
 from fashion_keras.models.layers import SqueezeExcite
+from fashion_keras.models.presets import BACKBONE_PRESETS
 
 #: Relative tolerance of the paper comparison (the paper gives 3 significant digits).
 TOLERANCE = 0.005

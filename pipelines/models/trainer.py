@@ -3,7 +3,7 @@
 Nothing here re-implements the model, loss or input code: the examples ExampleGen wrote (the
 TFDS builders' serialized records, GZIP TFRecords) are parsed with
 ``fashion_keras.data.pipeline.parse_serialized_examples`` and handed to
-``fashion_keras.train.train`` (the same ``make_dataset``, model, focal losses and metrics as
+``fashion_keras.training.trainer.train`` (the same ``make_dataset``, model, focal losses and metrics as
 ``python -m fashion_keras.train``); ``fashion_keras.export.export_saved_model`` writes the
 SavedModel (signatures ``serving_default`` for image bytes, ``predict_images`` and
 ``predict_examples``, the one the Evaluator calls) into the Trainer's serving model folder.
@@ -11,7 +11,7 @@ SavedModel (signatures ``serving_default`` for image bytes, ``predict_images`` a
 ``custom_config`` (JSON):
 
 - ``heads``: the head spec as ``fashion_keras.heads.heads_to_dict`` writes it (required);
-- ``train_config``: ``fashion_keras.config.TrainConfig`` fields (``backbone``, ``image_size``,
+- ``train_config``: ``fashion_keras.training.config.TrainConfig`` fields (``backbone``, ``image_size``,
   ``batch_size``, ``epochs``, ``learning_rate``, ...); ``heads``, ``output_dir`` and
   ``steps_per_epoch`` are set here.
 
@@ -31,11 +31,11 @@ from typing import Any
 import tensorflow as tf
 from tfx import v1 as tfx
 
-from fashion_keras.config import TrainConfig
 from fashion_keras.data import pipeline
 from fashion_keras.export import export_saved_model
 from fashion_keras.heads import Head, heads_from_dict, heads_to_dict
-from fashion_keras.train import train
+from fashion_keras.training.config import TrainConfig
+from fashion_keras.training.trainer import train
 
 log = logging.getLogger("fashion_keras")
 
@@ -112,29 +112,27 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             {**fields, "heads": heads_file, "output_dir": run_dir},
             where="custom_config['train_config']",
         ).resolve()
+        opt = cfg.optimization
         if fn_args.train_steps:
-            steps_per_epoch = max(1, int(fn_args.train_steps) // cfg.epochs)
+            steps_per_epoch = max(1, int(fn_args.train_steps) // opt.epochs)
         else:
-            steps_per_epoch = max(1, _count(fn_args.train_files) // cfg.batch_size)
-        cfg = TrainConfig.from_dict({**cfg.to_dict(), "steps_per_epoch": steps_per_epoch})
+            steps_per_epoch = max(1, _count(fn_args.train_files) // opt.batch_size)
+        cfg = cfg.replace(steps_per_epoch=steps_per_epoch)
         train_examples = read_examples(fn_args.train_files, heads)
         val_examples = read_examples(fn_args.eval_files, heads)
         if fn_args.eval_steps:
-            val_examples = val_examples.take(int(fn_args.eval_steps) * cfg.batch_size)
+            val_examples = val_examples.take(int(fn_args.eval_steps) * opt.batch_size)
         log.info(
             "Trainer: %s, %d epochs x %d steps, heads %s",
-            cfg.backbone,
-            cfg.epochs,
+            cfg.model.backbone,
+            opt.epochs,
             steps_per_epoch,
             [h.name for h in heads],
         )
         result = train(cfg, train_examples=train_examples, val_examples=val_examples, export=False)
+        # the model carries its preprocessing (the garment-box margin) into the export
         version_dir = export_saved_model(
-            result.model,
-            os.path.join(work, "export"),
-            heads=heads,
-            version=1,
-            bbox_margin=cfg.bbox_margin,
+            result.model, os.path.join(work, "export"), heads=heads, version=1
         )
         _copy_tree(version_dir, fn_args.serving_model_dir)
         if not local_run:

@@ -10,9 +10,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from conftest import encode
 
-from fashion_keras.config import TrainConfig
 from fashion_keras.data import pipeline, sources
 from fashion_keras.heads import DEEPFASHION6, FASHIONAI8, Head, get_heads
+from fashion_keras.training.config import TrainConfig
 
 DATASETS = pathlib.Path(__file__).resolve().parents[2] / "datasets"
 SLEEVE, FIT = DEEPFASHION6[1], DEEPFASHION6[5]
@@ -141,7 +141,7 @@ def test_parse_sources_and_weights():
 
 def test_config_sources_exclude_data_dir():
     cfg = TrainConfig(sources="fashionai_attributes=/a")
-    assert not cfg.uses_demo_data
+    assert not cfg.data.uses_demo_data
     with pytest.raises(ValueError, match="'sources' and 'data_dir' exclude each other"):
         TrainConfig(sources="fashionai_attributes=/a", data_dir="/b").resolve()
     with pytest.raises(ValueError, match="'source_weights' needs 'sources'"):

@@ -12,8 +12,9 @@ import tensorflow_datasets as tfds
 
 from fashion_keras.data import sources
 from fashion_keras.heads import Head, load_heads_file
-from fashion_keras_datasets import dummy_data, validation
+from fashion_keras_datasets.common.errors import AnnotationError
 from fashion_keras_datasets.custom_csv import custom_csv_dataset_builder as ccb
+from fashion_keras_datasets.synthetic import dummy_data
 
 DUMMY = pathlib.Path(ccb.__file__).parent / "dummy_data"
 ROWS = dummy_data.CUSTOM_CSV_ROWS
@@ -104,7 +105,7 @@ def test_config_from_a_spec_file_and_from_the_manual_folder(manual, tmp_path):
     assert other.name != config.name
     _, lenient = ccb.config_for_manual_dir(manual, skip_bad_rows=True)
     assert lenient.name == config.name + "_skip_bad_rows" and lenient.skip_bad_rows
-    with pytest.raises(validation.AnnotationError, match="at least one head of \\['fit'\\]"):
+    with pytest.raises(AnnotationError, match="at least one head of \\['fit'\\]"):
         ccb.config_for_manual_dir(manual, [extra])
     (manual / "heads.yaml").unlink()
     with pytest.raises(FileNotFoundError, match="pass --heads"):
@@ -138,7 +139,7 @@ def test_bad_rows_stop_the_build_naming_file_line_field_value(
     manual, tmp_path, line, field, value, reason
 ):
     append(manual, line)
-    with pytest.raises(validation.AnnotationError) as e:
+    with pytest.raises(AnnotationError) as e:
         build(manual, tmp_path)
     assert str(e.value).startswith(f"{csv_path(manual)}:16: {field} = {value}: expected")
     assert e.value.reason == reason
@@ -147,7 +148,7 @@ def test_bad_rows_stop_the_build_naming_file_line_field_value(
 def test_header_must_name_the_image_and_every_head_column(manual, tmp_path):
     path = csv_path(manual)
     path.write_bytes(path.read_bytes().replace(b"colour", b"color", 1))
-    with pytest.raises(validation.AnnotationError, match=r"labels\.csv:1: header = .*missing \['colour'\]"):  # fmt: skip
+    with pytest.raises(AnnotationError, match=r"labels\.csv:1: header = .*missing \['colour'\]"):  # fmt: skip
         build(manual, tmp_path)
 
 

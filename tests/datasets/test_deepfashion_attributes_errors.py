@@ -1,6 +1,7 @@
 """deepfashion_attributes builder: error reporting, skip reports, bbox/JPEG handling, demo data.
 
-Every test works on a tiny synthetic release written by ``fashion_keras.demo`` into a temporary
+Every test works on a tiny synthetic release written by ``fashion_keras_datasets.synthetic.demo``
+into a temporary
 folder (a private copy per test when the test corrupts it).
 """
 
@@ -18,12 +19,23 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from fashion_keras import demo
 from fashion_keras.heads import DEEPFASHION6, DEEPFASHION_CATEGORIES
-from fashion_keras_datasets import validation
+from fashion_keras_datasets.common.errors import AnnotationError, ImageProblem, MissingFilesError
+from fashion_keras_datasets.common.images import ImageInfo, check_image
+from fashion_keras_datasets.common.report import SkipReport
+from fashion_keras_datasets.common.rows import (
+    Row,
+    normalize_bbox,
+    parse_bbox,
+    parse_label_string,
+    parse_one_hot_groups,
+    read_counted_rows,
+    read_rows,
+)
 from fashion_keras_datasets.deepfashion_attributes import (
     deepfashion_attributes_dataset_builder as dfa,
 )
+from fashion_keras_datasets.synthetic import demo
 
 NUM_TRAIN, NUM_VAL, NUM_TEST = 8, 4, 3
 
@@ -82,7 +94,7 @@ def test_missing_files_lists_manual_folder_and_every_missing_path(manual, tmp_pa
     anno(manual, "val_bbox.txt").unlink()
     anno(manual, "val.txt").unlink()
     shutil.rmtree(manual / "img")
-    with pytest.raises(validation.MissingFilesError) as e:
+    with pytest.raises(MissingFilesError) as e:
         build(manual, tmp_path)
     msg = str(e.value)
     assert str(manual.resolve()) in msg
@@ -118,7 +130,7 @@ def test_missing_files_lists_manual_folder_and_every_missing_path(manual, tmp_pa
 def test_malformed_attr_row_names_file_line_field_value(manual, tmp_path, row, field, value):
     path = anno(manual, "train_attr.txt")
     set_line(path, 3, row.strip())
-    with pytest.raises(validation.AnnotationError) as e:
+    with pytest.raises(AnnotationError) as e:
         build(manual, tmp_path)
     msg = str(e.value)
     assert msg.startswith(f"{path}:3: {field} = {value}: expected"), msg
@@ -128,7 +140,7 @@ def test_malformed_attr_row_names_file_line_field_value(manual, tmp_path, row, f
 def test_inverted_bbox_is_an_error(manual, tmp_path):
     path = anno(manual, "val_bbox.txt")
     set_line(path, 2, "30 5 10 40")
-    with pytest.raises(validation.AnnotationError) as e:
+    with pytest.raises(AnnotationError) as e:
         build(manual, tmp_path)
     assert str(e.value).startswith(f"{path}:2: bbox = '30 5 10 40': expected x1 < x2 and y1 < y2")
 
@@ -137,14 +149,14 @@ def test_every_split_is_checked_before_any_image_is_read(manual, tmp_path):
     shutil.rmtree(manual / "img")
     (manual / "img").mkdir()  # every image missing: would fail train with "all rows skipped"
     set_line(anno(manual, "test_attr.txt"), 2, "1 0")
-    with pytest.raises(validation.AnnotationError, match=r"test_attr\.txt:2: number of columns"):
+    with pytest.raises(AnnotationError, match=r"test_attr\.txt:2: number of columns"):
         build(manual, tmp_path)
 
 
 def test_row_count_mismatch_names_both_files_and_counts(manual, tmp_path):
     path = anno(manual, "val_cate.txt")
     path.write_text("".join(r + "\n" for r in lines(path)[:-1]))
-    with pytest.raises(validation.AnnotationError) as e:
+    with pytest.raises(AnnotationError) as e:
         build(manual, tmp_path)
     msg = str(e.value)
     assert str(path) in msg and str(anno(manual, "val.txt")) in msg
@@ -155,21 +167,21 @@ def test_row_count_mismatch_names_both_files_and_counts(manual, tmp_path):
 def test_category_out_of_range_is_an_error(manual, tmp_path, bad):
     path = anno(manual, "train_cate.txt")
     set_line(path, 5, bad)
-    with pytest.raises(validation.AnnotationError, match=rf":5: category id = '{bad}'.*\[1, 50\]"):
+    with pytest.raises(AnnotationError, match=rf":5: category id = '{bad}'.*\[1, 50\]"):
         build(manual, tmp_path)
 
 
 @pytest.mark.parametrize("bad", ["../outside.jpg", "img/../../x.jpg", "/etc/passwd", "C:/x.jpg"])
 def test_image_path_must_stay_inside_manual_dir(manual, tmp_path, bad):
     set_line(anno(manual, "train.txt"), 2, bad)
-    with pytest.raises(validation.AnnotationError, match=r"train\.txt:2: image path"):
+    with pytest.raises(AnnotationError, match=r"train\.txt:2: image path"):
         build(manual, tmp_path)
 
 
 def test_duplicate_image_path_is_an_error(manual, tmp_path):
     path = anno(manual, "train.txt")
     set_line(path, 4, lines(path)[0])
-    with pytest.raises(validation.AnnotationError, match=r"train\.txt:4: .*also line 1"):
+    with pytest.raises(AnnotationError, match=r"train\.txt:4: .*also line 1"):
         build(manual, tmp_path)
 
 
@@ -178,9 +190,7 @@ def test_attr_list_with_wrong_types_is_an_error(manual, tmp_path):
     rows = lines(path)
     rows[2 + 7] = "long_sleeve 1"  # column 8 belongs to type 2 (sleeve)
     path.write_text("\n".join(rows) + "\n")
-    with pytest.raises(
-        validation.AnnotationError, match=r"list_attr_cloth\.txt:10: attribute_type"
-    ):
+    with pytest.raises(AnnotationError, match=r"list_attr_cloth\.txt:10: attribute_type"):
         build(manual, tmp_path)
 
 
@@ -347,28 +357,28 @@ def test_every_class_of_every_head_appears_and_files_are_consistent(tmp_path):
     root = tmp_path / "demo"
     demo.generate_demo(root, 150, 1, 0, seed=0, max_side=40)
     assert not (root / "Anno_fine/test.txt").exists()
-    rows = validation.read_rows(root / "Anno_fine/train_attr.txt")
+    rows = read_rows(root / "Anno_fine/train_attr.txt")
     groups = [(h.name, h.classes) for h in DEEPFASHION6]
     seen = {h.name: set() for h in DEEPFASHION6}
     for row in rows:
-        for head, idx in validation.parse_one_hot_groups(row, groups).items():
+        for head, idx in parse_one_hot_groups(row, groups).items():
             seen[head].add(idx)
     for head in DEEPFASHION6:
         assert seen[head.name] == set(range(head.num_classes)), head.name
     cates = [int(x) for x in lines(root / "Anno_fine/train_cate.txt")]
-    lengths = [validation.parse_one_hot_groups(r, groups)["length"] for r in rows]
+    lengths = [parse_one_hot_groups(r, groups)["length"] for r in rows]
     for cate, length in zip(cates, lengths, strict=True):
         is_dress = DEEPFASHION6[2].classes[length] != "no_dress"
         assert (DEEPFASHION_CATEGORIES[cate - 1] == "Dress") == is_dress
-    header, attr_rows = validation.read_counted_rows(root / "Anno_fine/list_attr_cloth.txt")
+    header, attr_rows = read_counted_rows(root / "Anno_fine/list_attr_cloth.txt")
     assert header == ("attribute_name", "attribute_type")
     assert [(r.fields[0], int(r.fields[1])) for r in attr_rows] == demo.attribute_columns()
     for row, path in zip(
-        validation.read_rows(root / "Anno_fine/train_bbox.txt"),
+        read_rows(root / "Anno_fine/train_bbox.txt"),
         lines(root / "Anno_fine/train.txt"),
         strict=True,
     ):
-        x1, y1, x2, y2 = validation.parse_bbox(row)
+        x1, y1, x2, y2 = parse_bbox(row)
         w, h = Image.open(root / path).size
         assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h and max(w, h) <= 40
 
@@ -457,11 +467,11 @@ def test_cli_writes_demo(tmp_path, capsys):
     assert demo.main([str(out), "--num-train", "2"]) == 2  # exists, no --overwrite
 
 
-# --- the validation module -----------------------------------------------------------------------
+# --- the shared builder code (fashion_keras_datasets.common) ------------------------------------
 
 
 def test_skip_report_format_and_dict():
-    report = validation.SkipReport("ds", "train", max_examples=2)
+    report = SkipReport("ds", "train", max_examples=2)
     for i in range(3):
         report.skip("missing_image", f"f.txt:{i + 1}", "gone")
     report.adjust("bbox_clamped", "b.txt:7")
@@ -490,42 +500,42 @@ def test_skip_report_format_and_dict():
 def test_read_rows_rejects_inner_blank_lines_and_ignores_trailing_ones(tmp_path):
     path = tmp_path / "a.txt"
     path.write_text("1 2\n3 4\n\n\n")
-    assert [r.fields for r in validation.read_rows(path)] == [("1", "2"), ("3", "4")]
+    assert [r.fields for r in read_rows(path)] == [("1", "2"), ("3", "4")]
     path.write_text("1 2\n\n3 4\n")
-    with pytest.raises(validation.AnnotationError, match=r"a\.txt:2: row = ''"):
-        validation.read_rows(path)
+    with pytest.raises(AnnotationError, match=r"a\.txt:2: row = ''"):
+        read_rows(path)
     path.write_text("1 2\n3\n")
-    with pytest.raises(validation.AnnotationError, match=r"a\.txt:2: number of fields = 1"):
-        validation.read_rows(path, num_fields=2)
+    with pytest.raises(AnnotationError, match=r"a\.txt:2: number of fields = 1"):
+        read_rows(path, num_fields=2)
 
 
 def test_normalize_bbox():
-    assert validation.normalize_bbox((10, 20, 50, 80), 100, 200) == ((0.1, 0.1, 0.4, 0.5), False)
-    assert validation.normalize_bbox((-10, 0, 50, 300), 100, 200) == ((0.0, 0.0, 1.0, 0.5), True)
-    assert validation.normalize_bbox((120, 0, 150, 10), 100, 200) == (None, True)
+    assert normalize_bbox((10, 20, 50, 80), 100, 200) == ((0.1, 0.1, 0.4, 0.5), False)
+    assert normalize_bbox((-10, 0, 50, 300), 100, 200) == ((0.0, 0.0, 1.0, 0.5), True)
+    assert normalize_bbox((120, 0, 150, 10), 100, 200) == (None, True)
 
 
 def test_parse_label_string():
-    row = validation.Row("label.csv", 4, ("img.jpg", "collar", "nmyn"))
-    assert validation.parse_label_string(row, 2, ["a", "b", "c", "d"]) == (2, (1,))
-    bad = validation.Row("label.csv", 5, ("img.jpg", "collar", "nyyn"))
-    with pytest.raises(validation.AnnotationError, match=r"label\.csv:5: label = 'nyyn'"):
-        validation.parse_label_string(bad, 2, ["a", "b", "c", "d"])
+    row = Row("label.csv", 4, ("img.jpg", "collar", "nmyn"))
+    assert parse_label_string(row, 2, ["a", "b", "c", "d"]) == (2, (1,))
+    bad = Row("label.csv", 5, ("img.jpg", "collar", "nyyn"))
+    with pytest.raises(AnnotationError, match=r"label\.csv:5: label = 'nyyn'"):
+        parse_label_string(bad, 2, ["a", "b", "c", "d"])
 
 
 def test_check_image_reports_missing_and_unreadable(tmp_path):
-    with pytest.raises(validation.ImageProblem) as e:
-        validation.check_image(tmp_path / "none.jpg")
+    with pytest.raises(ImageProblem) as e:
+        check_image(tmp_path / "none.jpg")
     assert e.value.reason == "missing_image"
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
-    with pytest.raises(validation.ImageProblem) as e:
-        validation.check_image(tmp_path / "bad.jpg")
+    with pytest.raises(ImageProblem) as e:
+        check_image(tmp_path / "bad.jpg")
     assert e.value.reason == "unreadable_image"
     Image.new("L", (9, 8)).save(tmp_path / "ok.jpg")
-    assert validation.check_image(tmp_path / "ok.jpg") == validation.ImageInfo(9, 8, "JPEG", "L")
+    assert check_image(tmp_path / "ok.jpg") == ImageInfo(9, 8, "JPEG", "L")
     Image.new("L", (7, 5)).save(tmp_path / "tiny.jpg")  # under the default minimum side of 8
-    with pytest.raises(validation.ImageProblem) as e:
-        validation.check_image(tmp_path / "tiny.jpg")
+    with pytest.raises(ImageProblem) as e:
+        check_image(tmp_path / "tiny.jpg")
     assert e.value.reason == "image_too_small"
 
 

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from fashion_keras import losses as losses_lib
-from fashion_keras import metrics as metrics_lib
 from fashion_keras.heads import DEEPFASHION_CATEGORIES, get_heads
-from fashion_keras_datasets import dummy_data, validation
+from fashion_keras.training import losses as losses_lib
+from fashion_keras.training import metrics as metrics_lib
+from fashion_keras_datasets.common.errors import AnnotationError, MissingFilesError
 from fashion_keras_datasets.deepfashion_category import deepfashion_category_dataset_builder as dfc
+from fashion_keras_datasets.synthetic import dummy_data
 
 DUMMY = pathlib.Path(dfc.__file__).parent / "dummy_data"
 ROWS = dummy_data.DEEPFASHION_CATEGORY_ROWS
@@ -188,7 +189,7 @@ def test_bad_rows_stop_the_build_naming_file_line_field_value(manual, tmp_path, 
         "bbox": anno(manual, "list_bbox.txt"),
     }[file]
     set_line(path, line, text)
-    with pytest.raises(validation.AnnotationError, match=message):
+    with pytest.raises(AnnotationError, match=message):
         build(manual, tmp_path)
 
 
@@ -198,7 +199,7 @@ def test_rows_for_images_the_partition_does_not_list_are_an_error(manual, tmp_pa
     lines[0] = str(len(ROWS) + 1)
     lines.append("img/Not_Listed/img_00000001.jpg  3")
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(validation.AnnotationError) as e:
+    with pytest.raises(AnnotationError) as e:
         build(manual, tmp_path)
     assert str(e.value).startswith(
         f"{path}:21: image_name = 'img/Not_Listed/img_00000001.jpg': expected an image listed in "
@@ -213,28 +214,24 @@ def test_attribute_value_and_attribute_list_errors(manual, tmp_path):
     fields[7] = "2"
     lines[2] = " ".join(fields)
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(
-        validation.AnnotationError, match=r"list_attr_img\.txt:3: attribute 7 = '2'"
-    ):
+    with pytest.raises(AnnotationError, match=r"list_attr_img\.txt:3: attribute 7 = '2'"):
         build(manual, tmp_path, "attributes")
     shutil.copy(DUMMY / "Anno" / "list_attr_img.txt", path)
     set_line(anno(manual, "list_attr_cloth.txt"), 5, "pleated mini skirt")
-    with pytest.raises(validation.AnnotationError, match=r"list_attr_cloth\.txt:5: attribute_type"):
+    with pytest.raises(AnnotationError, match=r"list_attr_cloth\.txt:5: attribute_type"):
         build(manual, tmp_path, "attributes")
 
 
 def test_category_list_must_match_the_taxonomy(manual, tmp_path):
     set_line(anno(manual, "list_category_cloth.txt"), 3, "Anorakk                       1")
-    with pytest.raises(
-        validation.AnnotationError, match=r"cloth\.txt:3: category_name = 'Anorakk'"
-    ):
+    with pytest.raises(AnnotationError, match=r"cloth\.txt:3: category_name = 'Anorakk'"):
         build(manual, tmp_path)
 
 
 def test_missing_files_are_listed_together(manual, tmp_path):
     anno(manual, "list_bbox.txt").unlink()
     partition(manual).unlink()
-    with pytest.raises(validation.MissingFilesError) as e:
+    with pytest.raises(MissingFilesError) as e:
         build(manual, tmp_path)
     assert e.value.missing == ["Anno/list_bbox.txt", "Eval/list_eval_partition.txt"]
 

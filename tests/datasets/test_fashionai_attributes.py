@@ -1,7 +1,7 @@
 """fashionai_attributes: releases, soft targets and m masks, test split, every bad input, report.
 
 The fixture is the builder's dummy_data/ (three releases with awkward images, see
-``fashion_keras_datasets.dummy_data``); tests that corrupt it work on a private copy.
+``fashion_keras_datasets.synthetic.dummy_data``); tests that corrupt it work on a private copy.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from fashion_keras.heads import FASHIONAI8
-from fashion_keras_datasets import dummy_data, validation
+from fashion_keras_datasets.common.errors import AnnotationError, MissingFilesError
 from fashion_keras_datasets.fashionai_attributes import fashionai_attributes_dataset_builder as fai
+from fashion_keras_datasets.synthetic import dummy_data
 
 DUMMY = pathlib.Path(fai.__file__).parent / "dummy_data"
 ROWS = dummy_data.FASHIONAI_ROWS
@@ -244,7 +245,7 @@ def test_bad_row_stops_the_build_naming_file_line_field_value(manual, tmp_path, 
     lines = csv_lines(path)
     lines.insert(3, text)  # line 4
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(validation.AnnotationError) as e:
+    with pytest.raises(AnnotationError) as e:
         build(manual, tmp_path)
     assert str(e.value).startswith(f"{path}:4: {field} = {value}: expected"), str(e.value)
     assert not (tmp_path / "tfds" / "fashionai_attributes" / "m_ignore" / "1.0.0").exists()
@@ -253,14 +254,14 @@ def test_bad_row_stops_the_build_naming_file_line_field_value(manual, tmp_path, 
 def test_duplicate_row_and_question_with_a_label_are_errors(manual, tmp_path):
     path = label_csv(manual)
     path.write_text(path.read_text() + csv_lines(path)[2] + "\n")
-    with pytest.raises(validation.AnnotationError, match=r"label\.csv:19: .*also line 3"):
+    with pytest.raises(AnnotationError, match=r"label\.csv:19: .*also line 3"):
         build(manual, tmp_path)
     shutil.copy(os.path.join(DUMMY, "base/Annotations/label.csv"), path)
     question = manual / "rank" / "Tests" / "question.csv"
     lines = csv_lines(question)
     lines[1] = lines[1].rsplit(",", 1)[0] + ",nynnn"
     question.write_text("\n".join(lines) + "\n")
-    with pytest.raises(validation.AnnotationError, match=r"question\.csv:2: answer = 'nynnn'"):
+    with pytest.raises(AnnotationError, match=r"question\.csv:2: answer = 'nynnn'"):
         build(manual, tmp_path)
 
 
@@ -297,7 +298,7 @@ def test_skip_bad_rows_skips_every_bad_row_and_the_counts_add_up(manual, tmp_pat
 
 def test_missing_label_csv_lists_the_expected_layout(tmp_path):
     (tmp_path / "manual" / "rank" / "Tests").mkdir(parents=True)
-    with pytest.raises(validation.MissingFilesError) as e:
+    with pytest.raises(MissingFilesError) as e:
         build(tmp_path / "manual", tmp_path)
     assert "<release>/Annotations/label.csv" in str(e.value)
     assert "Tests/question.csv" in str(e.value) and "label_string" in str(e.value)

@@ -1,4 +1,4 @@
-"""The shared validation module: image checks and conversion, CSV rows, duplicates, reports."""
+"""Shared builder code (fashion_keras_datasets.common): images, CSV rows, duplicates, reports."""
 
 from __future__ import annotations
 
@@ -9,8 +9,19 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from fashion_keras_datasets import dummy_data, validation
+from fashion_keras_datasets.common.builder import RowPolicy
+from fashion_keras_datasets.common.errors import AnnotationError, ImageProblem
+from fashion_keras_datasets.common.images import (
+    CrossSplitDuplicates,
+    ImageLimits,
+    file_md5,
+    hash_bucket,
+    prepare_image,
+)
+from fashion_keras_datasets.common.report import BuildReport, SkipReport, format_build_report
+from fashion_keras_datasets.common.rows import Row, parse_label_string, read_csv_rows
 from fashion_keras_datasets.fashionai_attributes import Builder as FashionAIBuilder
+from fashion_keras_datasets.synthetic import dummy_data
 
 DRAWING = dummy_data.drawing(5)  # 48 x 36 RGB
 
@@ -38,7 +49,7 @@ def write(tmp_path, kind: str):
 )
 def test_prepare_image_gives_jpeg_tensorflow_decodes_to_rgb(tmp_path, kind, reencoded):
     path = write(tmp_path, kind)
-    image = validation.prepare_image(path)
+    image = prepare_image(path)
     assert image.reencoded == reencoded
     assert (image.info.width, image.info.height) == (36, 48)
     assert image.data[:2] == b"\xff\xd8"
@@ -46,25 +57,25 @@ def test_prepare_image_gives_jpeg_tensorflow_decodes_to_rgb(tmp_path, kind, reen
         assert image.data == path.read_bytes()  # kept byte for byte
     decoded = tf.io.decode_jpeg(image.data, channels=3).numpy()
     assert decoded.shape == (48, 36, 3)
-    assert image.md5 == validation.file_md5(path)
+    assert image.md5 == file_md5(path)
 
 
 def test_sixteen_bit_png_is_rescaled_not_clipped(tmp_path):
-    image = validation.prepare_image(write(tmp_path, "png16_gray"))
+    image = prepare_image(write(tmp_path, "png16_gray"))
     decoded = tf.io.decode_jpeg(image.data, channels=3).numpy().astype(float)
     gray = np.asarray(Image.fromarray(DRAWING).convert("L"), float)
     assert abs(decoded.mean() - gray.mean()) < 3  # clipping 16-bit values would give ~255
-    rgb = validation.prepare_image(write(tmp_path, "png16_rgb"))
+    rgb = prepare_image(write(tmp_path, "png16_rgb"))
     decoded = tf.io.decode_jpeg(rgb.data, channels=3).numpy().astype(float)
     # JPEG noise aside, each channel keeps its level (the high byte of each 16-bit value)
     np.testing.assert_allclose(decoded.mean(axis=(0, 1)), DRAWING.mean(axis=(0, 1)), atol=3)
 
 
 def test_transparent_pixels_become_white_and_cmyk_keeps_its_colours(tmp_path):
-    rgba = validation.prepare_image(write(tmp_path, "rgba_png"))
+    rgba = prepare_image(write(tmp_path, "rgba_png"))
     decoded = tf.io.decode_jpeg(rgba.data, channels=3).numpy().astype(float)
     assert decoded[0].mean() > 240  # the transparent top rows
-    cmyk = validation.prepare_image(write(tmp_path, "cmyk_jpeg"))
+    cmyk = prepare_image(write(tmp_path, "cmyk_jpeg"))
     decoded = tf.io.decode_jpeg(cmyk.data, channels=3).numpy().astype(float)
     np.testing.assert_allclose(decoded.mean(axis=(0, 1)), DRAWING.mean(axis=(0, 1)), atol=6)
 
@@ -80,32 +91,32 @@ def test_transparent_pixels_become_white_and_cmyk_keeps_its_colours(tmp_path):
     ],
 )
 def test_unusable_images_raise_an_image_problem_with_a_reason(tmp_path, kind, reason):
-    with pytest.raises(validation.ImageProblem) as e:
-        validation.prepare_image(write(tmp_path, kind))
+    with pytest.raises(ImageProblem) as e:
+        prepare_image(write(tmp_path, kind))
     assert e.value.reason == reason
     assert str(tmp_path) in str(e.value)
 
 
 def test_missing_image_and_folder(tmp_path):
     for path in (tmp_path / "nope.jpg", tmp_path):
-        with pytest.raises(validation.ImageProblem) as e:
-            validation.prepare_image(path)
+        with pytest.raises(ImageProblem) as e:
+            prepare_image(path)
         assert e.value.reason == "missing_image"
 
 
 def test_image_limits_are_checked_from_the_header(tmp_path):
     path = write(tmp_path, "jpeg")
-    limits = validation.ImageLimits(max_pixels=36 * 48 - 1, min_side=8)
-    with pytest.raises(validation.ImageProblem, match="1728 pixels, over the cap of 1727"):
-        validation.prepare_image(path, limits)
-    with pytest.raises(validation.ImageProblem, match="a side below 37") as e:
-        validation.prepare_image(path, validation.ImageLimits(min_side=37))
+    limits = ImageLimits(max_pixels=36 * 48 - 1, min_side=8)
+    with pytest.raises(ImageProblem, match="1728 pixels, over the cap of 1727"):
+        prepare_image(path, limits)
+    with pytest.raises(ImageProblem, match="a side below 37") as e:
+        prepare_image(path, ImageLimits(min_side=37))
     assert e.value.reason == "image_too_small"
-    assert validation.prepare_image(path, validation.ImageLimits(36 * 48, 36)).info.width == 36
+    assert prepare_image(path, ImageLimits(36 * 48, 36)).info.width == 36
     # a bomb under PIL's own limit but over ours: never decoded, our message
     (tmp_path / "b.png").write_bytes(dummy_data.bomb_png(8000))
-    with pytest.raises(validation.ImageProblem, match="64000000 pixels, over the cap") as e:
-        validation.prepare_image(tmp_path / "b.png")
+    with pytest.raises(ImageProblem, match="64000000 pixels, over the cap") as e:
+        prepare_image(tmp_path / "b.png")
     assert e.value.reason == "image_too_large"
 
 
@@ -114,7 +125,7 @@ def test_read_csv_rows_keeps_line_numbers_through_quotes_bom_crlf(tmp_path):
     path.write_bytes(
         '\ufeffimage,notes\r\na.jpg,plain\r\n\r\nb.jpg,"two\r\nlines, comma"\r\nc.jpg , x\r\n\r\n'.encode()
     )
-    header, rows = validation.read_csv_rows(path, header=True)
+    header, rows = read_csv_rows(path, header=True)
     assert header == ("image", "notes")
     assert [(r.line, r.fields) for r in rows] == [
         (2, ("a.jpg", "plain")),
@@ -123,14 +134,14 @@ def test_read_csv_rows_keeps_line_numbers_through_quotes_bom_crlf(tmp_path):
         (6, ("c.jpg", "x")),
     ]
     assert rows[0].where == f"{path}:2" and rows[0].text == "a.jpg,plain"
-    _, rows = validation.read_csv_rows(path, header=False)
+    _, rows = read_csv_rows(path, header=False)
     assert rows[0].fields == ("image", "notes") and rows[0].line == 1
 
 
 def test_annotation_error_message_names_file_line_field_value_and_pickles():
     import pickle
 
-    row = validation.Row("label.csv", 7, ("a.jpg", "x"), sep=",")
+    row = Row("label.csv", 7, ("a.jpg", "x"), sep=",")
     err = row.error("task", "x", "one of [...]", note="n", reason="unknown_task")
     assert str(err) == "label.csv:7: task = 'x': expected one of [...] (n)"
     assert err.where == "label.csv:7" and err.reason == "unknown_task"
@@ -144,15 +155,15 @@ def test_annotation_error_message_names_file_line_field_value_and_pickles():
      ("nyxn", "label_characters"), ("nYnn", "label_characters")],
 )  # fmt: skip
 def test_label_string_problems_have_distinct_reasons(token, reason):
-    row = validation.Row("label.csv", 3, ("a.jpg", "t", token), sep=",")
-    with pytest.raises(validation.AnnotationError) as e:
-        validation.parse_label_string(row, 2, ["a", "b", "c", "d"], "label_string")
+    row = Row("label.csv", 3, ("a.jpg", "t", token), sep=",")
+    with pytest.raises(AnnotationError) as e:
+        parse_label_string(row, 2, ["a", "b", "c", "d"], "label_string")
     assert e.value.reason == reason
     assert str(e.value).startswith(f"label.csv:3: label_string = {token!r}: expected 4 characters")
 
 
 def test_cross_split_duplicates_stay_in_the_first_split():
-    finder = validation.CrossSplitDuplicates(("train", "val", "test"))
+    finder = CrossSplitDuplicates(("train", "val", "test"))
     finder.add("test", "t1", "A", "q.csv:1")  # seen in test first, but train outranks it
     finder.add("val", "v1", "A", "l.csv:9")
     finder.add("train", "r1", "A", "l.csv:2")
@@ -168,7 +179,7 @@ def test_cross_split_duplicates_stay_in_the_first_split():
 
 
 def test_build_report_totals_and_format():
-    report = validation.BuildReport("ds", "cfg")
+    report = BuildReport("ds", "cfg")
     report.add_file("a.csv", 4)
     train = report.split("train")
     train.declare_heads({"sleeve": ["long", "short"]})
@@ -185,20 +196,20 @@ def test_build_report_totals_and_format():
     assert summary["splits"]["train"]["heads"] == {
         "sleeve": {"labelled": 1, "classes": {"long": 1, "short": 0}}
     }
-    text = validation.format_build_report(summary, classes=True)
+    text = format_build_report(summary, classes=True)
     assert text.splitlines()[0] == "ds/cfg: 4 rows in = 2 written + 2 reported"
     assert "sleeve: long 1, short 0" in text and "a.csv:4: task = 'x'" in text
 
 
 def test_row_policy_raises_or_counts():
-    err = validation.Row("f.txt", 2, ("x",)).error("f", "x", "y", reason="bad")
-    report = validation.SkipReport("ds", "train")
-    with pytest.raises(validation.AnnotationError):
-        validation.RowPolicy(False).bad_row(err, report)
-    validation.RowPolicy(True).bad_row(err, report)
+    err = Row("f.txt", 2, ("x",)).error("f", "x", "y", reason="bad")
+    report = SkipReport("ds", "train")
+    with pytest.raises(AnnotationError):
+        RowPolicy(False).bad_row(err, report)
+    RowPolicy(True).bad_row(err, report)
     assert report.skipped == {"bad_row:bad": 1}
-    build = validation.BuildReport("ds")
-    validation.RowPolicy(True).file_problem(err, build)
+    build = BuildReport("ds")
+    RowPolicy(True).file_problem(err, build)
     assert build.notes == [str(err)]
 
 
@@ -211,8 +222,8 @@ def test_skip_bad_rows_config_names_resolve_for_every_predefined_config():
 
 
 def test_hash_bucket_is_stable():
-    assert validation.hash_bucket("Images/x/a.jpg") == validation.hash_bucket("Images/x/a.jpg")
-    buckets = {validation.hash_bucket(f"{i}.jpg") for i in range(500)}
+    assert hash_bucket("Images/x/a.jpg") == hash_bucket("Images/x/a.jpg")
+    buckets = {hash_bucket(f"{i}.jpg") for i in range(500)}
     assert min(buckets) >= 0 and max(buckets) < 100 and len(buckets) > 90
 
 

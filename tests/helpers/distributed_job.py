@@ -42,10 +42,10 @@ def main() -> None:
 
     import keras
 
-    from fashion_keras import distribute
-    from fashion_keras.config import TrainConfig
     from fashion_keras.heads import get_heads
-    from fashion_keras.train import load_examples, train
+    from fashion_keras.training import distribute
+    from fashion_keras.training.config import TrainConfig
+    from fashion_keras.training.trainer import load_examples, train
 
     class StepLosses(keras.callbacks.Callback):
         def __init__(self):
@@ -60,14 +60,14 @@ def main() -> None:
     with open(args.config) as f:
         cfg = TrainConfig.from_dict(json.load(f))
     if args.one_device:
-        assert cfg.strategy == "default", cfg.strategy
+        assert cfg.runtime.strategy == "default", cfg.runtime.strategy
         one_device = tf.distribute.OneDeviceStrategy("/cpu:0")
         distribute.get_strategy = lambda name: one_device
-    if cfg.strategy == "multi_worker":  # before any other TensorFlow op
-        distribute.get_strategy(cfg.strategy)
+    if cfg.runtime.strategy == "multi_worker":  # before any other TensorFlow op
+        distribute.get_strategy(cfg.runtime.strategy)
     examples = {}
     if args.val_examples is not None:
-        data = load_examples(cfg.resolve(), get_heads(cfg.heads))
+        data = load_examples(cfg.resolve(), get_heads(cfg.data.heads))
         examples = {"train_examples": data.train, "val_examples": data.val.take(args.val_examples)}
     steps = StepLosses()
     start = time.perf_counter()
@@ -83,7 +83,7 @@ def main() -> None:
                 "history": result.history,
                 "replicas": result.model.distribute_strategy.num_replicas_in_sync,
                 "export_path": result.export_path,
-                "output_dir": result.config.output_dir,
+                "output_dir": result.config.runtime.output_dir,
                 "chief": distribute.is_chief(result.model.distribute_strategy),
                 "seconds": seconds,
             },

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import keras
 import numpy as np
@@ -116,6 +117,58 @@ def test_save_load_keras(model: MultiHeadClassifier, tmp_path) -> None:
     assert list(got) == list(expected)
     for k in expected:
         np.testing.assert_array_equal(got[k], expected[k])
+
+
+def test_preprocessing_is_kept_saved_and_loaded(tmp_path) -> None:
+    spec = {"bbox_margin": 0.2, "resize": [234, 224], "pad": {"square": True}}
+    m = build_model("seresnet_tiny", "deepfashion6", image_size=SIZE, preprocessing=spec)
+    assert m.preprocessing == spec and type(m.preprocessing) is dict
+    m.preprocessing["bbox_margin"] = 0.5  # a copy: the model's record does not change
+    assert m.preprocessing["bbox_margin"] == 0.2
+    config = m.get_config()
+    assert json.loads(json.dumps(config))["preprocessing"] == spec
+    assert MultiHeadClassifier.from_config(config).preprocessing == spec
+    path = tmp_path / "model.keras"
+    m.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.preprocessing == spec and loaded.get_config() == config
+
+
+def test_keras_file_saved_before_preprocessing_existed_loads(tmp_path) -> None:
+    m = build_model("seresnet_tiny", "deepfashion6", image_size=SIZE)
+    assert m.preprocessing is None and m.get_config()["preprocessing"] is None
+    new, old = tmp_path / "new.keras", tmp_path / "old.keras"
+    m.save(new)
+    with zipfile.ZipFile(new) as src, zipfile.ZipFile(old, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "config.json":
+                saved = json.loads(data)
+                del saved["config"]["preprocessing"]  # as written before the argument existed
+                data = json.dumps(saved).encode()
+            dst.writestr(item, data)
+    loaded = keras.saving.load_model(old)
+    assert isinstance(loaded, MultiHeadClassifier) and loaded.preprocessing is None
+    x = _images()
+    expected, got = _np(m(x)), _np(loaded(x))
+    for k in expected:
+        np.testing.assert_array_equal(got[k], expected[k])
+
+
+@pytest.mark.parametrize(
+    ("preprocessing", "match"),
+    [
+        ([("bbox_margin", 0.2)], r"preprocessing = \[\('bbox_margin', 0.2\)\] must be a dict"),
+        ({1: 0.2}, r"preprocessing = \{1: 0.2\} must be a dict with string keys"),
+        ({"margin": {0.2}}, "must be JSON-serialisable"),
+        ({"margin": float("nan")}, "must be JSON-serialisable"),
+    ],
+)
+def test_bad_preprocessing_names_the_value(preprocessing, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        MultiHeadClassifier(
+            get_backbone("seresnet_tiny"), get_heads("deepfashion6"), preprocessing=preprocessing
+        )
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,8 @@ import keras
 import numpy as np
 import pytest
 
-from fashion_keras.models import BACKBONE_PRESETS, Backbone, get_backbone
-from fashion_keras.models import weights as W
+from fashion_keras.models import BACKBONE_PRESETS, PRETRAINED, Backbone, get_backbone
+from fashion_keras.models import checkpoints as C
 from fashion_keras.models.summary import summarize_preset
 
 _MISSING = [m for m in ("torch", "torchvision", "timm") if importlib.util.find_spec(m) is None]
@@ -87,7 +87,7 @@ def small_refs(tmp_path_factory) -> tuple[pathlib.Path, dict]:
             {"id": "senet", "build": "senet", "seed": 2, "sizes": [64, 67]},
             {"id": "senetx", "build": "senetx", "seed": 3, "sizes": [65]},
         ],
-        cfgs=sorted(W.PRETRAINED),
+        cfgs=sorted(PRETRAINED),
         flops=[[n, 96] for n in ("seresnet50", "legacy_seresnet50", "seresnext50_32x4d")],
     )
     return out, result
@@ -97,7 +97,7 @@ def small_refs(tmp_path_factory) -> tuple[pathlib.Path, dict]:
 def test_tiny_timm_layout(small_refs, size: int) -> None:
     ref, _ = small_refs
     backbone = tiny_timm()
-    report = W.load_backbone_weights(backbone, str(ref / "tiny.safetensors"))
+    report = C.load_backbone_weights(backbone, str(ref / "tiny.safetensors"))
     assert {"fc.bias", "fc.weight"} <= set(report.ignored)
     diff, scale = max_diff(backbone, ref, "tiny", size)
     assert diff <= TOLERANCE and scale > 0.1
@@ -108,7 +108,7 @@ def test_small_senet_legacy_layout(small_refs, stem: str, size: int) -> None:
     # odd sizes exercise the ceil-mode max-pool and the strided 1x1 convs on odd maps
     ref, _ = small_refs
     backbone = senet_small(resnext=stem == "senetx")
-    report = W.load_backbone_weights(backbone, str(ref / f"{stem}.safetensors"))
+    report = C.load_backbone_weights(backbone, str(ref / f"{stem}.safetensors"))
     assert {"last_linear.bias", "last_linear.weight"} <= set(report.ignored)
     diff, scale = max_diff(backbone, ref, stem, size)
     assert diff <= TOLERANCE and scale > 0.1
@@ -119,7 +119,7 @@ def test_stride_placement_matters(small_refs) -> None:
     (the one difference the weights cannot show) give clearly different features."""
     ref, _ = small_refs
     wrong = senet_small(resnext=False, stride_in_1x1=False)
-    W.load_backbone_weights(wrong, str(ref / "senet.safetensors"))
+    C.load_backbone_weights(wrong, str(ref / "senet.safetensors"))
     diff, _ = max_diff(wrong, ref, "senet", 64)
     assert diff > 1e-2
 
@@ -130,11 +130,11 @@ def test_exported_state_dict_loads_into_timm_strictly(tmp_path) -> None:
     rng = np.random.default_rng(0)
     state = {
         k: (rng.uniform(0.5, 1.5, s) if k.endswith("running_var") else rng.normal(0, 0.2, s))
-        for k, s in W.expected_keys(backbone).items()
+        for k, s in C.expected_keys(backbone).items()
     }
-    W.load_state_dict(backbone, {k: v.astype("float32") for k, v in state.items()})
+    C.load_state_dict(backbone, {k: v.astype("float32") for k, v in state.items()})
     exported = tmp_path / "exported.safetensors"
-    W.save_state_dict(W.backbone_state_dict(backbone), str(exported))
+    C.save_state_dict(C.backbone_state_dict(backbone), str(exported))
     ref = tmp_path / "ref"
     run_reference(ref, strict=[{"id": "strict", "build": "tiny", "state": str(exported)}])
     diff, scale = max_diff(backbone, ref, "strict", 64)
@@ -145,7 +145,7 @@ def test_pth_checkpoints_weights_only(small_refs, tmp_path) -> None:
     torch = pytest.importorskip("torch")  # torch alone (without torchvision) is safe here
     ref, _ = small_refs
     state = {
-        k: torch.from_numpy(v) for k, v in W.read_state_dict(str(ref / "tiny.safetensors")).items()
+        k: torch.from_numpy(v) for k, v in C.read_state_dict(str(ref / "tiny.safetensors")).items()
     }
     plain = tmp_path / "plain.pth"
     torch.save(state, plain)
@@ -153,13 +153,13 @@ def test_pth_checkpoints_weights_only(small_refs, tmp_path) -> None:
     torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}}, wrapped)
     for path in (plain, wrapped):
         backbone = tiny_timm()
-        W.load_backbone_weights(backbone, str(path))
+        C.load_backbone_weights(backbone, str(path))
         assert max_diff(backbone, ref, "tiny", 64)[0] <= TOLERANCE
 
     evil = tmp_path / "evil.pth"
     torch.save({"conv1.weight": _NotATensor()}, evil)
-    with pytest.raises(W.CheckpointError, match="weights-only") as e:
-        W.read_state_dict(str(evil))
+    with pytest.raises(C.CheckpointError, match="weights-only") as e:
+        C.read_state_dict(str(evil))
     assert str(evil) in str(e.value)
 
 
@@ -169,8 +169,8 @@ class _NotATensor:
 
 def test_pretrained_table_matches_timm(small_refs) -> None:
     _, result = small_refs
-    assert set(W.PRETRAINED) == set(PRESETS)
-    for name, info in W.PRETRAINED.items():
+    assert set(PRETRAINED) == set(PRESETS)
+    for name, info in PRETRAINED.items():
         cfg = result["cfgs"][name]
         assert info.tag == (None if cfg["tag"] == "untrained" else cfg["tag"]), name
         assert info.hf_hub_id == cfg.get("hf_hub_id"), name
@@ -210,7 +210,7 @@ def preset_refs(tmp_path_factory) -> pathlib.Path:
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_matches_timm(preset_refs, name: str) -> None:
     backbone = get_backbone(name, image_shape=(64, 64, 3))
-    report = W.load_backbone_weights(backbone, str(preset_refs / f"{name}.safetensors"))
+    report = C.load_backbone_weights(backbone, str(preset_refs / f"{name}.safetensors"))
     assert report.loaded == len(backbone.weights)
     diff, scale = max_diff(backbone, preset_refs, name, 64)
     print(f"{name}: max abs diff {diff:.2e} (pooled features up to {scale:.2f})")
@@ -224,12 +224,12 @@ _BACKEND_SCRIPT = textwrap.dedent(
     import keras
     import numpy as np
     from fashion_keras.models import get_backbone
-    from fashion_keras.models import weights as W
+    from fashion_keras.models import checkpoints as C
 
     backend, ckpt, x_path, want_path = sys.argv[1:]
     assert keras.backend.backend() == backend, keras.backend.backend()
     backbone = get_backbone("legacy_seresnext50_32x4d", image_shape=(64, 64, 3))
-    W.load_backbone_weights(backbone, ckpt)
+    C.load_backbone_weights(backbone, ckpt)
     x = np.load(x_path)
     y = keras.ops.convert_to_numpy(backbone(x.transpose(0, 2, 3, 1), training=False))
     diff = np.abs(y.mean(axis=(1, 2)) - np.load(want_path)).max()

@@ -12,7 +12,7 @@ from serving_helpers import WAIT_S, add_version, photo, tiny_export, wait_until
 
 from serving import CONFIG_DIR, client
 from serving import server as server_cli
-from serving.manager import ModelConfig
+from serving.model_config import ModelConfig
 from serving.server import ModelServer
 
 ROOT = os.path.dirname(CONFIG_DIR)

@@ -13,7 +13,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from serving import CONFIG_DIR, DEFAULT_MODEL_NAME
 from serving.batching import BatchingOptions, parse_batching_parameters
 from serving.client import GrpcClient, RestClient
-from serving.manager import load_model_server_config, model_configs_from_proto
+from serving.model_config import load_model_server_config, model_configs_from_proto
 from serving.server import ModelServer
 
 MODELS_CONFIG = os.path.join(CONFIG_DIR, "models.config")

@@ -19,7 +19,7 @@ from tensorflow_serving.apis import (
 from fashion_keras import export as E
 from serving.batching import BatchingOptions
 from serving.client import ClientError, GrpcClient
-from serving.manager import ModelConfig
+from serving.model_config import ModelConfig
 from serving.server import ModelServer
 
 MAX_REQUEST_BYTES = 256 * 1024

@@ -16,7 +16,8 @@ from tensorflow_serving.apis import get_model_status_pb2, predict_pb2, predictio
 
 from serving.batching import BatchingOptions
 from serving.client import ClientError, GrpcClient, RestClient
-from serving.manager import ModelConfig, ModelManager
+from serving.manager import ModelManager
+from serving.model_config import ModelConfig
 from serving.server import ModelServer
 
 State = get_model_status_pb2.ModelVersionStatus.State

@@ -10,7 +10,7 @@ from serving_helpers import HEADS, SIZE, add_version, photo, reference, tiny_exp
 
 from serving.batching import BatchingOptions
 from serving.client import ClientError, RestClient
-from serving.manager import ModelConfig
+from serving.model_config import ModelConfig
 from serving.server import ModelServer
 
 MAX_REQUEST_BYTES = 256 * 1024

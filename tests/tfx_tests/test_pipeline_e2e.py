@@ -1,4 +1,4 @@
-"""TFX tier, end to end: ``pipelines/local_runner.py`` (LocalDagRunner, SQLite metadata) on
+"""TFX tier, end to end: ``python -m pipelines.local_runner`` (LocalDagRunner, SQLite metadata) on
 small demo data with a tiny backbone; every component runs, the model is blessed and pushed in
 TF Serving layout, the pushed model answers JPEG bytes, and a second run compares its model
 with the last blessed one."""

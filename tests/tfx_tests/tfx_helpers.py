@@ -1,8 +1,8 @@
 """Helpers and fixtures of the TFX tier (imported as ``tfx_helpers``, like ``serving_helpers``;
 no conftest.py here, so ``from conftest import ...`` elsewhere keeps meaning tests/conftest.py).
 
-The repository root goes on sys.path: ``pipelines`` is not installed, and TFMA imports
-``pipelines.metrics`` by name. The tier needs TFX 1.21 (glibc >= 2.39): every module starts
+The repository root is on sys.path (pytest.ini's ``pythonpath``): ``pipelines`` is not
+installed, and TFMA imports ``pipelines.metrics`` by name. The tier needs TFX 1.21 (glibc >= 2.39): every module starts
 with ``pytest.importorskip("tfx")``, so elsewhere it is skipped with the reason; ``make
 test-tfx`` runs it in the Debian 13 root (scripts/tfx_root.sh).
 """
@@ -10,11 +10,8 @@ test-tfx`` runs it in the Debian 13 root (scripts/tfx_root.sh).
 from __future__ import annotations
 
 import os
-import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 
 TFX_SKIP_REASON = (
     "tfx is not importable here (TFX 1.21 needs glibc >= 2.39): run `make test-tfx`, which runs "

@@ -1,0 +1,344 @@
+"""Drawing synthetic garments: one garment on a cluttered background per image.
+
+Every DeepFashion-6 head is drawn visibly:
+
+- texture: the pattern on the cloth (small flowers, one big central motif, horizontal stripes,
+  stitch marks along the edges, fine vertical pleat lines, none, a grid);
+- sleeve: how much of the (skin-coloured) arm the sleeve covers;
+- length: a dress with a belt and a skirt down to the ankles (maxi) or above the knee (mini), or a
+  top that ends at the waist (no_dress);
+- neckline: the opening cut at the top (round, V, square, or a closed collar band);
+- fabric: the colour and grain of the cloth (blue twill denim, pale see-through chiffon, plain
+  mid-colour cotton, dark leather with a sheen, noisy fuzzy-edged faux fur, ribbed knit);
+- fit: the silhouette (narrow and tapered, wide and flared, straight).
+
+Drawing is deterministic: the same random generator state gives the same pixels. Only numpy and
+PIL are used. :mod:`fashion_keras_datasets.synthetic.demo` writes the drawings as a release.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from fashion_keras.heads import DEEPFASHION6, Head
+from fashion_keras_datasets.synthetic.drawing import (
+    Canvas,
+    Poly,
+    box_blur,
+    extent,
+    grid,
+    mask,
+    noise,
+    pattern_mask,
+)
+
+MAX_SIDE = 200  # default long side; images are 0.6-0.75 x (0.8-1.0) of it
+_WIDTH_RANGE = (0.6, 0.75)
+_HEIGHT_RANGE = (0.8, 1.0)
+
+_HEADS: dict[str, Head] = {h.name: h for h in DEEPFASHION6}
+_EXPECTED_HEADS = ("texture", "sleeve", "length", "neckline", "fabric", "fit")
+if tuple(_HEADS) != _EXPECTED_HEADS:  # the drawing code below knows these six heads
+    raise ImportError(
+        f"fashion_keras_datasets.synthetic.garments draws the heads {_EXPECTED_HEADS}, "
+        f"got {tuple(_HEADS)}"
+    )
+
+
+# --- colours ------------------------------------------------------------------------------------
+
+
+def _hsv(h: float, s: float, v: float) -> np.ndarray:
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), dtype=np.float32) * 255.0
+
+
+def _fabric_colour(rng: np.random.Generator, fabric: str) -> np.ndarray:
+    if fabric == "denim":
+        return _hsv(rng.uniform(0.57, 0.63), rng.uniform(0.45, 0.7), rng.uniform(0.38, 0.6))
+    if fabric == "chiffon":
+        return _hsv(rng.random(), rng.uniform(0.08, 0.2), rng.uniform(0.86, 0.97))
+    if fabric == "cotton":
+        return _hsv(rng.random(), rng.uniform(0.45, 0.8), rng.uniform(0.68, 0.9))
+    if fabric == "leather":
+        return _hsv(rng.uniform(0.02, 0.1), rng.uniform(0.0, 0.6), rng.uniform(0.1, 0.24))
+    if fabric == "faux":
+        return _hsv(rng.uniform(0.05, 0.14), rng.uniform(0.2, 0.45), rng.uniform(0.5, 0.75))
+    if fabric == "knit":
+        return _hsv(rng.random(), rng.uniform(0.3, 0.6), rng.uniform(0.42, 0.65))
+    raise ValueError(f"unknown fabric {fabric!r}")
+
+
+def _contrast_colour(rng: np.random.Generator, base: np.ndarray) -> np.ndarray:
+    luminance = float(base @ np.array([0.299, 0.587, 0.114], dtype=np.float32)) / 255.0
+    if luminance > 0.5:
+        return _hsv(rng.random(), rng.uniform(0.3, 0.9), rng.uniform(0.08, 0.28))
+    return _hsv(rng.random(), rng.uniform(0.1, 0.5), rng.uniform(0.88, 1.0))
+
+
+def _skin_colour(rng: np.random.Generator) -> np.ndarray:
+    return _hsv(rng.uniform(0.03, 0.09), rng.uniform(0.25, 0.6), rng.uniform(0.45, 0.95))
+
+
+# --- geometry (garment units: origin at the neck centre, y down, 1 unit = top-to-waist) ---------
+
+_FIT_SHAPE = {  # shoulder half-width, armpit half-width, waist half-width, skirt flare per unit
+    "tight": (0.30, 0.27, 0.2, 0.06),
+    "conventional": (0.36, 0.35, 0.34, 0.18),
+    "loose": (0.45, 0.48, 0.56, 0.42),
+}
+_SKIRT_LENGTH = {"maxi_length": 1.45, "mini_length": 0.55, "no_dress": 0.0}
+_SLEEVE_LENGTH = {"long_sleeve": 0.95, "short_sleeve": 0.3, "sleeveless": 0.0}
+_NECK_HALF_WIDTH = 0.14
+_ARMPIT_Y = 0.36
+_SHOULDER_Y = 0.08
+
+
+def _garment_geometry(rng: np.random.Generator, labels: dict[str, str]) -> dict[str, Any]:
+    shoulder, armpit, waist, flare = _FIT_SHAPE[labels["fit"]]
+    jitter = rng.uniform(0.95, 1.05)
+    shoulder, armpit, waist = shoulder * jitter, armpit * jitter, waist * jitter
+    nw = _NECK_HALF_WIDTH
+    torso = [
+        (-nw, 0.0),
+        (nw, 0.0),
+        (shoulder, _SHOULDER_Y),
+        (armpit, _ARMPIT_Y),
+        (waist, 1.0),
+        (-waist, 1.0),
+        (-armpit, _ARMPIT_Y),
+        (-shoulder, _SHOULDER_Y),
+    ]
+    parts: list[Poly] = [torso]
+    skirt_len = _SKIRT_LENGTH[labels["length"]] * rng.uniform(0.93, 1.07)
+    hem_y = 1.0
+    if skirt_len > 0:
+        hem_y = 1.0 + skirt_len
+        hem = waist + flare * skirt_len
+        parts.append([(-waist, 1.0), (waist, 1.0), (hem, hem_y), (-hem, hem_y)])
+    else:  # a top: a slightly wider hem band ending at the waist
+        parts.append([(-waist, 0.9), (waist, 0.9), (waist * 1.04, 1.08), (-waist * 1.04, 1.08)])
+        hem_y = 1.08
+
+    angle = math.radians(rng.uniform(20.0, 32.0))
+    sleeves: list[Poly] = []
+    arms: list[Poly] = []
+    sleeve_len = _SLEEVE_LENGTH[labels["sleeve"]] * rng.uniform(0.94, 1.06)
+    half = 0.14 if labels["fit"] == "loose" else 0.11
+    cuff = 0.08 if labels["sleeve"] == "long_sleeve" else half
+    for side in (-1.0, 1.0):
+        arms.append(_arm_band(side, shoulder, armpit, angle, 1.05, 0.075, 0.06))
+        if sleeve_len > 0:
+            sleeves.append(_arm_band(side, shoulder, armpit, angle, sleeve_len, half, cuff))
+    parts.extend(sleeves)
+
+    neck = labels["neckline"]
+    # The three openings differ in outline, width and depth so they survive a 64 px input:
+    # crew = small shallow half-disc, V = deep narrow point, square = wide deep rectangle.
+    if neck == "crew_neckline":
+        cut: Poly = [(nw * math.cos(t), 0.16 * math.sin(t)) for t in np.linspace(0.0, math.pi, 13)]
+    elif neck == "v_neckline":
+        cut = [(-nw, 0.0), (nw, 0.0), (0.0, 0.46)]
+    elif neck == "square_neckline":
+        sq = min(0.2, shoulder - 0.06)
+        cut = [(-sq, 0.0), (sq, 0.0), (sq, 0.27), (-sq, 0.27)]
+    else:  # no_neckline: a closed collar band above the shoulder line
+        cut = []
+        parts.append([(-nw, -0.07), (nw, -0.07), (nw, 0.02), (-nw, 0.02)])
+    neck_stub = [(-0.085, -0.3), (0.085, -0.3), (0.085, 0.05), (-0.085, 0.05)]
+    return {
+        "parts": parts,
+        "sleeves": sleeves,
+        "arms": arms,
+        "cut": cut,
+        "neck_stub": neck_stub,
+        "hem_y": hem_y,
+        "waist": waist,
+        "is_dress": skirt_len > 0,
+    }
+
+
+def _arm_band(
+    side: float, shoulder: float, armpit: float, angle: float, length: float, w0: float, w1: float
+) -> Poly:
+    """An arm or sleeve: a band along the arm's axis, joined to the torso at shoulder and armpit."""
+    jx, jy = side * (shoulder + 0.01), 0.17  # the shoulder joint, where the arm's axis starts
+    dx, dy = side * math.sin(angle), math.cos(angle)  # down and outwards
+    px, py = side * math.cos(angle), -math.sin(angle)  # perpendicular, outwards and up
+    ex, ey = jx + dx * length, jy + dy * length
+    return [
+        (side * (shoulder - 0.02), _SHOULDER_Y - 0.01),
+        (jx + px * w0, jy + py * w0),
+        (ex + px * w1, ey + py * w1),
+        (ex - px * w1, ey - py * w1),
+        (jx - px * w0, jy - py * w0),
+        (side * armpit * 0.97, _ARMPIT_Y),
+    ]
+
+
+# --- rendering ----------------------------------------------------------------------------------
+
+
+def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    base = _hsv(rng.random(), rng.uniform(0.0, 0.35), rng.uniform(0.35, 0.9))
+    yy, xx = grid(height, width)
+    grad = rng.uniform(-0.15, 0.15) * (yy / height - 0.5) + rng.uniform(-0.1, 0.1) * (
+        xx / width - 0.5
+    )
+    bg = base[None, None, :] * (1.0 + grad[..., None])
+    img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(4, 9))):
+        colour = tuple(
+            int(c) for c in _hsv(rng.random(), rng.uniform(0, 0.5), rng.uniform(0.2, 0.95))
+        )
+        x0, y0 = rng.uniform(-0.2, 1.0) * width, rng.uniform(-0.2, 1.0) * height
+        x1, y1 = x0 + rng.uniform(0.1, 0.6) * width, y0 + rng.uniform(0.05, 0.5) * height
+        kind = int(rng.integers(3))
+        if kind == 0:
+            draw.rectangle([x0, y0, x1, y1], fill=colour)
+        elif kind == 1:
+            draw.ellipse([x0, y0, x1, y1], fill=colour)
+        else:
+            draw.line([x0, y0, x1, y1], fill=colour, width=int(rng.integers(2, 7)))
+    out = np.asarray(img, dtype=np.float32)
+    return out + 7.0 * noise(rng, (height, width, 1))
+
+
+def _layout(
+    rng: np.random.Generator, labels: dict[str, str], max_side: int
+) -> tuple[Canvas, dict[str, Any]]:
+    """The image size, the garment's geometry and where it sits: ``(canvas, geometry)``."""
+    width = int(
+        rng.integers(round(_WIDTH_RANGE[0] * max_side), round(_WIDTH_RANGE[1] * max_side) + 1)
+    )
+    height = int(
+        rng.integers(round(_HEIGHT_RANGE[0] * max_side), round(_HEIGHT_RANGE[1] * max_side) + 1)
+    )
+    geom = _garment_geometry(rng, labels)
+    ex0, ey0, ex1, ey1 = extent(geom["parts"])
+    ey0 = min(ey0, -0.1)  # keep a bit of neck in the picture
+    fill = rng.uniform(0.55, 0.9)
+    unit = min(
+        fill * (height - 4) / (ey1 - ey0), rng.uniform(0.6, 0.92) * (width - 4) / (ex1 - ex0)
+    )
+    cx = rng.uniform(2 - ex0 * unit, width - 2 - ex1 * unit)
+    y0 = rng.uniform(2 - ey0 * unit, height - 2 - ey1 * unit)
+    return Canvas(width, height, cx, y0, unit), geom
+
+
+def _garment_mask(
+    rng: np.random.Generator, canvas: Canvas, geom: dict[str, Any], fabric: str
+) -> np.ndarray:
+    """Where the cloth is: the garment's parts less the neckline opening."""
+    garment_img = canvas.polys(geom["parts"])
+    if geom["cut"]:
+        canvas.polys([geom["cut"]], value=0, img=garment_img)
+    garment = mask(garment_img)
+    if fabric == "faux":  # fuzzy, furry edges
+        soft = box_blur(garment.astype(np.float32))
+        garment = soft + 0.9 * rng.random(soft.shape, dtype=np.float32) > 0.95
+    if not garment.any():  # cannot happen with the sizes above; keep the bbox well defined
+        garment[canvas.height // 2, canvas.width // 2] = True
+    return garment
+
+
+def _cloth(rng: np.random.Generator, canvas: Canvas, fabric: str) -> tuple[np.ndarray, np.ndarray]:
+    """The fabric's base colour and the cloth's colour at every pixel (grain and noise)."""
+    height, width, unit = canvas.height, canvas.width, canvas.unit
+    base = _fabric_colour(rng, fabric)
+    yy, xx = grid(height, width)
+    gx, gy = (xx - canvas.cx) / unit, (yy - canvas.y0) / unit
+    shade = np.ones((height, width), dtype=np.float32)
+    noise_sigma = 4.0
+    if fabric == "denim":  # diagonal twill
+        shade += 0.1 * np.sign(np.sin(2 * math.pi * (gx + gy) / 0.05))
+        noise_sigma = 9.0
+    elif fabric == "chiffon":
+        noise_sigma = 1.5
+    elif fabric == "leather":  # smooth with a broad diagonal sheen
+        pos = rng.uniform(-0.3, 0.3)
+        shade += 1.6 * np.exp(-(((gx - 0.5 * gy - pos) / 0.09) ** 2))
+        noise_sigma = 1.5
+    elif fabric == "faux":
+        noise_sigma = 32.0
+    elif fabric == "knit":  # vertical ribs with faint stitch rows
+        shade += 0.16 * np.sin(2 * math.pi * gx / 0.055) + 0.05 * np.sin(2 * math.pi * gy / 0.05)
+    cloth = base[None, None, :] * shade[..., None]
+    grain = noise_sigma * noise(rng, (height, width, 1))
+    if fabric == "faux":  # fur strands: noise smeared vertically
+        grain = (grain + np.roll(grain, 1, axis=0) + np.roll(grain, 2, axis=0)) / 1.5
+    return base, cloth + grain
+
+
+def _seam_mask(canvas: Canvas, geom: dict[str, Any]) -> np.ndarray:
+    """Seams: sleeve attachment lines and, for dresses, a belt at the waist."""
+    seam_img, draw = canvas.new()
+    w = canvas.width_px(0.025)
+    for sleeve in geom["sleeves"]:
+        draw.line([canvas.pt(*sleeve[0]), canvas.pt(*sleeve[-1])], fill=255, width=w)
+        draw.line([canvas.pt(*sleeve[4]), canvas.pt(*sleeve[3])], fill=255, width=w)
+    if geom["is_dress"]:
+        ww = geom["waist"] * 1.05
+        draw.line([canvas.pt(-ww, 1.0), canvas.pt(ww, 1.0)], fill=255, width=canvas.width_px(0.06))
+    return mask(seam_img)
+
+
+def _padded_bbox(rng: np.random.Generator, garment: np.ndarray) -> tuple[int, int, int, int]:
+    """The garment's pixel box ``(x1, y1, x2, y2)`` (x2/y2 exclusive), padded by 0-2 pixels."""
+    height, width = garment.shape
+    rows, cols = np.nonzero(garment)
+    pad = rng.integers(0, 3, size=4)
+    return (
+        max(0, int(cols.min()) - int(pad[0])),
+        max(0, int(rows.min()) - int(pad[1])),
+        min(width, int(cols.max()) + 1 + int(pad[2])),
+        min(height, int(rows.max()) + 1 + int(pad[3])),
+    )
+
+
+def render_garment(
+    rng: np.random.Generator, labels: dict[str, str], max_side: int = MAX_SIDE
+) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """Draws one garment with the given class names per head.
+
+    Returns:
+      The RGB image and its pixel bounding box ``(x1, y1, x2, y2)`` (x2/y2 exclusive).
+    """
+    if max_side < 24:
+        raise ValueError(f"max_side = {max_side}: expected >= 24 pixels")
+    canvas, geom = _layout(rng, labels, max_side)
+    width, height = canvas.width, canvas.height
+    img = _background(rng, width, height)
+    fabric, texture = labels["fabric"], labels["texture"]
+
+    skin = _skin_colour(rng)
+    # arms, neck and the skin showing through the neckline opening
+    skin_polys = geom["arms"] + [geom["neck_stub"]] + ([geom["cut"]] if geom["cut"] else [])
+    skin_mask = mask(canvas.polys(skin_polys))
+    img[skin_mask] = skin
+
+    garment = _garment_mask(rng, canvas, geom, fabric)
+    base, cloth = _cloth(rng, canvas, fabric)
+    seams = _seam_mask(canvas, geom) & garment
+    cloth[seams] *= 0.6
+
+    alpha = 0.78 if fabric == "chiffon" else 1.0
+    img[garment] = alpha * cloth[garment] + (1.0 - alpha) * img[garment]
+
+    pattern = pattern_mask(rng, texture, canvas, geom)
+    if pattern is not None:
+        pattern &= garment
+        colour = base * 0.42 if texture == "pleated" else _contrast_colour(rng, base)
+        img[pattern] = colour + 3.0 * noise(rng, (int(pattern.sum()), 3))
+
+    # lighting
+    _, xx = grid(height, width)
+    light = rng.uniform(0.92, 1.08) + rng.uniform(-0.08, 0.08) * (xx / width - 0.5)
+    img = img * light[..., None]
+    out = Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8), "RGB")
+    return out, _padded_bbox(rng, garment)

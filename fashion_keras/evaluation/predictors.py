@@ -1,0 +1,382 @@
+"""Predictors: every saved model form behind one interface, and running one over examples.
+
+Every model kind a user has after training reads through one :class:`Predictor` interface:
+
+- a Keras file (``model.keras``, ``checkpoints/best.keras``) or a training run folder;
+- an exported SavedModel (a version folder, or the export base: its newest version), through
+  its ``predict_images`` signature and the metadata in ``assets.extra/fashion_keras.json``;
+- a feature-stacking model written by ``python -m fashion_keras.train_stack``.
+
+Preprocessing travels with the model: each predictor's :attr:`Predictor.inputs` holds the input
+size and garment-box margin the model was trained with, read from the model itself (a Keras
+file's ``preprocessing``), the export metadata, a stack's ``stack.json``, or the training run's
+``config.json`` for Keras files saved before models recorded it (else the default, with a
+warning). :func:`predict_examples` runs a predictor over TFDS-format examples (image bytes +
+box) with the views of a test-time-augmentation mode, averaging the views' probabilities.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fashion_keras.data.config import DEFAULT_BBOX_MARGIN
+from fashion_keras.evaluation.views import (
+    NUM_VIEWS,
+    InputSpec,
+    check_tta_mode,
+    override_margin,
+    view_batches,
+)
+from fashion_keras.heads import Head, heads_from_dict
+
+log = logging.getLogger("fashion_keras")
+
+#: File name of a feature-stacking model's description (see ``fashion_keras.train_stack``).
+STACK_FILE = "stack.json"
+
+
+class ModelLoadError(ValueError):
+    """A model path that is not a Keras file, SavedModel, export base, run folder or stack."""
+
+
+class Predictor(abc.ABC):
+    """A model that maps batches of images to per-head probabilities.
+
+    Attributes:
+      name: a short label (the path it was loaded from).
+      heads: the heads it predicts.
+      inputs: the view each image input expects (one for a plain model; a stack of several
+        backbones has one per member).
+    """
+
+    name: str
+    heads: tuple[Head, ...]
+    inputs: tuple[InputSpec, ...]
+
+    @property
+    def image_sizes(self) -> tuple[int, ...]:
+        """The square input size of each image input."""
+        return tuple(i.image_size for i in self.inputs)
+
+    @abc.abstractmethod
+    def predict_batch(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """``images``: one float32 (B, S, S, 3) array per entry of ``inputs``."""
+
+
+def _run_config_margin(path: str) -> tuple[float, str] | None:
+    """The margin in the ``config.json`` of the training run a Keras file belongs to
+    (``RUN/model.keras``, ``RUN/checkpoints/best.keras``), if there is one."""
+    from fashion_keras.training.config import TrainConfig  # only for files without a margin
+
+    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    for candidate in (folder, os.path.dirname(folder)):
+        config = os.path.join(candidate, "config.json")
+        if os.path.isfile(config):
+            margin = TrainConfig.load(config).preprocess.resolved_margin()
+            return margin, config
+    return None
+
+
+def keras_input(model: keras.Model, path: str | None = None) -> InputSpec:
+    """The view a Keras classifier expects: its input size, and the margin it records
+    (``model.preprocessing``), else the one in its run's ``config.json``, else the default."""
+    size = model.inputs[0].shape[1]
+    if size is None:
+        raise ModelLoadError(
+            f"{path or model.name}: the model's input shape {model.inputs[0].shape}"
+        )
+    margin = (getattr(model, "preprocessing", None) or {}).get("bbox_margin")
+    if margin is not None:
+        return InputSpec(int(size), float(margin), "model")
+    found = _run_config_margin(path) if path else None
+    if found is not None:
+        return InputSpec(int(size), found[0], found[1])
+    log.warning(
+        "%s records no garment-box margin: using the default %s (pass --bbox-margin if it was "
+        "trained with another)",
+        path or model.name,
+        DEFAULT_BBOX_MARGIN,
+    )
+    return InputSpec(int(size), DEFAULT_BBOX_MARGIN, "default")
+
+
+class KerasPredictor(Predictor):
+    """A ``MultiHeadClassifier`` (or any dict-output Keras model with ``heads``).
+
+    ``path``: the file or run folder it was loaded from (to find the run's ``config.json`` when
+    the model records no preprocessing).
+    """
+
+    def __init__(self, model: keras.Model, name: str = "model", path: str | None = None) -> None:
+        heads = getattr(model, "heads", None)
+        if not heads:
+            raise ModelLoadError(f"{name}: the Keras model has no `heads` attribute")
+        self.model = model
+        self.name = name
+        self.heads = tuple(heads)
+        self.inputs = (keras_input(model, path),)
+        self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        out = self._fn(tf.convert_to_tensor(images[0], tf.float32))
+        return {h.name: np.asarray(out[h.name], np.float32) for h in self.heads}
+
+
+class SavedModelPredictor(Predictor):
+    """An exported version folder, through its ``predict_images`` signature."""
+
+    def __init__(self, version_dir: str) -> None:
+        from fashion_keras.export import load_metadata, output_names
+
+        meta = load_metadata(version_dir)
+        self.name = version_dir
+        self.heads = tuple(
+            heads_from_dict({"heads": meta["heads"]}, where=f"{version_dir} metadata")
+        )
+        margin = meta.get("preprocessing", {}).get("bbox_margin", DEFAULT_BBOX_MARGIN)
+        self.inputs = (InputSpec(int(meta["image_size"]), float(margin), "export metadata"),)
+        loaded = tf.saved_model.load(version_dir)
+        if "predict_images" not in loaded.signatures:
+            raise ModelLoadError(
+                f"{version_dir}: no predict_images signature (has {sorted(loaded.signatures)})"
+            )
+        self._loaded = loaded  # keeps the variables alive
+        self._fn = loaded.signatures["predict_images"]
+        self._keys = {h.name: output_names(h)[0] for h in self.heads}
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        out = self._fn(tf.convert_to_tensor(images[0], tf.float32))
+        return {name: out[key].numpy() for name, key in self._keys.items()}
+
+
+def feature_extractor(model: keras.Model) -> keras.Model:
+    """The image -> pooled-feature part of a ``MultiHeadClassifier`` (its ``pool`` layer)."""
+    try:
+        pool = model.get_layer("pool")
+    except ValueError:
+        raise ModelLoadError(
+            f"model {model.name!r} has no 'pool' layer; feature stacking needs "
+            "MultiHeadClassifier Keras files"
+        ) from None
+    return keras.Model(model.inputs[0], pool.output, name=f"{model.name}_features")
+
+
+class FeatureStack:
+    """Several frozen ``MultiHeadClassifier`` backbones whose pooled features are concatenated.
+
+    Each member sees the image in its own view (input size and garment-box margin).
+    """
+
+    def __init__(self, members: Sequence[KerasPredictor]) -> None:
+        if not members:
+            raise ValueError("a feature stack needs at least one model")
+        self.extractors = [feature_extractor(m.model) for m in members]
+        self.inputs = tuple(m.inputs[0] for m in members)
+        self.dims = tuple(int(m.outputs[0].shape[-1]) for m in self.extractors)
+        self._fns = [
+            tf.function(lambda x, m=m: m(x, training=False), reduce_retracing=True)
+            for m in self.extractors
+        ]
+
+    @property
+    def image_sizes(self) -> tuple[int, ...]:
+        return tuple(i.image_size for i in self.inputs)
+
+    def features(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(B, sum of dims) features for one image batch per member input."""
+        feats = [
+            np.asarray(fn(tf.convert_to_tensor(x, tf.float32)))
+            for fn, x in zip(self._fns, images, strict=True)
+        ]
+        return np.concatenate(feats, axis=-1)
+
+    def example_features(
+        self,
+        examples: tf.data.Dataset,
+        *,
+        tta: str = "none",
+        bbox_margin: float | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """(N, sum of dims) features of encoded examples, averaged over TTA views
+        (``bbox_margin`` overrides the members' own; ``kwargs``: :func:`view_batches` options)."""
+        check_tta_mode(tta)
+        views = NUM_VIEWS[tta]
+        inputs = override_margin(self.inputs, bbox_margin)
+        chunks = [
+            self.features(images).reshape(n, views, -1).mean(axis=1)
+            for n, images in view_batches(examples, inputs, tta=tta, **kwargs)
+        ]
+        if not chunks:
+            return np.zeros((0, sum(self.dims)), np.float32)
+        return np.concatenate(chunks)
+
+
+class StackPredictor(Predictor):
+    """A :class:`FeatureStack` followed by a small MLP with one softmax per head
+    (written by ``python -m fashion_keras.train_stack``)."""
+
+    def __init__(
+        self, stack: FeatureStack, head_model: keras.Model, heads: Sequence[Head], name: str
+    ) -> None:
+        self.stack = stack
+        self.head_model = head_model
+        self.heads = tuple(heads)
+        self.inputs = stack.inputs
+        self.name = name
+
+    @classmethod
+    def load(cls, stack_dir: str) -> StackPredictor:
+        """Loads a ``train_stack`` output folder (its ``stack.json``)."""
+        path = os.path.join(stack_dir, STACK_FILE)
+        with open(path, encoding="utf-8") as f:
+            spec = json.load(f)
+        members = [
+            load_keras_predictor(m if os.path.isabs(m) else os.path.join(stack_dir, m))
+            for m in spec["members"]
+        ]
+        for member, saved in zip(members, spec.get("inputs", ()), strict=False):
+            # the view the stack was trained with, whatever the member file records
+            member.inputs = (InputSpec(saved["image_size"], saved["bbox_margin"], path),)
+        return cls(
+            FeatureStack(members),
+            load_keras_model(os.path.join(stack_dir, spec["head_model"])),
+            heads_from_dict({"heads": spec["heads"]}, where=path),
+            stack_dir,
+        )
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        out = self.head_model(self.stack.features(images), training=False)
+        return {h.name: np.asarray(out[h.name], np.float32) for h in self.heads}
+
+
+def load_keras_model(path: str) -> keras.Model:
+    """Loads a ``.keras`` file written by this package (registers its classes first)."""
+    import fashion_keras.models  # noqa: F401  (registers the custom classes)
+
+    if not os.path.isfile(path):
+        raise ModelLoadError(f"no such Keras file: {path}")
+    return keras.saving.load_model(path, compile=False)
+
+
+def keras_file(path: str) -> str:
+    """A Keras model path: a ``.keras`` file or a training run folder (its ``model.keras``)."""
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.keras")):
+        return os.path.join(path, "model.keras")
+    if not (os.path.isfile(path) and path.endswith(".keras")):
+        raise ModelLoadError(
+            f"{path}: feature stacking needs Keras models (.keras files or training run "
+            "folders); a SavedModel has no pooled-feature output"
+        )
+    return path
+
+
+def load_keras_predictor(path: str) -> KerasPredictor:
+    """A :class:`KerasPredictor` for a ``.keras`` file or a training run folder."""
+    return KerasPredictor(load_keras_model(keras_file(path)), name=path, path=path)
+
+
+def _latest_version(export_base: str) -> str | None:
+    versions = [
+        int(d)
+        for d in os.listdir(export_base)
+        if d.isdigit() and os.path.isfile(os.path.join(export_base, d, "saved_model.pb"))
+    ]
+    return os.path.join(export_base, str(max(versions))) if versions else None
+
+
+def load_predictor(path: str) -> Predictor:
+    """A :class:`Predictor` for any model path this package writes.
+
+    Accepts a ``.keras`` file, a SavedModel version folder, an export base (its newest
+    version), a training run folder (its ``model.keras``) or a ``train_stack`` folder.
+    """
+    if os.path.isfile(path):
+        if not path.endswith(".keras"):
+            raise ModelLoadError(f"{path}: a model file must be a .keras file")
+        return load_keras_predictor(path)
+    if not os.path.isdir(path):
+        raise ModelLoadError(f"no such model file or folder: {path}")
+    if os.path.isfile(os.path.join(path, STACK_FILE)):
+        return StackPredictor.load(path)
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return SavedModelPredictor(path)
+    latest = _latest_version(path)
+    if latest:
+        return SavedModelPredictor(latest)
+    if os.path.isfile(os.path.join(path, "model.keras")):
+        return load_keras_predictor(path)
+    raise ModelLoadError(
+        f"{path}: not a model folder (expected saved_model.pb, numbered SavedModel versions, "
+        f"model.keras or {STACK_FILE})"
+    )
+
+
+def split_model_paths(paths: Iterable[str]) -> list[str]:
+    """Model paths given as several arguments and/or comma-separated lists."""
+    out = [p for arg in paths for p in arg.split(",") if p]
+    if not out:
+        raise ValueError("no model path given")
+    return out
+
+
+def union_heads(predictors: Sequence[Predictor]) -> tuple[Head, ...]:
+    """The heads of several models, in order of first appearance; a head name shared by
+    several models must have the same classes in each."""
+    heads: dict[str, Head] = {}
+    for p in predictors:
+        for h in p.heads:
+            if h.name in heads and heads[h.name].classes != h.classes:
+                raise ValueError(
+                    f"head {h.name!r} has classes {list(heads[h.name].classes)} in one model and "
+                    f"{list(h.classes)} in {p.name}; an ensemble needs the same classes"
+                )
+            heads.setdefault(h.name, h)
+    return tuple(heads.values())
+
+
+def predict_examples(
+    predictor: Predictor,
+    examples: tf.data.Dataset,
+    *,
+    tta: str = "none",
+    batch_size: int = 32,
+    bbox_margin: float | None = None,
+    resize_ratio: float | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-head probabilities ``(N, classes)`` for every example, averaged over TTA views
+    (examples as in :func:`~fashion_keras.evaluation.views.view_batches`; row order is kept).
+
+    Each input is cropped with the predictor's own margin unless ``bbox_margin`` overrides it.
+    """
+    check_tta_mode(tta)
+    views = NUM_VIEWS[tta]
+    chunks: dict[str, list[np.ndarray]] = {h.name: [] for h in predictor.heads}
+    batches = view_batches(
+        examples,
+        override_margin(predictor.inputs, bbox_margin),
+        tta=tta,
+        batch_size=batch_size,
+        resize_ratio=resize_ratio,
+    )
+    for n, images in batches:
+        probs = predictor.predict_batch(images)
+        for h in predictor.heads:
+            chunks[h.name].append(probs[h.name].reshape(n, views, -1).mean(axis=1))
+    return {
+        h.name: (
+            np.concatenate(chunks[h.name])
+            if chunks[h.name]
+            else np.zeros((0, h.num_classes), np.float32)
+        )
+        for h in predictor.heads
+    }

@@ -1,0 +1,220 @@
+"""The serving module: a model's inference with one method per input type.
+
+Shaped like TF Model Garden's ``official/vision/serving/export_base.py``: each input type has
+one method that decodes/preprocesses it and calls the same output function, and
+:meth:`ServingModule.endpoints` names them as SavedModel signatures:
+
+- ``serving_default`` (:meth:`~ServingModule.predict_image_bytes`): ``image_bytes`` (tf.string,
+  [None]): encoded JPEG/PNG/GIF/BMP/WebP bytes of whole photos, preprocessed by
+  :func:`~fashion_keras.data.preprocess.preprocess_for_eval` (no garment box: the whole image,
+  padded to square, resized, centre crop), exactly the evaluation view used in training.
+- ``predict_images`` (:meth:`~ServingModule.predict_images`): ``images`` (float32,
+  [None, S, S, 3]): RGB in [0, 255], already cropped, padded and resized to the model's input
+  size S (the output of ``preprocess_for_eval``); the mean/std normalisation is inside the model.
+- ``predict_examples`` (:meth:`~ServingModule.predict_examples`): ``examples`` (tf.string,
+  [None]): serialized ``tf.train.Example`` protos (TFX / TFMA) with the encoded image in the
+  bytes feature :data:`EXAMPLE_IMAGE_KEY` and, optionally, the garment box ``(ymin, xmin, ymax,
+  xmax)`` normalised in the float feature :data:`EXAMPLE_BBOX_KEY` (the dataset builders' own
+  feature names); the box crop is the one training evaluation applies.
+
+Outputs, per head: ``<head>_probs`` (float32 [None, num_classes], rows sum to 1),
+``<head>_class`` (int64 [None], argmax), ``<head>_label`` (string [None], the class name read
+from the head's class list, shipped as the asset ``assets/<head>.classes.txt``) and
+``<head>_class_names`` (string [None, num_classes], every class name in ``<head>_probs`` column
+order, so a remote client can name its top-k classes without a copy of the class list).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from fashion_keras.data.config import DEFAULT_BBOX_MARGIN
+from fashion_keras.data.preprocess import preprocess_for_eval
+from fashion_keras.heads import Head, heads_to_dict
+
+log = logging.getLogger("fashion_keras")
+
+SERVING_INPUT = "image_bytes"
+IMAGES_INPUT = "images"
+EXAMPLES_INPUT = "examples"
+#: tf.Example feature holding the encoded image (the TFDS builders' ``image`` feature).
+EXAMPLE_IMAGE_KEY = "image"
+#: Optional tf.Example float feature: normalised garment box (ymin, xmin, ymax, xmax).
+EXAMPLE_BBOX_KEY = "bbox"
+#: Signature name -> its one input name.
+SIGNATURES = {
+    "serving_default": SERVING_INPUT,
+    "predict_images": IMAGES_INPUT,
+    "predict_examples": EXAMPLES_INPUT,
+}
+
+
+def output_names(head: Head) -> tuple[str, str, str, str]:
+    """The output names of a head: probabilities, class index, class name, all class names."""
+    n = head.name
+    return f"{n}_probs", f"{n}_class", f"{n}_label", f"{n}_class_names"
+
+
+def model_bbox_margin(model: keras.Model) -> float | None:
+    """The garment-box margin a model was trained with (``model.preprocessing``), if recorded."""
+    preprocessing = getattr(model, "preprocessing", None) or {}
+    margin = preprocessing.get("bbox_margin")
+    return None if margin is None else float(margin)
+
+
+def _class_table(head: Head, asset_dir: str) -> tf.lookup.StaticHashTable:
+    path = os.path.join(asset_dir, f"{head.name}.classes.txt")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(head.classes) + "\n")
+    init = tf.lookup.TextFileInitializer(
+        path,
+        key_dtype=tf.int64,
+        key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+        value_dtype=tf.string,
+        value_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+    )
+    return tf.lookup.StaticHashTable(init, default_value="")
+
+
+class ServingModule:
+    """A classifier's inference for each input type (see the module docstring).
+
+    Args:
+      model: a built model with a fixed square image input and one softmax output per head.
+      asset_dir: a folder for the class-list files the lookup tables read (they are copied into
+        the SavedModel's ``assets/``).
+      heads: defaults to ``model.heads``.
+      bbox_margin: the garment-box margin of the ``predict_examples`` crop; default: the one
+        the model was trained with (``model.preprocessing``), else 0.1.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        asset_dir: str,
+        *,
+        heads: Sequence[Head] | None = None,
+        bbox_margin: float | None = None,
+    ) -> None:
+        if keras.backend.backend() != "tensorflow":
+            raise RuntimeError(
+                f"SavedModel export needs KERAS_BACKEND=tensorflow, not {keras.backend.backend()!r}"
+            )
+        shape = model.inputs[0].shape
+        if shape[1] is None or shape[2] != shape[1]:
+            raise ValueError(f"the model's input shape {shape} is not a fixed square image size")
+        self.model = model
+        self.heads = tuple(heads if heads is not None else model.heads)
+        self.image_size = int(shape[1])
+        if bbox_margin is None:
+            bbox_margin = model_bbox_margin(model)
+        if bbox_margin is None:
+            log.info(
+                "the model records no garment-box margin; exporting with %s", DEFAULT_BBOX_MARGIN
+            )
+            bbox_margin = DEFAULT_BBOX_MARGIN
+        self.bbox_margin = float(bbox_margin)
+        self.tables = {h.name: _class_table(h, asset_dir) for h in self.heads}
+
+    def trackables(self) -> list[Any]:
+        """What the SavedModel must hold: the model and the class-name tables."""
+        return [self.model, *self.tables.values()]
+
+    def outputs(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The named outputs of every head for a float32 image batch (the model's view)."""
+        probs = self.model(images, training=False)
+        batch = tf.shape(images, out_type=tf.int64)[0]
+        out = {}
+        for h in self.heads:
+            p_name, c_name, l_name, n_name = output_names(h)
+            table = self.tables[h.name]
+            p = tf.cast(probs[h.name], tf.float32)
+            cls = tf.argmax(p, axis=-1, output_type=tf.int64)
+            names = table.lookup(tf.range(h.num_classes, dtype=tf.int64))
+            out[p_name] = tf.identity(p, name=p_name)
+            out[c_name] = tf.identity(cls, name=c_name)
+            out[l_name] = tf.identity(table.lookup(cls), name=l_name)
+            out[n_name] = tf.identity(tf.tile(names[None], [batch, 1]), name=n_name)
+        return out
+
+    def _eval_views(self, image_bytes: tf.Tensor, bboxes: tf.Tensor | None) -> tf.Tensor:
+        size, margin = self.image_size, self.bbox_margin
+        spec = tf.TensorSpec([size, size, 3], tf.float32)
+        if bboxes is None:
+            return tf.map_fn(
+                lambda b: preprocess_for_eval(b, size, None, margin),
+                image_bytes,
+                fn_output_signature=spec,
+            )
+        return tf.map_fn(
+            lambda x: preprocess_for_eval(x[0], size, x[1], margin),
+            (image_bytes, bboxes),
+            fn_output_signature=spec,
+        )
+
+    def predict_images(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Preprocessed float32 RGB 0-255 images of the model's input size."""
+        return self.outputs(tf.cast(images, tf.float32))
+
+    def predict_image_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Encoded whole photos (no garment box)."""
+        return self.outputs(self._eval_views(image_bytes, None))
+
+    def predict_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Serialized ``tf.train.Example`` protos with the image and an optional box."""
+        spec = {
+            EXAMPLE_IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+            EXAMPLE_BBOX_KEY: tf.io.FixedLenFeature([4], tf.float32, [0.0, 0.0, 1.0, 1.0]),
+        }
+        parsed = tf.io.parse_example(examples, spec)
+        return self.outputs(self._eval_views(parsed[EXAMPLE_IMAGE_KEY], parsed[EXAMPLE_BBOX_KEY]))
+
+    def endpoints(self) -> dict[str, tuple[Callable[[tf.Tensor], dict], list[tf.TensorSpec]]]:
+        """Signature name -> (method, input signature), for ``ExportArchive.add_endpoint``."""
+        size = self.image_size
+        return {
+            "serving_default": (
+                self.predict_image_bytes,
+                [tf.TensorSpec([None], tf.string, name=SERVING_INPUT)],
+            ),
+            "predict_images": (
+                self.predict_images,
+                [tf.TensorSpec([None, size, size, 3], tf.float32, name=IMAGES_INPUT)],
+            ),
+            "predict_examples": (
+                self.predict_examples,
+                [tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)],
+            ),
+        }
+
+    def metadata(self) -> dict[str, Any]:
+        """The record every predictor reads back: heads, input size, inputs, outputs and the
+        preprocessing (``assets.extra/fashion_keras.json``)."""
+        size = self.image_size
+        return {
+            **heads_to_dict(self.heads),
+            "image_size": size,
+            "input": {
+                "serving_default": {SERVING_INPUT: "encoded image bytes, tf.string [None]"},
+                "predict_images": {IMAGES_INPUT: f"float32 RGB 0-255 [None, {size}, {size}, 3]"},
+                "predict_examples": {
+                    EXAMPLES_INPUT: "serialized tf.Example, tf.string [None]",
+                    "features": {
+                        EXAMPLE_IMAGE_KEY: "bytes: encoded image",
+                        EXAMPLE_BBOX_KEY: "optional float[4]: ymin, xmin, ymax, xmax in [0, 1]",
+                    },
+                },
+            },
+            "outputs": {h.name: list(output_names(h)) for h in self.heads},
+            "preprocessing": {
+                "bbox_margin": self.bbox_margin,
+                "pad_to_square": "mean colour",
+                "resize_then_centre_crop": True,
+            },
+        }

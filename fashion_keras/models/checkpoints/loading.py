@@ -1,0 +1,45 @@
+"""Resolving ``--weights`` to a checkpoint and its config, and loading it into a backbone."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+
+from fashion_keras.models.checkpoints.cache import checkpoint_path
+from fashion_keras.models.checkpoints.convert_resnet import load_state_dict
+from fashion_keras.models.checkpoints.files import (
+    LoadReport,
+    load_keras_weights,
+    read_state_dict,
+)
+from fashion_keras.models.checkpoints.pretrained_config import (
+    PretrainedConfig,
+    read_pretrained_config,
+)
+
+
+def resolve(
+    weights: str | os.PathLike, backbone: str, cache_dir: str | None = None
+) -> tuple[str, PretrainedConfig]:
+    """The checkpoint file for ``weights`` (a path, or ``"imagenet"``: timm's checkpoint in the
+    Keras cache, nothing downloaded) and its :class:`PretrainedConfig` for ``backbone``.
+
+    Raises :class:`CheckpointError` naming the file that is missing (or expected in the cache).
+    """
+    path = checkpoint_path(weights, backbone, cache_dir)
+    return path, read_pretrained_config(path, backbone)
+
+
+def load_backbone_weights(
+    backbone: keras.Model, path: str | os.PathLike, config: PretrainedConfig | None = None
+) -> LoadReport:
+    """Loads a checkpoint file (``.safetensors``, ``.pth``/``.pt``/``.bin``, ``.weights.h5``).
+
+    ``config`` (the checkpoint's :class:`PretrainedConfig`) tells a ``BGR`` stem to flip.
+    """
+    path = os.fspath(path)
+    if path.endswith(".h5"):
+        return load_keras_weights(backbone, path)
+    space = config.input_space if config else "RGB"
+    return load_state_dict(backbone, read_state_dict(path), source=path, input_space=space)

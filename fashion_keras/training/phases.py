@@ -1,0 +1,137 @@
+"""The phase schedule of a run: frozen, or frozen then fine-tuned (one ``fit`` call each).
+
+- ``--freeze-backbone``: only the heads train; the backbone's weights are not trainable and, as
+  Keras 3 runs a BatchNormalization layer with ``trainable=False`` in inference mode, its
+  BatchNorm statistics do not move either.
+- ``--freeze-epochs N``: two ``fit`` calls: N epochs with the backbone frozen (``learning_rate``),
+  then the remaining epochs with everything trainable (``fine_tune_lr``, default
+  ``learning_rate / 10``), each with its own learning-rate schedule (:func:`fit_phases`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+
+from fashion_keras.training.config import TrainConfig
+
+log = logging.getLogger("fashion_keras")
+
+
+def set_backbone_frozen(model: keras.Model, frozen: bool) -> None:
+    """Freezes (or unfreezes) the backbone: weights not trainable, BatchNorm in inference mode.
+
+    Takes effect at the next ``compile``.
+    """
+    model.backbone.trainable = not frozen
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One ``fit`` call of a schedule."""
+
+    name: str
+    initial_epoch: int
+    epochs: int  # the epoch to stop at (Keras ``fit(epochs=...)``)
+    frozen: bool
+    learning_rate: float
+
+    @property
+    def num_epochs(self) -> int:
+        return self.epochs - self.initial_epoch
+
+
+def plan_phases(cfg: TrainConfig) -> list[Phase]:
+    """The schedule of a resolved config: one phase, or frozen + fine-tune."""
+    opt = cfg.optimization
+    if opt.freeze_epochs:
+        fine_lr = opt.fine_tune_lr or opt.learning_rate / 10
+        return [
+            Phase("frozen", 0, opt.freeze_epochs, True, opt.learning_rate),
+            Phase("fine_tune", opt.freeze_epochs, opt.epochs, False, fine_lr),
+        ]
+    return [Phase("train", 0, opt.epochs, opt.freeze_backbone, opt.learning_rate)]
+
+
+def fit_phases(
+    model: keras.Model,
+    cfg: TrainConfig,
+    compile_fn: Callable[[TrainConfig], None],
+    x: Any,
+    *,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    **fit_kwargs: Any,
+) -> keras.callbacks.History:
+    """Runs the schedule of :func:`plan_phases`: per phase, (un)freezes the backbone, calls
+    ``compile_fn`` with the config of that phase (``epochs`` = its length, ``learning_rate``
+    = its peak rate, so the learning-rate schedule spans the phase) and ``model.fit``.
+
+    In a two-phase schedule each phase gets its own ``BackupAndRestore`` folder
+    (``<backup>/frozen``, ``<backup>/fine_tune``, cloned from the one in ``callbacks``); the
+    frozen phase's backup is kept until the end, so re-running an interrupted command does not
+    repeat a finished frozen phase. Returns one ``History`` over all phases.
+    """
+    phases = plan_phases(cfg)
+    merged: dict[str, list[float]] = {}
+    done: list[str] = []
+    for i, phase in enumerate(phases):
+        last = i == len(phases) - 1
+        phase_callbacks = [
+            _phase_backup(cb, phase.name, keep=not last) if len(phases) > 1 else cb
+            for cb in callbacks
+            if isinstance(cb, keras.callbacks.Callback)
+        ]
+        set_backbone_frozen(model, phase.frozen)
+        compile_fn(cfg.replace(epochs=phase.num_epochs, learning_rate=phase.learning_rate))
+        if len(phases) > 1:
+            log.info(
+                "phase %s: epochs %d-%d, backbone %s, peak learning rate %g",
+                phase.name,
+                phase.initial_epoch + 1,
+                phase.epochs,
+                "frozen" if phase.frozen else "trainable",
+                phase.learning_rate,
+            )
+        # BackupAndRestore sets model._initial_epoch and Keras never resets it: clear it so a
+        # restored earlier phase does not move the start of this one.
+        model._initial_epoch = None
+        history = model.fit(
+            x,
+            initial_epoch=phase.initial_epoch,
+            epochs=phase.epochs,
+            callbacks=phase_callbacks,
+            **fit_kwargs,
+        )
+        for key, values in history.history.items():
+            merged.setdefault(key, []).extend(values)
+        done += [cb.backup_dir for cb in phase_callbacks if _is_backup(cb) and not last]
+    for path in done:  # the run finished: the kept backups of earlier phases are obsolete
+        shutil.rmtree(path, ignore_errors=True)
+    for cb in callbacks if len(phases) > 1 else ():
+        if _is_backup(cb) and os.path.isdir(cb.backup_dir) and not os.listdir(cb.backup_dir):
+            os.rmdir(cb.backup_dir)  # the phases' parent folder, now empty
+    out = keras.callbacks.History()
+    out.history = merged
+    out.set_model(model)
+    return out
+
+
+def _is_backup(cb: keras.callbacks.Callback) -> bool:
+    return isinstance(cb, keras.callbacks.BackupAndRestore)
+
+
+def _phase_backup(cb: keras.callbacks.Callback, phase: str, keep: bool) -> keras.callbacks.Callback:
+    if not _is_backup(cb):
+        return cb
+    return keras.callbacks.BackupAndRestore(
+        os.path.join(cb.backup_dir, phase),
+        save_freq=cb.save_freq,
+        double_checkpoint=cb.double_checkpoint,
+        delete_checkpoint=cb.delete_checkpoint and not keep,
+    )
