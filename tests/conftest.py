@@ -31,6 +31,21 @@ def boxed_image(height: int, width: int, box: tuple[int, int, int, int]) -> np.n
     return img
 
 
+def xla_flags(model) -> list[bool]:
+    """``_XlaMustCompile`` of the step calls in the traced ``train_function`` (Keras 3's TF
+    trainer: ``multi_step_on_iterator`` calls the ``one_step_on_data`` tf.function)."""
+    f = model.train_function
+    cells = dict(zip(f.__code__.co_freevars, f.__closure__, strict=True))
+    assert "multi_step_on_iterator" in cells, f"Keras' train_function changed: {list(cells)}"
+    traced = cells["multi_step_on_iterator"].cell_contents._list_all_concrete_functions()
+    return [
+        op.node_def.attr["_XlaMustCompile"].b
+        for concrete in traced
+        for op in concrete.graph.get_operations()
+        if "_XlaMustCompile" in op.node_def.attr
+    ]
+
+
 @pytest.fixture(scope="session")
 def small_demo(tmp_path_factory):
     """A small synthetic DeepFashion-layout release prepared by the real TFDS builder."""

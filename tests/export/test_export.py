@@ -291,3 +291,35 @@ def test_the_export_uses_the_margin_the_model_was_trained_with(tmp_path):
     # an explicit margin still overrides the model's
     other = E.export_saved_model(model, str(tmp_path / "export"), bbox_margin=0.05)
     assert E.load_metadata(other)["preprocessing"]["bbox_margin"] == 0.05
+
+
+class Killed(KeyboardInterrupt):
+    """Stands for the process being killed in the middle of the export."""
+
+
+def test_a_version_is_never_partial(tmp_path, monkeypatch):
+    """Killed while the SavedModel is written: no version folder appears (a server polling the
+    base would try to load it), nothing is left behind, and the next export takes the number."""
+    import keras
+
+    model = build_model("seresnet_tiny", HEADS, image_size=32)
+    base = tmp_path / "export"
+    E.export_saved_model(model, str(base))
+    written = []
+
+    def killed(self, filepath, **kwargs):
+        written.append(filepath)
+        os.makedirs(filepath, exist_ok=True)
+        with open(os.path.join(filepath, "saved_model.pb"), "wb") as f:
+            f.write(b"\x08\x01")  # the start of a proto
+        raise Killed("killed while exporting")
+
+    # ExportArchive() makes the backend's archive class: patch that one
+    monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", killed)
+    with pytest.raises(Killed):
+        E.export_saved_model(model, str(base))
+    monkeypatch.undo()
+    assert written and written[0] != str(base / "2")  # written elsewhere, renamed when whole
+    assert sorted(os.listdir(base)) == ["1"]
+    assert E.next_version(str(base)) == 2
+    assert E.export_saved_model(model, str(base)) == str(base / "2")

@@ -75,10 +75,39 @@ def test_run_fn_deepfashion6(small_demo, tmp_path):
     _check_export(fn_args, heads, small_demo["builder"])
 
 
+def check_soft_and_masked_targets(files: list[str], heads) -> int:
+    """The Trainer's parsed records against the raw ``tf.train.Example``s: each FashionAI row
+    labels one task; that head's target is the record's soft target (``m`` classes weighted,
+    rows summing to 1) with weight 1, every other head has target 0 and weight 0. Returns how
+    many targets were soft (not one-hot)."""
+    from fashion_keras.data import pipeline
+    from pipelines.models import trainer
+
+    raw = tf.data.TFRecordDataset(tf.io.gfile.glob(files[0]), compression_type="GZIP")
+    parsed = trainer.read_examples(files, heads)
+    soft_rows = 0
+    for record, example in zip(raw, parsed, strict=True):
+        features = tf.train.Example.FromString(record.numpy()).features.feature
+        targets, weights = pipeline.targets_from_example(example, heads)
+        labelled = [h for h in heads if features[f"labels/{h.name}"].int64_list.value[0] >= 0]
+        assert len(labelled) == 1, [h.name for h in labelled]
+        for h in heads:
+            target, weight = targets[h.name].numpy(), float(weights[h.name])
+            if h is labelled[0]:
+                want = np.array(features[f"soft_labels/{h.name}"].float_list.value)
+                np.testing.assert_allclose(target, want, atol=1e-6)
+                assert weight == 1.0 and abs(target.sum() - 1.0) < 1e-5
+                soft_rows += int(np.count_nonzero(target) > 1)
+            else:
+                assert weight == 0.0 and not target.any(), h.name
+    return soft_rows
+
+
 def test_run_fn_fashionai8_soft_and_masked_labels(tmp_path_factory, tmp_path):
     heads = get_heads("fashionai8")
     builder = fashionai_dummy(tmp_path_factory)
     fn_args = _run_fn(builder, heads, tmp_path)
+    assert check_soft_and_masked_targets(fn_args.train_files, heads) > 0  # m labels are soft
     _check_export(fn_args, heads, builder)
 
 

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import xla_flags
 
 from fashion_keras import models  # noqa: F401  (registers the classes model.keras refers to)
 from fashion_keras.training import distribute
@@ -377,6 +378,8 @@ def test_jit_compile_trains(small_demo, tmp_path):
     cfg = tiny_config(small_demo, tmp_path / "xla", jit_compile=True, epochs=1, steps_per_epoch=2)
     result = train(cfg, export=False)
     assert np.isfinite(result.history["loss"][0])
+    flags = xla_flags(result.model)  # the train step train() ran was XLA-compiled
+    assert flags and all(flags), flags
 
 
 def test_strategy_choices_and_errors():

@@ -1,0 +1,192 @@
+"""What training saves, and that a crash never costs more than the last epoch: the best
+checkpoint is the best epoch by the monitored metric; a kill while the backup is written
+resumes from the previous backup; ``best.keras`` and ``model.keras`` are never left partial."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import encode
+
+from fashion_keras.heads import get_heads
+from fashion_keras.models import build_model
+from fashion_keras.training import distribute
+from fashion_keras.training import metrics as metrics_lib
+from fashion_keras.training import trainer as T
+from fashion_keras.training.config import TrainConfig
+
+HEADS = get_heads("deepfashion6")
+STEPS = 2
+
+
+class Killed(KeyboardInterrupt):
+    """Stands for the process being killed in the middle of a write."""
+
+
+def _examples(n: int, seed: int) -> tf.data.Dataset:
+    rng = np.random.default_rng(seed)
+    return tf.data.Dataset.from_tensor_slices(
+        {
+            "image": [encode(rng.integers(0, 255, (36, 36, 3))) for _ in range(n)],
+            "bbox": np.tile(np.float32([0, 0, 1, 1]), (n, 1)),
+            "labels": {h.name: rng.integers(0, h.num_classes, n) for h in HEADS},
+        }
+    )
+
+
+def _config(tmp_path, epochs: int = 3) -> TrainConfig:
+    return TrainConfig(
+        heads="deepfashion6",
+        backbone="seresnet_tiny",
+        image_size=32,
+        batch_size=8,
+        epochs=epochs,
+        steps_per_epoch=STEPS,
+        output_dir=str(tmp_path / "run"),
+        verbose=0,
+    )
+
+
+def _train(cfg: TrainConfig, callbacks=()) -> T.TrainResult:
+    return T.train(
+        cfg,
+        train_examples=_examples(16, 0),
+        val_examples=_examples(8, 1),
+        export=False,
+        callbacks=list(callbacks),
+    )
+
+
+class Weights(keras.callbacks.Callback):
+    """The model's weights at the start of training and after each epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at_start: list[np.ndarray] = []
+        self.epochs: dict[int, list[np.ndarray]] = {}
+        self.seen: list[int] = []
+
+    def on_train_begin(self, logs=None):
+        self.at_start = [np.array(w) for w in self.model.get_weights()]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.seen.append(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs[epoch] = [np.array(w) for w in self.model.get_weights()]
+
+
+def _same(a, b) -> bool:
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.slow
+def test_best_keras_is_the_epoch_with_the_best_validation_metric(tmp_path, monkeypatch):
+    """The mean validation accuracy peaks at epoch 1 of 3 (scripted into the logs where the
+    callback that computes it writes it): ``best.keras`` holds epoch 1's weights."""
+    script = {0: 0.30, 1: 0.90, 2: 0.40}
+    original = metrics_lib.MeanHeadAccuracy.on_epoch_end
+
+    def scripted(self, epoch, logs=None):
+        original(self, epoch, logs)
+        logs[f"val_{metrics_lib.MEAN_ACCURACY}"] = script[epoch]
+
+    monkeypatch.setattr(metrics_lib.MeanHeadAccuracy, "on_epoch_end", scripted)
+    weights = Weights()
+    _train(_config(tmp_path), [weights])
+    best = keras.saving.load_model(tmp_path / "run" / "checkpoints" / "best.keras")
+    assert _same(best.get_weights(), weights.epochs[1])
+    assert not _same(best.get_weights(), weights.epochs[2])
+
+
+@pytest.mark.slow
+def test_a_kill_while_the_backup_is_written_resumes_from_the_previous_backup(tmp_path, monkeypatch):
+    """The process dies while writing the backup after epoch 1, leaving a truncated weights
+    file. Re-running the command restores the backup of epoch 0 (kept beside the latest) and
+    trains epochs 1 and 2: each epoch once in history.csv, and the optimizer has run exactly
+    the steps of three epochs."""
+    cfg = _config(tmp_path)
+    real_save = keras.Model.save_weights
+    saves = []
+
+    def killed_on_second_save(self, filepath, *args, **kwargs):
+        saves.append(filepath)
+        if len(saves) == 2:
+            with open(filepath, "wb") as f:
+                f.write(b"\x89HDF\r\n\x1a\n" + bytes(64))  # the start of an HDF5 file
+            raise Killed("killed while writing the backup")
+        return real_save(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save_weights", killed_on_second_save)
+    first = Weights()
+    with pytest.raises(Killed):
+        _train(cfg, [first])
+    monkeypatch.undo()
+    assert "backup" in saves[1] and sorted(first.epochs) == [0]  # killed before the rest
+
+    second = Weights()
+    result = _train(cfg, [second])
+    assert _same(second.at_start, first.epochs[0])  # the previous backup, not the torn one
+    assert second.seen == [1, 2]
+    assert int(result.model.optimizer.iterations) == 3 * STEPS
+    with open(tmp_path / "run" / "history.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1, 2]
+    assert not os.path.exists(tmp_path / "run" / "backup")  # done: the backup is removed
+
+
+def _tiny_model() -> keras.Model:
+    model = build_model("seresnet_tiny", HEADS[:2], image_size=32)
+    model.compile(loss="categorical_crossentropy")
+    return model
+
+
+def _killed_save(monkeypatch) -> list[str]:
+    """``keras.Model.save`` writes half a file and dies; returns the paths it wrote to."""
+    written = []
+
+    def save(self, filepath, *args, **kwargs):
+        written.append(str(filepath))
+        with open(filepath, "wb") as f:
+            f.write(b"PK\x03\x04" + bytes(32))  # the start of a zip, never finished
+        raise Killed("killed while saving")
+
+    monkeypatch.setattr(keras.Model, "save", save)
+    return written
+
+
+def test_best_keras_is_never_left_partial(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoints" / "best.keras"
+    checkpoint = distribute.AtomicModelCheckpoint(
+        str(path), monitor="val_mean_accuracy", mode="max", save_best_only=True
+    )
+    checkpoint.set_model(_tiny_model())
+    checkpoint.on_epoch_end(0, {"val_mean_accuracy": 0.5})
+    before = path.read_bytes()
+    written = _killed_save(monkeypatch)
+    with pytest.raises(Killed):
+        checkpoint.on_epoch_end(1, {"val_mean_accuracy": 0.9})
+    monkeypatch.undo()
+    assert written and str(path) not in written  # the new one went to another name first
+    assert path.read_bytes() == before
+    keras.saving.load_model(path)
+    assert os.listdir(path.parent) == ["best.keras"]  # nothing half-written left beside it
+
+
+def test_model_keras_is_never_left_partial(tmp_path, monkeypatch):
+    path = tmp_path / "model.keras"
+    model = _tiny_model()
+    T.save_atomically(model, str(path))
+    before = path.read_bytes()
+    written = _killed_save(monkeypatch)
+    with pytest.raises(Killed):
+        T.save_atomically(model, str(path))
+    monkeypatch.undo()
+    assert written and str(path) not in written
+    assert path.read_bytes() == before
+    keras.saving.load_model(path)
+    assert os.listdir(tmp_path) == ["model.keras"]
