@@ -18,7 +18,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from fashion_keras import sections
+from fashion_keras import cli, sections
 from fashion_keras.data import pipeline, sources
 from fashion_keras.data.config import DataConfig, PreprocessConfig
 from fashion_keras.evaluation.config import EvalConfig, InferenceConfig
@@ -32,7 +32,7 @@ DATA_EXCLUDE = ("heads", "sources", "source_weights", "train_split", "val_split"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = sections.command_parser("python -m fashion_keras.evaluate", __doc__.split("\n\n")[1])
+    parser = cli.command_parser("python -m fashion_keras.evaluate", __doc__.split("\n\n")[1])
     parser.add_argument(
         "models",
         nargs="+",
@@ -46,43 +46,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load_data(data_cfg: DataConfig, heads, config: EvalConfig):
+    """The evaluated split's truth, and the weight-search split's (or None)."""
+    builder = sources.builders_for(data_cfg, heads)[0][0]
+    pipeline.check_heads(heads, builder.info.features, builder.name)
+    data = load_eval_data(sources.load_split(builder, config.split), heads, config.max_examples)
+    if not config.search_weights:
+        return data, None
+    if config.search_split == config.split:
+        log.warning(
+            "searching ensemble weights on the evaluated split %r: the score is optimistic",
+            config.split,
+        )
+    search = sources.load_split(builder, config.search_split)
+    return data, load_eval_data(search, heads, config.max_examples)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
     if args.weights and args.search_weights:
         raise SystemExit("give either --weights or --search-weights, not both")
-    try:
+    with cli.input_errors(args.debug):  # bad flags, models, rows, heads the data lacks
         data_cfg, preprocess, inference, config = sections.validated_from_args(
             args, DataConfig, PreprocessConfig, InferenceConfig, EvalConfig
         )
         ensemble = load_ensemble(args.models, inference.weights)
-    except (ValueError, OSError) as e:
-        raise SystemExit(f"error: {e}") from None
-    heads = ensemble.heads
-    search_data = None
-    try:
-        builder = sources.builders_for(data_cfg, heads)[0][0]
-        pipeline.check_heads(heads, builder.info.features, builder.name)
-        split = sources.load_split(builder, config.split)
-        data = load_eval_data(split, heads, config.max_examples)
-        if config.search_weights:
-            if config.search_split == config.split:
-                log.warning(
-                    "searching ensemble weights on the evaluated split %r: the score is optimistic",
-                    config.split,
-                )
-            search = sources.load_split(builder, config.search_split)
-            search_data = load_eval_data(search, heads, config.max_examples)
-    except (ValueError, OSError) as e:  # missing files, bad rows, heads the data lacks
-        raise SystemExit(f"error: {e}") from None
-    metrics = evaluate(
-        ensemble,
-        data,
-        config,
-        inference,
-        bbox_margin=preprocess.bbox_margin,
-        search_data=search_data,
-    )
+        data, search_data = _load_data(data_cfg, ensemble.heads, config)
+        metrics = evaluate(
+            ensemble,
+            data,
+            config,
+            inference,
+            bbox_margin=preprocess.bbox_margin,
+            search_data=search_data,
+        )
     print(format_summary(metrics))
     print(f"wrote {config.output_dir}/metrics.json, report.md, confusion/, top_losses.png")
     return 0

@@ -12,13 +12,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from fashion_keras import sections
+from fashion_keras import cli
 from fashion_keras.train import parse_training_flags
 from fashion_keras.training.lr_find import find_lr
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = sections.command_parser("python -m fashion_keras.lr_find", __doc__.split("\n\n")[1])
+    parser = cli.command_parser("python -m fashion_keras.lr_find", __doc__.split("\n\n")[1])
     sweep = parser.add_argument_group("sweep")
     sweep.add_argument("--start-lr", type=float, default=1e-7, help="First learning rate.")
     sweep.add_argument("--end-lr", type=float, default=10.0, help="Last learning rate.")
@@ -33,14 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--plot", default=None, help="Output PNG (default: <output-dir>/lr_find.png)."
     )
     args, cfg = parse_training_flags(parser, argv)
-    result = find_lr(
-        cfg,
-        start_lr=args.start_lr,
-        end_lr=args.end_lr,
-        num_steps=args.num_steps,
-        stop_factor=args.stop_factor,
-        output=args.plot,
-    )
+    with cli.input_errors(args.debug):
+        result = find_lr(
+            cfg,
+            start_lr=args.start_lr,
+            end_lr=args.end_lr,
+            num_steps=args.num_steps,
+            stop_factor=args.stop_factor,
+            output=args.plot,
+        )
     print(
         f"suggested learning rate: {result.suggestion:.3g} (loss minimum at "
         f"{result.min_loss_lr:.3g}, {len(result.lrs)} steps)\n"

@@ -20,7 +20,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from fashion_keras import sections
+from fashion_keras import cli, sections
 from fashion_keras.data.config import PreprocessConfig
 from fashion_keras.evaluation.config import InferenceConfig
 from fashion_keras.evaluation.ensembles import load_ensemble
@@ -36,7 +36,7 @@ from fashion_keras.evaluation.predict import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = sections.command_parser("python -m fashion_keras.predict", __doc__.split("\n\n")[0])
+    parser = cli.command_parser("python -m fashion_keras.predict", __doc__.split("\n\n")[0])
     parser.add_argument(
         "model",
         help=".keras file, SavedModel (version folder or export base), run folder or "
@@ -74,26 +74,13 @@ def _submission(args: argparse.Namespace, ensemble, inference, margin) -> int:
             batch_size=inference.batch_size,
             bbox_margin=margin,
         )
-    except (QuestionFileError, OSError) as e:
+    except QuestionFileError as e:  # several lines, one per bad question row
         raise SystemExit(f"error: {e}") from None
     print(f"wrote {n} rows to {output}", file=sys.stderr)
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    args = build_parser().parse_args(argv)
-    if args.top_k < 1:
-        raise SystemExit(f"error: --top-k = {args.top_k}: must be >= 1")
-    try:
-        inference, margin = sections.validated_from_args(args, InferenceConfig, PreprocessConfig)
-        ensemble = load_ensemble([args.model], inference.weights)
-    except (ValueError, OSError) as e:
-        raise SystemExit(f"error: {e}") from None
-    if args.fashionai_question:
-        return _submission(args, ensemble, inference, margin.bbox_margin)
-    if not args.images:
-        raise SystemExit("error: give image files or folders (or --fashionai-question)")
+def _predict_files(args: argparse.Namespace, ensemble, inference, margin) -> int:
     files, skipped = find_images(args.images)
     readable = []
     for f in files:
@@ -127,7 +114,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     for s in skipped:
         print(f"skipped {s['image']}: {s['reason']}", file=sys.stderr)
     print(f"{len(records)} images predicted, {len(skipped)} skipped", file=sys.stderr)
-    return 0 if records or not skipped else 1
+    if not records:
+        where = ", ".join(args.images)
+        print(f"error: no image predicted in {where}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    if args.top_k < 1:
+        raise SystemExit(f"error: --top-k = {args.top_k}: must be >= 1")
+    with cli.input_errors(args.debug):  # bad flags, models, files
+        inference, margin = sections.validated_from_args(args, InferenceConfig, PreprocessConfig)
+        ensemble = load_ensemble([args.model], inference.weights)
+        if args.fashionai_question:
+            return _submission(args, ensemble, inference, margin.bbox_margin)
+        if not args.images:
+            raise SystemExit("error: give image files or folders (or --fashionai-question)")
+        return _predict_files(args, ensemble, inference, margin)
 
 
 if __name__ == "__main__":

@@ -169,10 +169,3 @@ def validated_from_args(args: argparse.Namespace, *section_classes: type) -> tup
     for section in built:
         section.validate()
     return built
-
-
-def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """The argument parser of a ``python -m`` command, its description kept as written."""
-    return argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
-    )

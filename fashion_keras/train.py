@@ -17,7 +17,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from fashion_keras import sections
+from fashion_keras import cli
 from fashion_keras.training.config import TrainConfig, add_arguments
 from fashion_keras.training.trainer import check_command_config, train
 
@@ -39,9 +39,10 @@ def parse_training_flags(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = sections.command_parser("python -m fashion_keras.train", __doc__.split("\n\n")[1])
-    _, cfg = parse_training_flags(parser, argv)
-    train(cfg)
+    parser = cli.command_parser("python -m fashion_keras.train", __doc__.split("\n\n")[1])
+    args, cfg = parse_training_flags(parser, argv)
+    with cli.input_errors(args.debug):
+        train(cfg)
     return 0
 
 

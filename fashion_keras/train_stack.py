@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from fashion_keras import sections
+from fashion_keras import cli, sections
 from fashion_keras.data import pipeline, sources
 from fashion_keras.data.config import DataConfig, PreprocessConfig
 from fashion_keras.evaluation.config import InferenceConfig, StackConfig
@@ -27,9 +27,7 @@ from fashion_keras.heads import get_heads
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = sections.command_parser(
-        "python -m fashion_keras.train_stack", __doc__.split("\n\n")[1]
-    )
+    parser = cli.command_parser("python -m fashion_keras.train_stack", __doc__.split("\n\n")[1])
     parser.add_argument("models", nargs="+", help=".keras files or training run folders")
     data = parser.add_argument_group("data (--heads default: the members' heads)")
     sections.add_arguments(data, DataConfig, exclude=("sources", "source_weights"))
@@ -43,34 +41,28 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
-    try:
+    with cli.input_errors(args.debug):  # bad flags, models, rows, heads the data lacks
         data_cfg, preprocess, inference, config = sections.validated_from_args(
             args, DataConfig, PreprocessConfig, InferenceConfig, StackConfig
         )
-        heads = get_heads(args.heads) if args.heads else None
         members = load_members(split_model_paths(args.models))
-    except (ValueError, OSError) as e:
-        raise SystemExit(f"error: {e}") from None
-    heads = heads or union_heads(members)
-    try:
+        heads = get_heads(args.heads) if args.heads else union_heads(members)
         builder = sources.builders_for(data_cfg, heads)[0][0]
         pipeline.check_heads(heads, builder.info.features, builder.name)
         data = {
             split: load_eval_data(sources.load_split(builder, split), heads, config.max_examples)
             for split in (data_cfg.train_split, data_cfg.val_split)
         }
-    except (ValueError, OSError) as e:  # missing files, bad rows, heads the data lacks
-        raise SystemExit(f"error: {e}") from None
-    metrics = train_stack(
-        members,
-        data[data_cfg.train_split],
-        data[data_cfg.val_split],
-        config,
-        heads=heads,
-        tta=inference.tta,
-        tta_resize=inference.tta_resize,
-        bbox_margin=preprocess.bbox_margin,
-    )
+        metrics = train_stack(
+            members,
+            data[data_cfg.train_split],
+            data[data_cfg.val_split],
+            config,
+            heads=heads,
+            tta=inference.tta,
+            tta_resize=inference.tta_resize,
+            bbox_margin=preprocess.bbox_margin,
+        )
     print(json.dumps(metrics["val_accuracy"], indent=2))
     print(f"val mean accuracy {metrics['val_mean_accuracy']:.4f}; wrote {config.output_dir}")
     return 0

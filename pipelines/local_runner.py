@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 from tfx import v1 as tfx
 
-from fashion_keras import sections
+from fashion_keras import cli, sections
 from fashion_keras.data.config import DataConfig, PreprocessConfig
 from fashion_keras.training.config import ModelConfig, OptimizationConfig
 from pipelines import components, configs, pipeline
@@ -45,7 +45,7 @@ TRAIN_SECTIONS = {
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The runner's flags (``--help`` lists them)."""
-    p = sections.command_parser("python -m pipelines.local_runner", __doc__.split("\n\n")[0])
+    p = cli.command_parser("python -m pipelines.local_runner", __doc__.split("\n\n")[0])
     sections.add_arguments(p.add_argument_group("pipeline"), configs.PipelineConfig)
     defaults = {"heads": configs.HEADS, "dataset": configs.DATASET, **configs.TRAIN_CONFIG}
     data = p.add_argument_group("data")

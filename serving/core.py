@@ -19,6 +19,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.errors import invalid, lookup
+from serving.limits import RequestLimits
 from serving.manager import ModelManager
 from serving.servable import Servable
 from serving.signature import Signature
@@ -33,8 +34,11 @@ ConvertFn = Callable[[Signature, str], dict[str, np.ndarray]]
 class ServingCore:
     """The request logic shared by the gRPC servicers and the REST handler."""
 
-    def __init__(self, managers: Mapping[str, ModelManager]) -> None:
+    def __init__(
+        self, managers: Mapping[str, ModelManager], limits: RequestLimits | None = None
+    ) -> None:
         self.managers = dict(managers)
+        self.limits = limits or RequestLimits()
 
     def manager(self, name: str) -> ModelManager:
         """The manager of model ``name``; INVALID_ARGUMENT when empty, NOT_FOUND when unknown."""
@@ -59,8 +63,9 @@ class ServingCore:
     ) -> tuple[int, str, dict[str, np.ndarray]]:
         """Runs one request on the version it means: ``(version, signature name, outputs)``.
 
-        ``convert`` builds the input arrays once the signature is known; ``output_filter``
-        names the outputs to return (empty: all of them).
+        ``convert`` builds the input arrays once the signature is known (checking what it can
+        before allocating); ``output_filter`` names the outputs to return (empty: all of them).
+        Batch sizes and encoded images are checked against :attr:`limits` before the model runs.
         """
         manager = self.manager(name)
         with manager.acquire(version, label) as servable:
@@ -68,6 +73,9 @@ class ServingCore:
             where = f"{servable.where}, signature {sig.name!r}"
             arrays = convert(sig, where)
             sig.check_inputs(arrays, where)
+            for key, array in arrays.items():
+                self.limits.check_batch(key, array.shape[0], where)
+            self.limits.check_images(arrays, where)
             wanted = list(dict.fromkeys(output_filter)) or list(sig.outputs)
             unknown = [k for k in wanted if k not in sig.outputs]
             if unknown:
@@ -86,7 +94,9 @@ class ServingCore:
         version, label = _version_choice(spec)
 
         def convert(sig: Signature, where: str) -> dict[str, np.ndarray]:
-            return {k: tensor_to_array(k, v, sig, where) for k, v in request.inputs.items()}
+            return {
+                k: tensor_to_array(k, v, sig, where, self.limits) for k, v in request.inputs.items()
+            }
 
         served, sig_name, outputs = self.predict_arrays(
             spec.name, version, label, spec.signature_name, convert, request.output_filter, timeout

@@ -7,6 +7,11 @@ first (running ``assets.extra/tf_serving_warmup_requests``), and only then unloa
 no longer wanted, waiting for their in-flight requests. So a request never sees "no version"
 during a swap, and a version that fails to load leaves the previous one serving.
 
+A version that failed to load (say ``saved_model.pb`` was copied before ``variables/``) is
+retried on later polls, after a delay that doubles from ``retry_initial_s`` up to
+``retry_max_s``, and at once when its ``saved_model.pb`` changes; its status reports the error
+and when it will be retried, until it loads, is no longer wanted, or its folder is removed.
+
 What to serve is a :class:`serving.model_config.ModelConfig`; each loaded version is a
 :class:`serving.servable.Servable`.
 """
@@ -19,7 +24,8 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import grpc
 
@@ -40,17 +46,51 @@ class VersionState:
     error_message: str = ""
 
 
-class ModelManager:
-    """Loads, serves and unloads the versions of one model (see the module docstring)."""
+@dataclasses.dataclass(frozen=True)
+class _Failure:
+    """A version's failed loads: when to try again."""
 
-    def __init__(self, config: ModelConfig, batching: BatchingOptions | None = None) -> None:
+    mtime: float  # saved_model.pb's mtime at the last attempt (a change retries at once)
+    attempts: int  # failed attempts in a row on these files
+    retry_at: float  # clock time of the next attempt
+    state: VersionState  # what the status reports
+
+
+class ModelManager:
+    """Loads, serves and unloads the versions of one model (see the module docstring).
+
+    Args:
+      config: what to serve.
+      batching: batch each version's requests with these options (``None``: no batching).
+      retry_initial_s, retry_max_s: a failed version is retried after ``retry_initial_s``
+        seconds, doubling after each failure up to ``retry_max_s``.
+      clock: the time source of the retry delays (``time.monotonic``).
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        batching: BatchingOptions | None = None,
+        *,
+        retry_initial_s: float = 1.0,
+        retry_max_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 < retry_initial_s <= retry_max_s:
+            raise ValueError(
+                f"load retry delays must satisfy 0 < initial ({retry_initial_s}) <= maximum "
+                f"({retry_max_s}) seconds"
+            )
         self.config = config
         self.batching = batching
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self._clock = clock
         self._lock = threading.Lock()
         self._poll_lock = threading.Lock()
         self._available: dict[int, Servable] = {}
         self._states: dict[int, VersionState] = {}
-        self._failed: dict[int, float] = {}  # version -> saved_model.pb mtime when it failed
+        self._failed: dict[int, _Failure] = {}
 
     @property
     def name(self) -> str:
@@ -80,6 +120,7 @@ class ModelManager:
         with self._poll_lock:
             on_disk = self.scan()
             wanted = self.config.select(list(on_disk))
+            self._forget_failures(wanted)
             with self._lock:
                 loaded = set(self._available)
             for version in sorted(wanted - loaded, reverse=True):
@@ -91,9 +132,17 @@ class ModelManager:
             for version in sorted(loaded - wanted):
                 self._unload(version)
 
+    def _forget_failures(self, wanted: set[int]) -> None:
+        """Stops retrying versions no longer wanted (or gone); their last error stays."""
+        for version in sorted(set(self._failed) - wanted):
+            failure = self._failed.pop(version)
+            with self._lock:
+                self._states[version] = failure.state
+
     def _load(self, version: int, path: str) -> None:
         mtime = os.path.getmtime(os.path.join(path, "saved_model.pb"))
-        if self._failed.get(version) == mtime:
+        failure = self._failed.get(version)
+        if failure is not None and failure.mtime == mtime and self._clock() < failure.retry_at:
             return
         with self._lock:
             self._states[version] = VersionState("LOADING")
@@ -101,18 +150,30 @@ class ModelManager:
         try:
             servable = Servable(self.name, version, path, self.batching)
         except Exception as e:  # noqa: BLE001 - any load failure is reported in the status
-            self._failed[version] = mtime
-            code = e.code if isinstance(e, ServingError) else grpc.StatusCode.UNKNOWN
-            message = f"{self.name} version {version} failed to load from {path}: {e}"
-            log.error("%s", message)
-            with self._lock:
-                self._states[version] = VersionState("END", code, message)
+            attempts = failure.attempts + 1 if failure and failure.mtime == mtime else 1
+            self._failed_load(version, path, e, mtime, attempts)
             return
         self._failed.pop(version, None)
         with self._lock:
             self._available[version] = servable
             self._states[version] = VersionState("AVAILABLE")
         log.info("serving %s version %d", self.name, version)
+
+    def _failed_load(
+        self, version: int, path: str, error: Exception, mtime: float, attempts: int
+    ) -> None:
+        code = error.code if isinstance(error, ServingError) else grpc.StatusCode.UNKNOWN
+        message = f"{self.name} version {version} failed to load from {path}: {error}"
+        delay = min(self.retry_initial_s * 2.0 ** min(attempts - 1, 64), self.retry_max_s)
+        retrying = VersionState(
+            "END", code, f"{message}; will retry in {delay:g} s (failed attempts: {attempts})"
+        )
+        self._failed[version] = _Failure(
+            mtime, attempts, self._clock() + delay, VersionState("END", code, message)
+        )
+        log.error("%s", retrying.error_message)
+        with self._lock:
+            self._states[version] = retrying
 
     def _unload(self, version: int) -> None:
         with self._lock:

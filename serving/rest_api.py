@@ -6,7 +6,11 @@
 - ``GET /v1/models/NAME[/versions/N|/labels/L]/metadata``: ``GetModelMetadata`` as JSON.
 
 Errors answer ``{"error": message}`` with the HTTP status of their gRPC code
-(:data:`serving.errors.HTTP_STATUS`); bodies over ``max_request_bytes`` answer 413.
+(:data:`serving.errors.HTTP_STATUS`). Bodies over ``max_request_bytes`` answer 413 (before the
+body with ``Expect: 100-continue``, else after reading and discarding it, so the client sees the
+answer rather than a reset connection); JSON nested too deeply to parse answers 400; a client
+that sends nothing for ``read_timeout`` seconds is disconnected (408 inside a body), so stalled
+uploads do not hold their threads.
 """
 
 from __future__ import annotations
@@ -30,6 +34,12 @@ from serving.signature import Signature
 
 log = logging.getLogger("serving")
 
+#: Seconds a REST connection may send nothing before it is closed (--rest-read-timeout-seconds).
+DEFAULT_READ_TIMEOUT_S = 30.0
+#: An oversized body is read and dropped up to this size before the connection closes.
+DRAIN_LIMIT_BYTES = 256 * 1024 * 1024
+READ_CHUNK_BYTES = 1024 * 1024
+
 _URL = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)"
     r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
@@ -44,7 +54,7 @@ def predict_json(
     signature_name, kind = rest_format.parse_request(payload)
 
     def convert(sig: Signature, where: str) -> dict[str, np.ndarray]:
-        return rest_format.json_to_arrays(payload, sig, where)
+        return rest_format.json_to_arrays(payload, sig, where, core.limits)
 
     _, _, outputs = core.predict_arrays(name, version, label, signature_name, convert, (), None)
     return rest_format.arrays_to_json(outputs, row_format=kind == "instances")
@@ -55,6 +65,9 @@ class _RestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     core: ServingCore
     max_request_bytes: int
+    #: the socket timeout (``--rest-read-timeout-seconds``): a stalled read or write ends the
+    #: connection (``StreamRequestHandler.setup`` applies it)
+    timeout: float
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
         log.debug("rest %s - %s", self.address_string(), format % args)
@@ -90,8 +103,25 @@ class _RestHandler(BaseHTTPRequestHandler):
         label = urllib.parse.unquote(m["label"]) if m["label"] else None
         return name, int(version) if version else None, label, m["verb"], bool(m["metadata"])
 
-    def _read_body(self) -> bytes | None:
-        """The request body, or ``None`` once an error is sent (no length, chunked, too big)."""
+    def _too_large(self, length: int) -> None:
+        self.close_connection = True
+        self._error(
+            413,
+            f"request body of {length} bytes exceeds the server's limit of "
+            f"{self.max_request_bytes} bytes (--max-request-bytes)",
+        )
+
+    def handle_expect_100(self) -> bool:
+        """Refuses an oversized body before the client sends it (else: 100 Continue)."""
+        length = self.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.max_request_bytes:
+            self._too_large(int(length))
+            return False
+        return super().handle_expect_100()
+
+    def _read_body(self) -> bytearray | None:
+        """The request body, or ``None`` once an error is sent (no length, chunked, too big,
+        stalled)."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             self.close_connection = True
             self._error(411, "chunked request bodies are not accepted; send a Content-Length")
@@ -103,14 +133,37 @@ class _RestHandler(BaseHTTPRequestHandler):
             return None
         length = int(length_header)
         if length > self.max_request_bytes:
+            self._too_large(length)
+            self._discard(min(length, DRAIN_LIMIT_BYTES))
+            return None
+        body = bytearray()
+        try:
+            while len(body) < length:
+                chunk = self.rfile.read1(min(length - len(body), READ_CHUNK_BYTES))
+                if not chunk:
+                    break  # the client closed its side: judged below as a short body
+                body += chunk
+        except TimeoutError:
             self.close_connection = True
             self._error(
-                413,
-                f"request body of {length} bytes exceeds the server's limit of "
-                f"{self.max_request_bytes} bytes (--max-request-bytes)",
+                408,
+                f"request body stalled: received {len(body)} of {length} bytes, then nothing "
+                f"for {self.timeout:g} s (--rest-read-timeout-seconds)",
             )
             return None
-        return self.rfile.read(length)
+        return body
+
+    def _discard(self, length: int) -> None:
+        """Reads and drops ``length`` body bytes, so closing does not reset the connection
+        before the client has read the answer."""
+        try:
+            while length > 0:
+                chunk = self.rfile.read1(min(length, READ_CHUNK_BYTES))
+                if not chunk:
+                    return
+                length -= len(chunk)
+        except OSError:  # a stalled or reset client: nothing more to do
+            return
 
     def do_GET(self) -> None:  # noqa: N802 - http.server hook
         route = self._route()
@@ -165,6 +218,13 @@ class _RestHandler(BaseHTTPRequestHandler):
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             self._error(400, f"request body is not valid JSON: {e}")
             return
+        except RecursionError:
+            self._error(
+                400,
+                "request body nests JSON arrays or objects too deeply to parse; a predict body "
+                "nests as deep as its inputs' shapes",
+            )
+            return
         try:
             result = predict_json(self.core, name, version, label, payload)
         except ServingError as e:
@@ -183,16 +243,23 @@ class _HttpServer(ThreadingHTTPServer):
 
 
 def create_http_server(
-    core: ServingCore, host: str, port: int, max_request_bytes: int
+    core: ServingCore,
+    host: str,
+    port: int,
+    max_request_bytes: int,
+    read_timeout: float = DEFAULT_READ_TIMEOUT_S,
 ) -> ThreadingHTTPServer:
     """The REST API bound to ``host:port`` (0: any free port), not yet serving.
 
-    Raises OSError when the address cannot be bound.
+    ``read_timeout``: seconds a connection may send nothing (mid-request or idle between
+    requests) before it is closed. Raises OSError when the address cannot be bound.
     """
+    if not read_timeout > 0:
+        raise ValueError(f"REST read timeout = {read_timeout!r} s must be > 0")
     handler = type(
         "RestHandler",
         (_RestHandler,),
-        {"core": core, "max_request_bytes": max_request_bytes},
+        {"core": core, "max_request_bytes": max_request_bytes, "timeout": read_timeout},
     )
     server_cls = _HttpServer
     if ":" in host:

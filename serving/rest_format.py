@@ -26,9 +26,12 @@ import numpy as np
 import tensorflow as tf
 
 from serving.errors import invalid
-from serving.signature import Signature, dtype_name
+from serving.limits import RequestLimits
+from serving.signature import Signature, dtype_name, shape_str
 
 REQUEST_FIELDS = ("signature_name", "instances", "inputs")
+#: numpy's most dimensions: how deep a string input of unknown rank may nest.
+MAX_RANK = 64
 
 
 def _is_b64(value: Any) -> bool:
@@ -54,13 +57,22 @@ def parse_request(payload: Any) -> tuple[str, str]:
     return signature, kinds[0]
 
 
-def json_to_arrays(payload: Mapping[str, Any], sig: Signature, where: str) -> dict[str, np.ndarray]:
-    """The input arrays of a predict body (checked by :func:`parse_request`)."""
+def json_to_arrays(
+    payload: Mapping[str, Any], sig: Signature, where: str, limits: RequestLimits | None = None
+) -> dict[str, np.ndarray]:
+    """The input arrays of a predict body (checked by :func:`parse_request`).
+
+    With ``limits``, each input's batch (its list's length) is checked before it is converted.
+    """
     names = sorted(sig.inputs)
     if "instances" in payload:
         columns, field = _instance_columns(payload["instances"], sig, names, where)
     else:
         columns, field = _input_columns(payload["inputs"], sig, names, where)
+    if limits is not None:
+        for name, value in columns.items():
+            if isinstance(value, list):
+                limits.check_batch(name, len(value), where)
     return {
         n: _to_array(n, v, sig.inputs[n], where, field.format(n) if "{}" in field else field)
         for n, v in columns.items()
@@ -120,7 +132,14 @@ def _only_input(
 def _to_array(name: str, values: Any, spec: tf.TensorSpec, where: str, field: str) -> np.ndarray:
     if spec.dtype == tf.string:
         flat: list[bytes] = []
-        shape = _flatten_strings(values, flat, f"{field}", name, where)
+        rank = MAX_RANK if spec.shape.rank is None else spec.shape.rank
+        try:
+            shape = _flatten_strings(values, flat, field, name, where, rank)
+        except _TooDeep as e:
+            raise invalid(
+                f"{where}: input {name!r}: {e.path} is a list, nested deeper than the {rank} "
+                f"dimension{'s' * (rank != 1)} of the input's shape {shape_str(spec.shape)}"
+            ) from None
         return np.array(flat, dtype=object).reshape(shape)
     try:
         raw = np.asarray(values)
@@ -137,10 +156,25 @@ def _to_array(name: str, values: Any, spec: tf.TensorSpec, where: str, field: st
     return raw.astype(spec.dtype.as_numpy_dtype)
 
 
-def _flatten_strings(value: Any, out: list[bytes], path: str, name: str, where: str) -> tuple:
+class _TooDeep(Exception):
+    """A list where the input's shape has no dimension left (``path`` names it)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+def _flatten_strings(
+    value: Any, out: list[bytes], path: str, name: str, where: str, dims_left: int
+) -> tuple:
+    """Appends the strings of ``value`` to ``out``; returns its shape (at most ``dims_left``
+    dimensions, else :class:`_TooDeep`, so no nesting depth can exhaust the stack)."""
     if isinstance(value, list):
+        if dims_left == 0:
+            raise _TooDeep(path)
         shapes = [
-            _flatten_strings(v, out, f"{path}[{i}]", name, where) for i, v in enumerate(value)
+            _flatten_strings(v, out, f"{path}[{i}]", name, where, dims_left - 1)
+            for i, v in enumerate(value)
         ]
         if len(set(shapes)) > 1:
             raise invalid(f"{where}: input {name!r}: {path} is ragged (element shapes {shapes})")

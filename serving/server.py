@@ -14,9 +14,11 @@ version under the folder, like ``tensorflow_model_server --model_base_path=...``
 loaded from ``DIR/<version>/`` and the folder is watched (see :mod:`serving.manager`);
 ``--enable-batching`` merges concurrent requests (see :mod:`serving.batching`). The server binds
 127.0.0.1 unless told otherwise, refuses gRPC messages and REST bodies over
-``--max-request-bytes`` (RESOURCE_EXHAUSTED / HTTP 413), and answers bad requests with
-INVALID_ARGUMENT / NOT_FOUND (HTTP 400 / 404) and a message naming the input, field and value,
-then keeps serving.
+``--max-request-bytes`` (RESOURCE_EXHAUSTED / HTTP 413), requests of more than
+``--max-examples-per-request`` examples and encoded images over ``--max-image-pixels`` (checked
+before anything is allocated or decoded, see :mod:`serving.limits`), closes REST connections
+silent for ``--rest-read-timeout-seconds``, and answers bad requests with INVALID_ARGUMENT /
+NOT_FOUND (HTTP 400 / 404) and a message naming the input, field and value, then keeps serving.
 """
 
 from __future__ import annotations
@@ -38,13 +40,20 @@ from serving import DEFAULT_GRPC_PORT, DEFAULT_MODEL_NAME, DEFAULT_REST_PORT, ho
 from serving.batching import BatchingOptions
 from serving.core import ServingCore
 from serving.grpc_api import create_grpc_server
+from serving.limits import (
+    DEFAULT_MAX_EXAMPLES_PER_REQUEST,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    RequestLimits,
+)
 from serving.manager import ModelManager
 from serving.model_config import ModelConfig, load_model_server_config, model_configs_from_proto
-from serving.rest_api import create_http_server
+from serving.rest_api import DEFAULT_READ_TIMEOUT_S, create_http_server
 
 log = logging.getLogger("serving")
 
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+#: A version that failed to load is retried after the poll interval, doubling up to this.
+DEFAULT_LOAD_RETRY_MAX_INTERVAL_S = 60.0
 
 
 class ModelServer:
@@ -59,6 +68,11 @@ class ModelServer:
       poll_wait_seconds: how often the base paths are re-scanned (0: scan once, at start).
       max_request_bytes: largest gRPC message / REST body accepted.
       grpc_max_threads: gRPC handler threads (concurrent requests that can wait for a batch).
+      max_examples_per_request, max_image_pixels: the caps of
+        :class:`serving.limits.RequestLimits`.
+      rest_read_timeout_seconds: a REST connection sending nothing this long is closed.
+      load_retry_max_interval_seconds: a version that failed to load is retried after
+        ``poll_wait_seconds`` (1 s when 0), the delay doubling up to this.
     """
 
     def __init__(
@@ -72,13 +86,35 @@ class ModelServer:
         poll_wait_seconds: float = 1.0,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         grpc_max_threads: int = 64,
+        max_examples_per_request: int = DEFAULT_MAX_EXAMPLES_PER_REQUEST,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        rest_read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_S,
+        load_retry_max_interval_seconds: float = DEFAULT_LOAD_RETRY_MAX_INTERVAL_S,
     ) -> None:
         if not models:
             raise ValueError("ModelServer needs at least one model")
         if max_request_bytes < 1:
             raise ValueError(f"max_request_bytes = {max_request_bytes} must be >= 1")
-        self.managers = {m.name: ModelManager(m, batching) for m in models}
-        self.core = ServingCore(self.managers)
+        for field, seconds in (
+            ("rest_read_timeout_seconds", rest_read_timeout_seconds),
+            ("load_retry_max_interval_seconds", load_retry_max_interval_seconds),
+        ):
+            if not seconds > 0:
+                raise ValueError(f"{field} = {seconds} must be > 0")
+        retry_initial = min(poll_wait_seconds or 1.0, load_retry_max_interval_seconds)
+        self.managers = {
+            m.name: ModelManager(
+                m,
+                batching,
+                retry_initial_s=retry_initial,
+                retry_max_s=load_retry_max_interval_seconds,
+            )
+            for m in models
+        }
+        self.core = ServingCore(
+            self.managers, RequestLimits(max_examples_per_request, max_image_pixels)
+        )
+        self.rest_read_timeout_seconds = rest_read_timeout_seconds
         self.host = host
         self.batching = batching
         self.poll_wait_seconds = poll_wait_seconds
@@ -114,7 +150,11 @@ class ModelServer:
         if rest_port is not None:
             try:
                 self._http = create_http_server(
-                    self.core, self.host, rest_port, self.max_request_bytes
+                    self.core,
+                    self.host,
+                    rest_port,
+                    self.max_request_bytes,
+                    self.rest_read_timeout_seconds,
                 )
             except OSError:
                 self._grpc.stop(0)
@@ -215,6 +255,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--grpc-max-threads", type=int, default=64, help="gRPC handler threads")
     p.add_argument(
+        "--max-examples-per-request",
+        type=int,
+        default=DEFAULT_MAX_EXAMPLES_PER_REQUEST,
+        help="most examples (batch size) one Predict request may carry (not --max-batch-size, "
+        "which splits requests into model calls)",
+    )
+    p.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        help="most pixels an encoded image may declare in its header (checked before decoding)",
+    )
+    p.add_argument(
+        "--rest-read-timeout-seconds",
+        type=float,
+        default=DEFAULT_READ_TIMEOUT_S,
+        help="close a REST connection that sends nothing for this long (stalled uploads, idle "
+        "keep-alive)",
+    )
+    p.add_argument(
+        "--load-retry-max-interval-seconds",
+        type=float,
+        default=DEFAULT_LOAD_RETRY_MAX_INTERVAL_S,
+        help="a version that failed to load is retried after the poll interval, the delay "
+        "doubling up to this",
+    )
+    p.add_argument(
         "--port-file", help="write the bound ports here as JSON once serving (for scripts)"
     )
     p.add_argument("--verbose", action="store_true", help="debug logging")
@@ -269,6 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             poll_wait_seconds=args.file_system_poll_wait_seconds,
             max_request_bytes=args.max_request_bytes,
             grpc_max_threads=args.grpc_max_threads,
+            max_examples_per_request=args.max_examples_per_request,
+            max_image_pixels=args.max_image_pixels,
+            rest_read_timeout_seconds=args.rest_read_timeout_seconds,
+            load_retry_max_interval_seconds=args.load_retry_max_interval_seconds,
         )
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("binding %s: the server has no authentication", args.host)

@@ -53,13 +53,8 @@ class Signature:
             raise invalid(f"{where}: input {missing[0]!r} is missing; expected inputs: {expected}")
         sizes = {}
         for name, array in arrays.items():
-            spec = self.inputs[name]
             shape = list(array.shape)
-            if not spec.shape.is_compatible_with(shape):
-                raise invalid(
-                    f"{where}: input {name!r} has shape {shape}; signature {self.name!r} expects "
-                    f"{_shape_str(spec.shape)} (-1: any size)"
-                )
+            self.check_shape(name, shape, where)
             if shape and shape[0] == 0:
                 raise invalid(
                     f"{where}: input {name!r} is an empty batch (shape {shape}); send at least "
@@ -73,8 +68,24 @@ class Signature:
             raise invalid(f"{where}: inputs must have a batch dimension; got scalars")
         return int(size)
 
+    def check_shape(self, name: str, shape: list[int], where: str) -> None:
+        """INVALID_ARGUMENT unless ``shape`` fits input ``name``'s rank and fixed sizes."""
+        spec = self.inputs[name].shape
+        if not spec.is_compatible_with(shape):
+            raise invalid(
+                f"{where}: input {name!r} has shape {shape}; signature {self.name!r} expects "
+                f"{shape_str(spec)} (-1: any size)"
+            )
 
-def _shape_str(shape: tf.TensorShape) -> str:
+    def fixes_example_size(self, name: str) -> bool:
+        """Whether input ``name``'s shape fixes every dimension but the batch one, so the
+        batch size alone bounds its element count."""
+        spec = self.inputs[name].shape
+        return spec.rank is not None and all(d is not None for d in spec.as_list()[1:])
+
+
+def shape_str(shape: tf.TensorShape) -> str:
+    """A signature shape as messages spell it: ``[-1, 224, 224, 3]`` (-1: any size)."""
     if shape.rank is None:
         return "any shape"
     return str([-1 if d is None else int(d) for d in shape.as_list()])

@@ -116,7 +116,7 @@ MUTATIONS = (
     ),
     Mutation(
         "best.keras written in place",
-        "fashion_keras/training/distribute.py",
+        "fashion_keras/training/checkpointing.py",
         "        self.filepath = tmp\n",
         "        self.filepath = self._final_path\n",
         (SAVING, "-k", "best_keras_is_never_left_partial"),

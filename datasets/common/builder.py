@@ -4,8 +4,11 @@
 absolute manual folder, the missing-files error, the build report (``info.metadata["report"]``,
 :attr:`ValidatingBuilder.report`), the ``<config>_skip_bad_rows`` config variants and the loop
 that turns parsed rows into examples (check the image, build the example, count it, log and
-store the report at the end of the split). A builder keeps only its own format: its features,
-how it reads its files into rows, and one example from one row.
+store the report at the end of the split), the splits left empty, and the freshness of the
+prepared data: it stores a fingerprint of the manual folder when it prepares a dataset and
+prepares it again when the folder changed (:mod:`~fashion_keras_datasets.common.freshness`). A
+builder keeps only its own format: its features, how it reads its files into rows, and one
+example from one row.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from etils import epath
 from fashion_keras_datasets.common.errors import (
     BAD_ROW_PREFIX,
     AnnotationError,
+    EmptySplitError,
     MissingFilesError,
     find_missing,
 )
+from fashion_keras_datasets.common.freshness import FORMAT, SOURCE_KEY, compare, fingerprint
 from fashion_keras_datasets.common.images import (
     DEFAULT_MAX_IMAGE_PIXELS,
     DEFAULT_MIN_IMAGE_SIDE,
@@ -156,10 +161,62 @@ class ValidatingBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
 
     def _manual_root(self, dl_manager: tfds.download.DownloadManager) -> epath.Path:
         """The manual folder, absolute, so ``file:line`` in messages is unambiguous."""
-        root = epath.Path(dl_manager.manual_dir)
-        if not root.is_absolute():
-            root = root.absolute()
-        return root
+        return _absolute(dl_manager.manual_dir)
+
+    def download_and_prepare(
+        self,
+        *,
+        download_dir: epath.PathLike | None = None,
+        download_config: tfds.download.DownloadConfig | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """TFDS's ``download_and_prepare``; prepared data whose manual folder changed since it
+        was prepared is prepared again (one log line says what changed)."""
+        config = download_config or tfds.download.DownloadConfig()
+        reuse = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+        if config.download_mode == reuse and self.data_path.exists():
+            stale = self._stale_source(download_dir, config)
+            if stale:
+                logging.warning("%s: %s; preparing it again", self.info.full_name, stale)
+                config = dataclasses.replace(
+                    config, download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS
+                )
+        super().download_and_prepare(download_dir=download_dir, download_config=config, **kwargs)
+
+    def _download_and_prepare(
+        self,
+        dl_manager: tfds.download.DownloadManager,
+        download_config: tfds.download.DownloadConfig | None = None,
+    ) -> None:
+        # taken before any file is read: a change made during the build shows next time
+        root = self._manual_root(dl_manager)
+        self.info.metadata[SOURCE_KEY] = fingerprint(root, exclude=[self.data_dir_root])
+        super()._download_and_prepare(dl_manager, download_config)
+
+    def _stale_source(
+        self, download_dir: epath.PathLike | None, config: tfds.download.DownloadConfig
+    ) -> str | None:
+        """Why the prepared data no longer matches the manual folder, or None. Without a manual
+        folder (prepared data used on its own) there is nothing to compare: None."""
+        downloads = epath.Path(download_dir or self.data_dir_root / "downloads")
+        root = _absolute(config.manual_dir or downloads / "manual")
+        if not root.is_dir():
+            logging.info("%s: no manual folder %s to compare with; reusing", self.name, root)
+            return None
+        stored = tfds.core.MetadataDict()
+        try:
+            stored.load_metadata(self.data_path)
+        except (OSError, ValueError):
+            stored.clear()
+        if stored.get(SOURCE_KEY, {}).get("format") != FORMAT:
+            return (
+                f"the prepared data in {self.data_path} holds no fingerprint of the manual "
+                f"folder {root} (prepared by an older version), so it may be stale"
+            )
+        changes = compare(stored[SOURCE_KEY], fingerprint(root, exclude=[self.data_dir_root]))
+        if not changes:
+            return None
+        return f"manual folder {root} changed since it was prepared ({changes.describe()})"
 
     def _missing_files(
         self, root: epath.Path, missing: Sequence[str], heading: str = "Expected layout:\n"
@@ -191,14 +248,46 @@ class ValidatingBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
     ) -> dict[str, Iterator[tuple[str, dict[str, Any]]]]:
         """The example generators of ``splits`` (what ``_split_generators`` returns).
 
-        Images of a row duplicated in an earlier split are skipped; ``hint`` says what to check
-        when every row of a split is skipped.
+        Images of a row duplicated in an earlier split are skipped. A split that would keep no
+        row is counted, reported as empty and not written (TFDS cannot write an empty split),
+        except the training split (the first of :attr:`SPLIT_ORDER`): without a usable row it
+        raises :class:`EmptySplitError` naming its files, with ``hint`` saying what to check.
         """
         duplicates = find_duplicates(rows, self.SPLIT_ORDER)
-        return {
-            split: self._generate_examples(split, rows[split], duplicates, build_report, hint)
-            for split in splits
-        }
+        train = self.SPLIT_ORDER[0]
+        generators = {}
+        for split in dict.fromkeys([train, *splits]):
+            split_rows = rows.get(split, ())
+            all_skipped = self._all_skipped(split, split_rows, duplicates)
+            if all_skipped is None:
+                generators[split] = self._generate_examples(
+                    split, split_rows, duplicates, build_report
+                )
+                continue
+            report = build_report.split(split)
+            report.merge(all_skipped)  # each row is counted once, here
+            report.declare_heads(self._heads())
+            if split == train:
+                build_report.finish_split(split, self.info.metadata)  # logs what was skipped
+                files = list(report.files) or list(build_report.files)
+                raise EmptySplitError(files, split, report.num_rows, report.skipped, hint)
+            build_report.empty_split(split)
+            build_report.finish_split(split, self.info.metadata)
+        return generators
+
+    def _all_skipped(
+        self, split: str, rows: Sequence[ImageRow], duplicates: Mapping[tuple[str, str], str]
+    ) -> SkipReport | None:
+        """None when some row of ``split`` will be kept (rows are checked until one is, normally
+        the first); else a :class:`SkipReport` counting every row as the build loop would."""
+        limits = self.builder_config.image_limits
+        scratch = SkipReport(self.name, split)
+        for row in rows:
+            duplicate_of = duplicates.get((split, row.key))
+            image = scratch.admit_image(row.where, row.name, row.image, limits, duplicate_of)
+            if image is not None and self._example(split, row, image, scratch) is not None:
+                return None
+        return scratch
 
     def _generate_examples(
         self,
@@ -206,10 +295,9 @@ class ValidatingBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
         rows: Sequence[ImageRow],
         duplicates: Mapping[tuple[str, str], str],
         build_report: BuildReport,
-        hint: str,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Admits each row's image, builds its example and counts it; logs and stores the report
-        at the end of the split, and raises when every row was skipped."""
+        at the end of the split."""
         config: ValidatingConfig = self.builder_config
         limits = config.image_limits
         heads = self._heads()
@@ -227,4 +315,8 @@ class ValidatingBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
             report.keep({h: heads[h][i] if i >= 0 else None for h, i in example["labels"].items()})
             yield row.key, example
         build_report.finish_split(split, self.info.metadata)
-        report.raise_if_nothing_kept(hint=hint)
+
+
+def _absolute(path: epath.PathLike) -> epath.Path:
+    path = epath.Path(path)
+    return path if path.is_absolute() else path.absolute()

@@ -1,8 +1,9 @@
 """The build report: kept, skipped and adjusted rows per split, and where the rows came from.
 
 Each split's :class:`SkipReport` is logged at its end; the :class:`BuildReport` (all splits,
-rows per annotation file, ``rows_in == rows_written + rows_reported``) is stored in the dataset's
-``info.metadata["report"]``, so a skip is never silent. :func:`format_build_report` prints it.
+rows per annotation file, the splits left empty, ``rows_in == rows_written + rows_reported``) is
+stored in the dataset's ``info.metadata["report"]``, so a skip is never silent.
+:func:`format_build_report` prints it.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class SkipReport:
         self.adjusted: dict[str, int] = {}
         self.examples: dict[str, list[str]] = {}
         self.heads: dict[str, dict[str, int]] = {}
+        self.files: dict[str, None] = {}  # the annotation files of the skipped rows, in order
 
     def _example(self, reason: str, where: str, detail: str) -> None:
         ex = self.examples.setdefault(reason, [])
@@ -77,6 +79,7 @@ class SkipReport:
     def skip(self, reason: str, where: str, detail: str = "") -> None:
         """Counts one skipped row (``where`` is ``file:line``)."""
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        self.files.setdefault(file_of(where))
         self._example(reason, where, detail)
 
     def adjust(self, reason: str, where: str, detail: str = "") -> None:
@@ -136,6 +139,21 @@ class SkipReport:
             self.adjust(BBOX_CLAMPED, where, detail)
         return normalized
 
+    def merge(self, other: SkipReport) -> None:
+        """Adds the counts of ``other`` (the same split, counted apart) to this report."""
+        self.num_kept += other.num_kept
+        for counts, more in ((self.skipped, other.skipped), (self.adjusted, other.adjusted)):
+            for reason, n in more.items():
+                counts[reason] = counts.get(reason, 0) + n
+        for reason, examples in other.examples.items():
+            kept = self.examples.setdefault(reason, [])
+            kept.extend(examples[: max(0, self.max_examples - len(kept))])
+        for head, more in other.heads.items():
+            classes = self.heads.setdefault(head, {})
+            for name, n in more.items():
+                classes[name] = classes.get(name, 0) + n
+        self.files.update(other.files)
+
     @property
     def num_skipped(self) -> int:
         return sum(self.skipped.values())
@@ -167,13 +185,11 @@ class SkipReport:
         (logging.warning if self.skipped else logging.info)("%s", self.format())
         return self.as_dict()
 
-    def raise_if_nothing_kept(self, hint: str = "") -> None:
-        """Raises when every row was skipped: the folder is almost certainly wrong."""
-        if self.num_rows and not self.num_kept:
-            raise FileNotFoundError(
-                f"{self.dataset}/{self.split}: all {self.num_rows} rows were skipped; "
-                f"{hint}\n{self.format()}"
-            )
+
+def file_of(where: str) -> str:
+    """The file of a ``file:line`` location (``where`` itself when it has no line)."""
+    path, sep, line = where.rpartition(":")
+    return path if sep and line.isdigit() else where
 
 
 def _counts(d: Mapping[str, int]) -> str:
@@ -221,6 +237,8 @@ class BuildReport:
     so ``rows_in == rows_written + rows_reported``; :meth:`check_totals` enforces it once every
     split is generated. ``notes`` holds file-level problems tolerated by ``skip_bad_rows``
     (e.g. a wrong count line) and rows of secondary files that belong to no image.
+    ``empty_splits`` lists the splits that kept no row and are therefore not written (an empty
+    training split stops the build instead, see :meth:`empty_split`).
     """
 
     def __init__(self, dataset: str, config: str | None = None, *, max_examples: int = 5):
@@ -230,6 +248,7 @@ class BuildReport:
         self.splits: dict[str, SkipReport] = {}
         self.files: dict[str, int] = {}
         self.notes: list[str] = []
+        self.empty_splits: list[str] = []
         self.finished: set[str] = set()
 
     def split(self, name: str) -> SkipReport:
@@ -244,6 +263,17 @@ class BuildReport:
 
     def note(self, text: str) -> None:
         self.notes.append(text)
+
+    def empty_split(self, name: str) -> None:
+        """Records that split ``name`` kept no row and is not written, and logs one line why."""
+        report = self.split(name)
+        if report.num_rows:
+            why = f"all {report.num_rows} rows were skipped ({_counts(report.skipped)})"
+        else:
+            why = "its annotation files list no row"
+        line = f"{self.dataset}/{name}: empty, {why}; the split is not written"
+        self.empty_splits.append(name)
+        logging.warning("%s", line)
 
     @property
     def rows_in(self) -> int:
@@ -266,6 +296,7 @@ class BuildReport:
             "rows_written": self.rows_written,
             "rows_reported": self.rows_reported,
             "splits": {name: r.as_dict() for name, r in self.splits.items()},
+            "empty_splits": list(self.empty_splits),
             "notes": list(self.notes),
         }
 
@@ -305,6 +336,8 @@ def format_build_report(d: Mapping[str, Any], *, classes: bool = False) -> str:
         lines.append(f"  {path}: {n} rows")
     for split in d.get("splits", {}).values():
         lines.append(format_split_report(split, classes=classes))
+    for split in d.get("empty_splits", []):
+        lines.append(f"  empty split: {split} (no row kept; not written)")
     for note in d.get("notes", []):
         lines.append(f"  note: {note}")
     return "\n".join(lines)

@@ -410,3 +410,10 @@ def resolve_image_path(
             field, relative, expected, note="leaves the dataset folder", reason="path_outside_root"
         )
     return epath.Path(root) / relative
+
+
+def normalize_image_path(relative: str) -> str:
+    """The image path as compared for duplicates: ``./a.jpg``, ``a//b.jpg`` and ``a/./b.jpg``
+    name the same file as ``a.jpg`` and ``a/b.jpg`` (lexically, ``/`` separators; an empty
+    path stays empty)."""
+    return posixpath.normpath(relative) if relative else relative

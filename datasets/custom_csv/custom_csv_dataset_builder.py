@@ -33,7 +33,13 @@ from fashion_keras_datasets.common.builder import (
 from fashion_keras_datasets.common.errors import AnnotationError, MissingFilesError, describe_dir
 from fashion_keras_datasets.common.images import PreparedImage, hash_bucket
 from fashion_keras_datasets.common.report import SkipReport
-from fashion_keras_datasets.common.rows import Row, parse_bbox, read_csv_rows, resolve_image_path
+from fashion_keras_datasets.common.rows import (
+    Row,
+    normalize_image_path,
+    parse_bbox,
+    read_csv_rows,
+    resolve_image_path,
+)
 
 SPLITS = ("train", "val", "test")  # also the duplicate order: train first
 HEADS_FILES = ("heads.yaml", "heads.yml", "heads.json")
@@ -297,7 +303,7 @@ def _split_of(row: Row, columns: dict[str, Any], config: CustomCsvConfig) -> str
         if value:  # invalid: counted (or raised) under train
             return "train"
     image = fields[columns["image"]] if columns["image"] < len(fields) else ""
-    return "val" if hash_bucket(image) < config.val_percent else "train"
+    return "val" if hash_bucket(normalize_image_path(image)) < config.val_percent else "train"
 
 
 def _parse_row(
@@ -321,12 +327,13 @@ def _parse_row(
         )
     rel = row.fields[columns["image"]]
     image = resolve_image_path(root, rel, row, config.image_column)
-    if rel in seen:
+    same = normalize_image_path(rel)  # ./a.jpg and a//b.jpg are a.jpg and a/b.jpg
+    if same in seen:
         raise row.error(
             config.image_column,
             rel,
             "each image once (one row holds all its heads)",
-            note=f"also line {seen[rel]}",
+            note=f"also line {seen[same]}",
             reason="duplicate_row",
         )
     if columns["split"] is not None:
@@ -360,5 +367,5 @@ def _parse_row(
                 )
             box_row = Row(row.path, row.line, tuple(cells), sep=",")
             bbox = parse_bbox(box_row, field=names)
-    seen[rel] = row.line  # only valid rows: a bad row does not make a later one a duplicate
+    seen[same] = row.line  # only valid rows: a bad row does not make a later one a duplicate
     return _Row(rel, image, labels, bbox, row.where)

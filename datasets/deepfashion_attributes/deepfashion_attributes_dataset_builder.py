@@ -25,6 +25,7 @@ from fashion_keras_datasets.common.rows import (
     Row,
     check_row_counts,
     expect_num_fields,
+    normalize_image_path,
     parse_bbox,
     parse_int,
     parse_one_hot_groups,
@@ -234,12 +235,13 @@ def _parse_line(root: epath.Path, line: dict[str, Row | None], seen: dict[str, i
             expect_num_fields(line[role], 4 if role == "bbox" else 1, what)
     row = line["paths"]
     image = resolve_image_path(root, row.fields[0], row)
-    if row.fields[0] in seen:
+    same = normalize_image_path(row.fields[0])  # ./a.jpg and a//b.jpg are a.jpg and a/b.jpg
+    if same in seen:
         raise row.error(
             "image path",
             row.fields[0],
             "each image once per split",
-            note=f"also line {seen[row.fields[0]]}",
+            note=f"also line {seen[same]}",
             reason="duplicate_row",
         )
     labels = category = bbox = None
@@ -259,7 +261,7 @@ def _parse_line(root: epath.Path, line: dict[str, Row | None], seen: dict[str, i
         )
     if line["bbox"] is not None:
         bbox = parse_bbox(line["bbox"])
-    seen[row.fields[0]] = row.line  # only valid rows: a bad row is no later row's original
+    seen[same] = row.line  # only valid rows: a bad row is no later row's original
     return _Row(
         name=row.fields[0],
         image=image,

@@ -27,6 +27,7 @@ from fashion_keras_datasets.common.report import BuildReport, SkipReport
 from fashion_keras_datasets.common.rows import (
     Row,
     expect_num_fields,
+    normalize_image_path,
     parse_bbox,
     parse_int,
     read_counted_rows,
@@ -240,7 +241,8 @@ def _read_keyed(
     parse: Callable[[Row], Any],
     file_problem: Callable[[AnnotationError], None],
 ) -> dict[str, tuple[Row, Any]]:
-    """``{image_name: (row, parsed value or the AnnotationError)}`` of a count+header file.
+    """``{image_name: (row, parsed value or the AnnotationError)}`` of a count+header file
+    (names as :func:`normalize_image_path` gives them, the form the files are joined on).
 
     Errors are kept, not raised, so they surface on the partition row of that image (and count
     in its split). Blank lines and a name listed twice are file problems of their own.
@@ -253,12 +255,12 @@ def _read_keyed(
                 row.error("row", "", "a non-empty row", note="blank line", reason="blank_line")
             )
             continue
-        name = row.fields[0]
+        name = normalize_image_path(row.fields[0])
         if name in out:
             file_problem(
                 row.error(
                     "image_name",
-                    name,
+                    row.fields[0],
                     "each image once per file",
                     note=f"also line {out[name][0].line}; the first is used",
                     reason="duplicate_row",
@@ -311,7 +313,8 @@ def _join(
         raise prow.error("row", "", "image_name evaluation_status", reason="blank_line")
     expect_num_fields(prow, 2, "image_name evaluation_status")
     name, status = prow.fields
-    first = seen.setdefault(name, prow.line)
+    same = normalize_image_path(name)  # ./a.jpg and a//b.jpg are a.jpg and a/b.jpg
+    first = seen.setdefault(same, prow.line)
     if first != prow.line:
         raise prow.error(
             "image_name", name, "each image once", note=f"also line {first}", reason="duplicate_row"
@@ -322,7 +325,7 @@ def _join(
     values: dict[str, Any] = {}
     where: dict[str, str] = {}
     for kind, keyed in secondary.items():
-        entry = keyed.get(name)
+        entry = keyed.get(same)
         if entry is None:
             file = {"category": CATEGORY_FILE, "bbox": BBOX_FILE, "attributes": ATTR_IMG_FILE}[kind]
             raise prow.error(

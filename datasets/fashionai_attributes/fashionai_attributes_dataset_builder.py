@@ -29,6 +29,7 @@ from fashion_keras_datasets.common.images import PreparedImage, hash_bucket
 from fashion_keras_datasets.common.report import BuildReport, SkipReport
 from fashion_keras_datasets.common.rows import (
     Row,
+    normalize_image_path,
     parse_label_string,
     read_csv_rows,
     resolve_image_path,
@@ -217,11 +218,15 @@ class Builder(ValidatingBuilder):
             split = "test"
             if labelled:
                 split = "train"
-                if row.fields and val_bucket(row.fields[0]) < config.val_percent:
+                if (
+                    row.fields
+                    and val_bucket(normalize_image_path(row.fields[0])) < config.val_percent
+                ):
                     split = "val"
             try:
                 parsed = _parse_row(root, release, row, labelled)
-                first = seen.setdefault(f"{parsed.path}#{parsed.task}", row.line)
+                same = normalize_image_path(parsed.path)  # ./a.jpg is a.jpg
+                first = seen.setdefault(f"{same}#{parsed.task}", row.line)
                 if first != row.line:
                     raise row.error(
                         "image_path, task",

@@ -10,7 +10,6 @@ FashionAI ``m`` classes), with the garment box (green) and the crop the model se
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import sys
@@ -21,7 +20,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image, ImageDraw, ImageFont
 
-from fashion_keras import sections
+from fashion_keras import cli, sections
 from fashion_keras.data import pipeline, sources
 from fashion_keras.data.config import DEFAULT_BBOX_MARGIN, DataConfig, PreprocessConfig
 from fashion_keras.heads import Head, get_heads
@@ -171,10 +170,10 @@ DATA_EXCLUDE = ("sources", "source_weights", "train_split", "val_split")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m fashion_keras.data",
-        description="Dataset tools. inspect: print a dataset's build report and write a PNG "
-        "grid of examples per head with their labels and crop boxes.",
+    parser = cli.command_parser(
+        "python -m fashion_keras.data",
+        "Dataset tools. inspect: print a dataset's build report and write a PNG grid of "
+        "examples per head with their labels and crop boxes.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("inspect", help="print the build report and write an example grid")
@@ -187,14 +186,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data_config = sections.from_args(DataConfig, args)
     preprocess = sections.from_args(PreprocessConfig, args)
-    text, path = inspect(
-        data_config,
-        heads=args.heads,
-        split=args.split,
-        per_head=args.per_head,
-        output=args.output,
-        bbox_margin=preprocess.resolved_margin(),
-    )
+    with cli.input_errors(args.debug):
+        text, path = inspect(
+            data_config,
+            heads=args.heads,
+            split=args.split,
+            per_head=args.per_head,
+            output=args.output,
+            bbox_margin=preprocess.resolved_margin(),
+        )
     print(text)
     print(f"wrote {path}")
     return 0

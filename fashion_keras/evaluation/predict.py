@@ -1,8 +1,9 @@
 """Prediction on image files (the command is ``python -m fashion_keras.predict``).
 
-For each image (JPEG, PNG, WebP, BMP or GIF; folders are searched recursively), per head the
-top classes with their probabilities and names. Files that cannot be read or decoded are
-skipped and listed (``skipped`` in JSON, a stderr line each for CSV) with the reason.
+For each image (JPEG, PNG, WebP, BMP, GIF, or any format PIL reads, such as TIFF; folders are
+searched recursively), per head the top classes with their probabilities and names. Every file
+that is not predicted (not an image, unreadable, undecodable, over the 40 MP limit of the
+dataset builders) is listed with the reason (``skipped`` in JSON, a stderr line each).
 ``MODEL`` may be several comma-separated models (an ensemble, ``--weights``) and ``--tta``
 averages test-time-augmentation views, as in ``fashion_keras.evaluate``.
 
@@ -18,34 +19,36 @@ import dataclasses
 import io
 import logging
 import os
+import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from fashion_keras.evaluation.ensembles import Ensemble
 from fashion_keras.heads import Head
+from fashion_keras_datasets.common.images import DEFAULT_MAX_IMAGE_PIXELS as MAX_IMAGE_PIXELS
 
 log = logging.getLogger("fashion_keras")
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+#: Formats TensorFlow decodes in the model's pipeline; PIL converts other formats it reads
+#: (TIFF, ...) to PNG first.
+TF_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP", "WEBP"})
 
 
 def find_images(paths: Sequence[str]) -> tuple[list[str], list[dict[str, str]]]:
-    """Image files named or found (recursively, sorted) under folders; missing paths are
-    returned as skipped entries. Files named explicitly are taken whatever their extension."""
+    """Every file named or found (recursively, sorted) under folders, whatever its name:
+    :func:`read_image` decides what is an image; missing paths are returned as skipped."""
     found: list[str] = []
     skipped: list[dict[str, str]] = []
     for path in paths:
         if os.path.isdir(path):
             for root, dirs, files in os.walk(path):
                 dirs.sort()
-                found.extend(
-                    os.path.join(root, f)
-                    for f in sorted(files)
-                    if f.lower().endswith(IMAGE_EXTENSIONS)
-                )
+                found.extend(os.path.join(root, f) for f in sorted(files))
         elif os.path.isfile(path):
             found.append(path)
         else:
@@ -53,29 +56,73 @@ def find_images(paths: Sequence[str]) -> tuple[list[str], list[dict[str, str]]]:
     return found, skipped
 
 
-def check_image(path: str) -> str | None:
-    """``None`` when TensorFlow decodes the file as an image (what the model runs), else why
-    not."""
+def decoder_message(error: tf.errors.OpError) -> str:
+    """TensorFlow's own decoder message, without the node name before it and the op after."""
+    text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", error.message.strip())
+    return re.sub(r"\s*\[Op:\w+\].*$", "", text, flags=re.S).strip()
+
+
+def _pil_format(data: bytes) -> tuple[str | None, tuple[int, int] | None]:
+    """The format and size PIL reads from the header (nothing is decoded), if it knows it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                return image.format, image.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None, None
+
+
+def encoded_image(path: str) -> tuple[bytes | None, str | None]:
+    """``(bytes the model's pipeline decodes, None)`` for an image file, else ``(None, why
+    not)``. Images over :data:`MAX_IMAGE_PIXELS` are refused from their header, before any
+    decoding; formats TensorFlow does not decode but PIL reads (TIFF, ...) become PNG."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        return f"cannot read: {e.strerror or e}"
+        return None, f"cannot read: {e.strerror or e}"
     if not data:
-        return "empty file"
+        return None, "empty file"
+    fmt, size = _pil_format(data)
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        return None, (
+            f"image of {size[0]} x {size[1]} pixels ({size[0] * size[1] / 1e6:.1f} MP) is over "
+            f"the {MAX_IMAGE_PIXELS / 1e6:.0f} MP limit"
+        )
+    if fmt is not None and fmt not in TF_FORMATS:
+        buf = io.BytesIO()
+        with Image.open(io.BytesIO(data)) as image:
+            image.convert("RGB").save(buf, "PNG")
+        data = buf.getvalue()
     try:
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
-        return f"not a decodable image ({e.message.splitlines()[0][:120]})"
+        return None, decoder_message(e)
     if image.shape[0] < 1 or image.shape[1] < 1:
-        return f"empty image of shape {tuple(image.shape)}"
-    return None
+        return None, f"empty image of shape {tuple(image.shape)}"
+    return data, None
+
+
+def check_image(path: str) -> str | None:
+    """``None`` when the file is an image the model can run on, else why not."""
+    return encoded_image(path)[1]
 
 
 def file_examples(files: Sequence[str]) -> tf.data.Dataset:
-    """Examples (``{"image": bytes}``, whole image) read from image files, in order."""
-    return tf.data.Dataset.from_tensor_slices(list(files)).map(
-        lambda p: {"image": tf.io.read_file(p)}
+    """Examples (``{"image": bytes}``, whole image) read from image files, in order (files
+    :func:`check_image` accepted)."""
+    files = list(files)
+
+    def read():
+        for path in files:
+            data, reason = encoded_image(path)
+            if data is None:
+                raise ValueError(f"{path}: {reason}")
+            yield {"image": data}
+
+    return tf.data.Dataset.from_generator(
+        read, output_signature={"image": tf.TensorSpec([], tf.string)}
     )
 
 

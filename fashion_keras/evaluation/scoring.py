@@ -3,6 +3,9 @@
 - :func:`masked_accuracy`, :func:`topk_accuracy`: accuracy over labelled rows (label -1 = none).
 - :func:`task_ap`, :func:`fashionai_score`: the official FashionAI 2018 ranking metric
   (per-task AP over confidence thresholds, mAP, BasicPrecision), see ``formats.md`` §1.
+- :func:`class_counts`, :func:`per_class_scores`, :func:`balanced_accuracy`,
+  :func:`majority_baseline`, :func:`head_summary`: per-class truth, and the baseline a head must
+  beat (always predicting the training split's most frequent class).
 - :func:`confusion_matrix`, :func:`most_confused_pairs`, :func:`top_losses`: error analysis.
 
 Ties in ``argmax`` resolve to the first (lowest) class index, as ``numpy.argmax`` does.
@@ -88,6 +91,96 @@ def topk_accuracy(probs: Any, labels: Any, k: int) -> float | None:
     true_p = p[np.arange(len(y)), y]
     rank = np.sum(p > true_p[:, None], axis=1)
     return float(np.mean(rank < k))
+
+
+# --- per-class truth and baselines --------------------------------------------------------------
+
+
+def class_counts(labels: Any, num_classes: int) -> np.ndarray:
+    """Labelled rows per class (int64, length ``num_classes``); rows labelled -1 are not
+    counted."""
+    y = np.asarray(labels)
+    y = _as_labels(y, y.shape[0] if y.ndim == 1 else -1, num_classes)
+    return np.bincount(y[y >= 0], minlength=num_classes).astype(np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassScore:
+    """One class of a head: labelled rows (support), predictions, recall and precision (None
+    when undefined: no labelled row, or never predicted)."""
+
+    name: str
+    support: int
+    predicted: int
+    recall: float | None
+    precision: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def per_class_scores(probs: Any, labels: Any, class_names: Sequence[str]) -> list[ClassScore]:
+    """Recall and precision of each class over the labelled rows (argmax predictions)."""
+    p = _as_probs(probs)
+    if len(class_names) != p.shape[1]:
+        raise ValueError(f"{len(class_names)} class names for {p.shape[1]} probability columns")
+    y = _as_labels(labels, p.shape[0], p.shape[1])
+    cm = confusion_matrix(y, np.argmax(p, axis=1), p.shape[1])
+    support, predicted, hits = cm.sum(axis=1), cm.sum(axis=0), np.diag(cm)
+    return [
+        ClassScore(
+            name,
+            int(support[c]),
+            int(predicted[c]),
+            float(hits[c] / support[c]) if support[c] else None,
+            float(hits[c] / predicted[c]) if predicted[c] else None,
+        )
+        for c, name in enumerate(class_names)
+    ]
+
+
+def balanced_accuracy(probs: Any, labels: Any) -> float | None:
+    """Mean recall over the classes that have labelled rows (None when no row is labelled):
+    a model that always predicts the majority class scores 1 / (classes present)."""
+    p = _as_probs(probs)
+    scores = per_class_scores(p, labels, [str(c) for c in range(p.shape[1])])
+    recalls = [s.recall for s in scores if s.recall is not None]
+    return float(np.mean(recalls)) if recalls else None
+
+
+def majority_baseline(labels: Any, train_counts: Any) -> tuple[int, float | None]:
+    """``(class, accuracy)`` of always predicting the class most frequent in the training
+    split (``train_counts``: labelled rows per class there) on ``labels``."""
+    counts = np.asarray(train_counts, dtype=np.int64)
+    if counts.ndim != 1 or counts.size < 1:
+        raise ValueError(f"train_counts must be a non-empty 1-D array, got shape {counts.shape}")
+    y = np.asarray(labels)
+    y = _as_labels(y, y.shape[0], counts.size)
+    majority = int(np.argmax(counts))
+    keep = y >= 0
+    return majority, (float(np.mean(y[keep] == majority)) if keep.any() else None)
+
+
+def head_summary(
+    probs: Any, labels: Any, class_names: Sequence[str], train_counts: Any | None = None
+) -> dict[str, Any]:
+    """Everything a report says about one head: labelled rows, accuracy, balanced accuracy,
+    the majority-class baseline (from ``train_counts``, else from ``labels`` themselves), whether
+    the head beats it, and recall/precision per class."""
+    y = np.asarray(labels)
+    counts = class_counts(y, len(class_names)) if train_counts is None else train_counts
+    majority, baseline = majority_baseline(y, counts)
+    accuracy = masked_accuracy(probs, y)
+    return {
+        "num_labelled": int(np.sum(y >= 0)),
+        "accuracy": accuracy,
+        "balanced_accuracy": balanced_accuracy(probs, y),
+        "majority_class": class_names[majority],
+        "majority_baseline": baseline,
+        "baseline_from": "the labels evaluated" if train_counts is None else "the training split",
+        "beats_baseline": None if accuracy is None else accuracy > baseline,
+        "per_class": [s.to_dict() for s in per_class_scores(probs, y, class_names)],
+    }
 
 
 # --- the official FashionAI metric -------------------------------------------------------------

@@ -16,7 +16,7 @@ Multi-worker runs follow the TensorFlow multi-worker guide: every worker runs ev
 may read variables through collective ops, so all workers must take part), but only the chief
 writes to ``--output-dir``; the other workers write to a temporary folder that is removed when
 ``train()`` returns (:func:`worker_config`, :func:`remove_worker_dirs`). Every worker restores
-the chief's backup (:class:`BackupAndRestore`), so ``--output-dir`` must be on storage that all
+the chief's backup (:class:`~fashion_keras.training.checkpointing.BackupAndRestore`), so ``--output-dir`` must be on storage that all
 workers can read (NFS, a mounted bucket, ...).
 
 Keras 3's TensorFlow trainer cannot run ``fit`` under MultiWorkerMirroredStrategy as shipped
@@ -201,56 +201,6 @@ def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
     return ds.with_options(options)
 
 
-class BackupAndRestore(keras.callbacks.BackupAndRestore):
-    """``keras.callbacks.BackupAndRestore`` that also works under MultiWorkerMirroredStrategy.
-
-    On the chief (and without multi-worker) it is Keras' callback. A non-chief worker restores
-    the chief's backup in ``backup_dir`` (falling back to the previous one, as Keras does,
-    without modifying the chief's files), saves each backup to a temporary folder that it
-    removes right after (every worker takes part in a save), and leaves deleting the backup at
-    the end of training to the chief.
-    """
-
-    def _chief(self) -> bool:
-        return is_chief(self.model.distribute_strategy)
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        if self._chief():
-            super().on_train_begin(logs)
-            return
-        try:
-            self._load_model()
-        except OSError:
-            if not os.path.exists(self._prev_weights_path):
-                raise
-            latest = (self._weights_path, self._training_metadata_path)
-            self._weights_path = self._prev_weights_path
-            self._training_metadata_path = self._prev_training_metadata_path
-            try:
-                self._load_model()
-            finally:
-                self._weights_path, self._training_metadata_path = latest
-
-    def _save_model(self) -> None:
-        if self._chief():
-            super()._save_model()
-            return
-        paths = (self.backup_dir, self._weights_path, self._training_metadata_path)
-        tmp = tempfile.mkdtemp(prefix="fashion_keras-backup-")
-        self.backup_dir = tmp
-        self._weights_path = os.path.join(tmp, os.path.basename(paths[1]))
-        self._training_metadata_path = os.path.join(tmp, os.path.basename(paths[2]))
-        try:
-            super()._save_model()
-        finally:
-            self.backup_dir, self._weights_path, self._training_metadata_path = paths
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        if self._chief():
-            super().on_train_end(logs)
-
-
 #: The per-replica BatchNormalization statistics that :class:`SyncMovingStatistics` averages.
 MOVING_STATISTICS = ("moving_mean", "moving_variance")
 
@@ -300,37 +250,6 @@ class SyncMovingStatistics(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._synchronize()
-
-
-class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """ModelCheckpoint that writes to a temporary file and renames it into place.
-
-    A process killed mid-save leaves the previous checkpoint intact instead of a truncated one.
-    The file path must not contain ``{epoch}``-style placeholders.
-    """
-
-    def __init__(self, filepath: str, **kwargs) -> None:
-        if "{" in filepath:
-            raise ValueError(f"AtomicModelCheckpoint needs a fixed file path, got {filepath!r}")
-        super().__init__(filepath, **kwargs)
-        self._final_path = filepath
-
-    def _save_model(self, epoch, batch, logs):  # noqa: D401 - Keras hook
-        folder = os.path.dirname(os.path.abspath(self._final_path))
-        os.makedirs(folder, exist_ok=True)
-        suffix = ".weights.h5" if self.save_weights_only else ".keras"
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
-        os.close(fd)
-        os.remove(tmp)
-        self.filepath = tmp
-        try:
-            super()._save_model(epoch, batch, logs)
-            if os.path.exists(tmp):
-                os.replace(tmp, self._final_path)
-        finally:
-            self.filepath = self._final_path
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
 
 # --- Keras compatibility shim for MultiWorkerMirroredStrategy --------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 
 import keras
 
+from fashion_keras.training import checkpointing
 from fashion_keras.training.config import TrainConfig
 
 log = logging.getLogger("fashion_keras")
@@ -98,17 +99,15 @@ def fit_phases(
                 "frozen" if phase.frozen else "trainable",
                 phase.learning_rate,
             )
-        # BackupAndRestore sets model._initial_epoch and Keras never resets it: clear it so a
-        # restored earlier phase does not move the start of this one.
-        model._initial_epoch = None
-        history = model.fit(
+        history = fit_resuming(
+            model,
             x,
             initial_epoch=phase.initial_epoch,
             epochs=phase.epochs,
             callbacks=phase_callbacks,
             **fit_kwargs,
         )
-        for key, values in history.history.items():
+        for key, values in history.items():
             merged.setdefault(key, []).extend(values)
         done += [cb.backup_dir for cb in phase_callbacks if _is_backup(cb) and not last]
     for path in done:  # the run finished: the kept backups of earlier phases are obsolete
@@ -122,14 +121,63 @@ def fit_phases(
     return out
 
 
+def fit_resuming(
+    model: keras.Model,
+    x: Any,
+    *,
+    initial_epoch: int,
+    epochs: int,
+    steps_per_epoch: int,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    **fit_kwargs: Any,
+) -> dict[str, list[float]]:
+    """``model.fit`` from ``initial_epoch`` to ``epochs`` that resumes a backup at its exact
+    step: the ``BackupAndRestore`` among ``callbacks`` restores the model first; an epoch it
+    interrupted runs only its remaining steps (one ``fit`` call), then the rest of the epochs.
+    Every epoch appears once in the history, and the optimizer takes exactly
+    ``(epochs - initial_epoch) * steps_per_epoch`` steps over all runs. Returns the history."""
+    backup = next((cb for cb in callbacks if _is_backup(cb)), None)
+    position = backup.restore(model) if backup is not None else None
+    # Keras' own BackupAndRestore sets model._initial_epoch and never resets it
+    model._initial_epoch = None
+    runs = []  # (first epoch, steps in it, steps done before)
+    if position is not None and position[0] >= initial_epoch:
+        initial_epoch, done = position
+        if done >= steps_per_epoch:  # the epoch's last step was backed up: it is finished
+            initial_epoch, done = initial_epoch + 1, 0
+        if 0 < done < steps_per_epoch and initial_epoch < epochs:
+            log.info("resuming epoch %d at step %d of %d", initial_epoch + 1, done, steps_per_epoch)
+            runs.append((initial_epoch, steps_per_epoch - done, done))
+            initial_epoch += 1
+    if initial_epoch < epochs:
+        runs.append((initial_epoch, steps_per_epoch, 0))
+    merged: dict[str, list[float]] = {}
+    for i, (first, steps, done) in enumerate(runs):
+        last = first + 1 if done else epochs
+        if backup is not None:
+            backup.resume_offset = done
+            backup.keep_at_train_end = i < len(runs) - 1
+        history = model.fit(
+            x,
+            initial_epoch=first,
+            epochs=last,
+            steps_per_epoch=steps,
+            callbacks=list(callbacks),
+            **fit_kwargs,
+        )
+        for key, values in history.history.items():
+            merged.setdefault(key, []).extend(values)
+    return merged
+
+
 def _is_backup(cb: keras.callbacks.Callback) -> bool:
-    return isinstance(cb, keras.callbacks.BackupAndRestore)
+    return isinstance(cb, checkpointing.BackupAndRestore)
 
 
 def _phase_backup(cb: keras.callbacks.Callback, phase: str, keep: bool) -> keras.callbacks.Callback:
     if not _is_backup(cb):
         return cb
-    return keras.callbacks.BackupAndRestore(
+    return type(cb)(
         os.path.join(cb.backup_dir, phase),
         save_freq=cb.save_freq,
         double_checkpoint=cb.double_checkpoint,

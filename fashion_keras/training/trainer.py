@@ -25,7 +25,7 @@ from fashion_keras.evaluation import reports
 from fashion_keras.export import export_saved_model
 from fashion_keras.heads import Head, get_heads, heads_to_dict
 from fashion_keras.models import checkpoints, create_model
-from fashion_keras.training import distribute, phases
+from fashion_keras.training import checkpointing, distribute, phases
 from fashion_keras.training import losses as losses_lib
 from fashion_keras.training import metrics as metrics_lib
 from fashion_keras.training.config import TrainConfig, config_from_args
@@ -256,12 +256,12 @@ def _callbacks(
         # Several replicas: the same BatchNorm statistics on all of them (and on every worker).
         distribute.SyncMovingStatistics(),
         # double_checkpoint: a process killed while saving falls back to the previous backup.
-        distribute.BackupAndRestore(
+        checkpointing.BackupAndRestore(
             backup_dir,
             save_freq=cfg.runtime.backup_every_steps or "epoch",
             double_checkpoint=True,
         ),
-        distribute.AtomicModelCheckpoint(
+        checkpointing.AtomicModelCheckpoint(
             os.path.join(out, "checkpoints", "best.keras"),
             monitor=monitor,
             mode="max",

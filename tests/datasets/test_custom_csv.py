@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
+from dataset_helpers import examples, prepare
 
 from fashion_keras.data import sources
 from fashion_keras.heads import Head, load_heads_file
@@ -21,16 +21,7 @@ ROWS = dummy_data.CUSTOM_CSV_ROWS
 
 
 def build(manual_dir, tmp_path, config="example") -> ccb.Builder:
-    builder = ccb.Builder(data_dir=str(tmp_path / "tfds"), config=config)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
-    )
-    return builder
-
-
-def examples(builder, split) -> dict[str, dict]:
-    ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
-    return {ex["image/filename"].decode(): ex for ex in tfds.as_numpy(ds)}
+    return prepare(ccb.Builder, manual_dir, tmp_path / "tfds", config=config)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from dataset_helpers import examples, prepare
 from PIL import Image
 
 from fashion_keras.heads import DEEPFASHION6, DEEPFASHION_CATEGORIES
@@ -56,11 +57,7 @@ def manual(demo_root, tmp_path):
 
 
 def build(manual_dir, tmp_path) -> dfa.Builder:
-    builder = dfa.Builder(data_dir=str(tmp_path / "tfds"))
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
-    )
-    return builder
+    return prepare(dfa.Builder, manual_dir, tmp_path / "tfds")
 
 
 def anno(manual_dir, name: str):
@@ -75,15 +72,6 @@ def set_line(path, line_no: int, text: str) -> None:
     rows = lines(path)
     rows[line_no - 1] = text
     path.write_text("".join(r + "\n" for r in rows))
-
-
-def examples(builder, split: str) -> dict[str, dict]:
-    """``{filename: example}`` with the image left encoded."""
-    ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
-    out = {}
-    for ex in tfds.as_numpy(ds):
-        out[ex["image/filename"].decode()] = ex
-    return out
 
 
 # --- required files, row structure ---------------------------------------------------------------
@@ -548,10 +536,7 @@ def test_skip_bad_rows_config_skips_bad_rows_of_every_file_and_counts_add_up(man
     )
     set_line(anno(manual, "val_bbox.txt"), 2, "30 5 10 40")
     set_line(anno(manual, "test_cate.txt"), 1, "51")
-    builder = dfa.Builder(data_dir=str(tmp_path / "tfds"), config="default_skip_bad_rows")
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual))
-    )
+    builder = prepare(dfa.Builder, manual, tmp_path / "tfds", config="default_skip_bad_rows")
     report = builder.report
     assert report["rows_in"] == NUM_TRAIN + NUM_VAL + NUM_TEST
     assert report["rows_in"] == report["rows_written"] + report["rows_reported"]

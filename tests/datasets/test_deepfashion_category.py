@@ -8,7 +8,7 @@ import shutil
 import keras
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
+from dataset_helpers import examples, prepare
 
 from fashion_keras.heads import DEEPFASHION_CATEGORIES, get_heads
 from fashion_keras.training import losses as losses_lib
@@ -22,16 +22,7 @@ ROWS = dummy_data.DEEPFASHION_CATEGORY_ROWS
 
 
 def build(manual_dir, tmp_path, config="category") -> dfc.Builder:
-    builder = dfc.Builder(data_dir=str(tmp_path / "tfds"), config=config)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
-    )
-    return builder
-
-
-def examples(builder, split) -> dict[str, dict]:
-    ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
-    return {ex["image/filename"].decode(): ex for ex in tfds.as_numpy(ds)}
+    return prepare(dfc.Builder, manual_dir, tmp_path / "tfds", config=config)
 
 
 @pytest.fixture(scope="module")

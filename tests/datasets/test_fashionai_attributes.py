@@ -12,7 +12,7 @@ import shutil
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
+from dataset_helpers import examples, prepare
 
 from fashion_keras.heads import FASHIONAI8
 from fashion_keras_datasets.common.errors import AnnotationError, MissingFilesError
@@ -25,16 +25,7 @@ HEADS = {h.name: h for h in FASHIONAI8}
 
 
 def build(manual_dir, tmp_path, config="m_ignore") -> fai.Builder:
-    builder = fai.Builder(data_dir=str(tmp_path / "tfds"), config=config)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
-    )
-    return builder
-
-
-def examples(builder, split) -> dict[str, dict]:
-    ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
-    return {ex["image/filename"].decode(): ex for ex in tfds.as_numpy(ds)}
+    return prepare(fai.Builder, manual_dir, tmp_path / "tfds", config=config)
 
 
 @pytest.fixture(scope="module")
@@ -315,10 +306,7 @@ def test_a_single_release_may_sit_directly_in_the_manual_folder(tmp_path):
 
 def test_val_percent_config(manual, tmp_path):
     config = fai.FashionAIConfig(name="all_train", val_percent=0)
-    builder = fai.Builder(data_dir=str(tmp_path / "tfds"), config=config)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual))
-    )
+    builder = prepare(fai.Builder, manual, tmp_path / "tfds", config=config)
     assert set(builder.info.splits) == {"train", "test"}
     # the 5 val rows join train, and so does the web copy of a base image (same split: kept)
     assert builder.info.splits["train"].num_examples == 11 + 5 + 1

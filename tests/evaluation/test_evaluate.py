@@ -126,7 +126,7 @@ def _image_folder(root):
         (root / name).write_bytes(encode(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8), fmt))
     (root / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     (root / "empty.png").write_bytes(b"")
-    (root / "notes.txt").write_text("not an image, not listed")
+    (root / "notes.txt").write_text("not an image: listed as skipped too")
 
 
 def test_predict_json_and_csv_skip_and_report_bad_files(models, tmp_path, capsys):
@@ -139,8 +139,9 @@ def test_predict_json_and_csv_skip_and_report_bad_files(models, tmp_path, capsys
     names = [os.path.basename(p["image"]) for p in result["predictions"]]
     assert names == ["a.jpg", "b.png", "d.bmp", "c.webp"]
     skipped = {os.path.basename(s["image"]): s["reason"] for s in result["skipped"]}
-    assert set(skipped) == {"broken.jpg", "empty.png"} and skipped["empty.png"] == "empty file"
-    assert "4 images predicted, 2 skipped" in capsys.readouterr().err
+    assert set(skipped) == {"broken.jpg", "empty.png", "notes.txt"}
+    assert skipped["empty.png"] == "empty file"
+    assert "4 images predicted, 3 skipped" in capsys.readouterr().err
     predictor = predictors.KerasPredictor(models["small"])
     first = predictors.predict_examples(
         predictor, predict.file_examples([str(folder / "a.jpg")]), tta="none"

@@ -5,7 +5,10 @@ Everything binds 127.0.0.1 with ports the OS picks; every wait is bounded.
 
 from __future__ import annotations
 
+import base64
+import http.client
 import io
+import json
 import os
 import shutil
 import threading
@@ -19,6 +22,8 @@ from PIL import Image
 from fashion_keras import export as E
 from fashion_keras.heads import get_heads
 from fashion_keras.models import build_model
+from serving.model_config import ModelConfig
+from serving.server import ModelServer
 
 SIZE = 32
 HEADS = get_heads("deepfashion6")
@@ -47,6 +52,32 @@ def add_version(version_dir: str, base: str, version: int) -> str:
     final = os.path.join(base, str(version))
     os.rename(staging, final)
     return final
+
+
+def local_server(version_dir: str, base: str, **kwargs) -> ModelServer:
+    """A server (not started) of ``version_dir`` as version 1 under ``base``, on ports the OS
+    picks, scanning once; ``kwargs`` override any other :class:`ModelServer` argument."""
+    add_version(version_dir, base, 1)
+    options = {"grpc_port": 0, "rest_port": 0, "poll_wait_seconds": 0, **kwargs}
+    return ModelServer([ModelConfig("fashion", base)], **options)
+
+
+def rest_call(server, method, path, body=None, raw=None, headers=None):
+    """(status, parsed JSON body) of one HTTP request to the server: ``body`` as JSON or
+    ``raw`` bytes."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=WAIT_S)
+    try:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        conn.request(method, path, body=data, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def b64(data: bytes) -> dict:
+    """A REST binary string."""
+    return {"b64": base64.b64encode(data).decode()}
 
 
 def photo(seed: int, fmt: str = "JPEG", shape: tuple[int, int] = (40, 30)) -> bytes:

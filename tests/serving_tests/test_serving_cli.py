@@ -126,6 +126,14 @@ def test_command_lines_reject_bad_input(capsys, tmp_path):
     code = server_cli.main(["--model-base-path", str(tmp_path), "--max-batch-size", "4"])
     assert code == 2
     assert "--max-batch-size need --enable-batching" in capsys.readouterr().err
+    for flag, value, message in (
+        ("--max-examples-per-request", "0", "max_examples_per_request = 0 must be"),
+        ("--max-image-pixels", "-1", "max_image_pixels = -1 must be"),
+        ("--rest-read-timeout-seconds", "0", "rest_read_timeout_seconds = 0.0 must be > 0"),
+        ("--load-retry-max-interval-seconds", "0", "load_retry_max_interval_seconds = 0.0"),
+    ):
+        code = server_cli.main(["--model-base-path", str(tmp_path), flag, value])
+        assert code == 2 and message in capsys.readouterr().err, flag
     code = server_cli.main(["--model-config-file", str(tmp_path / "none.config")])
     assert code == 2 and "none.config" in capsys.readouterr().err
     code, err = client_main(capsys, "predict", str(tmp_path / "missing.jpg"))

@@ -27,6 +27,7 @@ MAX_REQUEST_BYTES = 256 * 1024
 
 @pytest.fixture(scope="module")
 def version_dir(tmp_path_factory):
+    """The version folder of the tiny export (made once per module)."""
     return tiny_export(tmp_path_factory)[1]
 
 

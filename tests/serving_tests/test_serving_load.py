@@ -25,6 +25,7 @@ State = get_model_status_pb2.ModelVersionStatus.State
 
 @pytest.fixture(scope="module")
 def version_dir(tmp_path_factory):
+    """The version folder of the tiny export (made once per module)."""
     return tiny_export(tmp_path_factory)[1]
 
 
@@ -197,7 +198,8 @@ def test_version_policy_labels_failed_load_and_removal(version_dir, tmp_path):
         [(_, state)] = manager.status(3)
         assert state.state == "END" and state.error_code != grpc.StatusCode.OK
         assert "version 3 failed to load" in state.error_message
-        manager.poll()  # the same broken folder is not retried
+        manager.poll()  # not retried before its backoff has passed
+        assert manager.status(3)[0][1].error_message == state.error_message
         # removing a folder unloads its version
         shutil.rmtree(broken)
         shutil.rmtree(os.path.join(base, "2"))
@@ -206,6 +208,70 @@ def test_version_policy_labels_failed_load_and_removal(version_dir, tmp_path):
         assert manager.status(2)[0][1].state == "END"
     finally:
         manager.unload_all()
+
+
+def test_failed_version_is_retried_with_a_doubling_capped_backoff(tmp_path):
+    base = str(tmp_path / "base")
+    broken = os.path.join(base, "3")
+    os.makedirs(broken)
+    with open(os.path.join(broken, "saved_model.pb"), "wb") as f:
+        f.write(b"not a SavedModel")
+    now = [100.0]
+    manager = ModelManager(
+        ModelConfig("fashion", base), retry_initial_s=0.5, retry_max_s=2.0, clock=lambda: now[0]
+    )
+
+    def message():
+        [(_, state)] = manager.status(3)
+        assert state.state == "END" and state.error_code != grpc.StatusCode.OK
+        return state.error_message
+
+    manager.poll()
+    assert "failed to load" in message() and "will retry in 0.5 s (failed attempts: 1)" in message()
+    manager.poll()  # too early: no new attempt
+    assert "(failed attempts: 1)" in message()
+    for step, (wait, expected) in enumerate([(0.5, 1), (1, 2), (2, 2), (2, 2)], start=2):
+        now[0] += wait
+        manager.poll()
+        assert f"will retry in {expected} s (failed attempts: {step})" in message()
+    os.utime(os.path.join(broken, "saved_model.pb"), (1, 1))  # rewritten: retried at once
+    manager.poll()
+    assert "will retry in 0.5 s (failed attempts: 1)" in message()
+    shutil.rmtree(broken)
+    manager.poll()  # gone: no more retries, the last error stays reported
+    assert "failed to load" in message() and "will retry" not in message()
+
+
+def test_version_copied_in_two_steps_loads_once_its_variables_arrive(version_dir, tmp_path):
+    """A plain ``cp -r``: saved_model.pb lands before variables/, and nothing touches it again."""
+    base = tmp_path / "base"
+    target = base / "1"
+    target.mkdir(parents=True)
+    shutil.copy(os.path.join(version_dir, "saved_model.pb"), target)
+    with ModelServer(
+        [ModelConfig("fashion", str(base))], grpc_port=0, rest_port=0, poll_wait_seconds=0.1
+    ) as server:
+        with GrpcClient(f"127.0.0.1:{server.grpc_port}", timeout=60) as client:
+            failed = client.status().model_version_status[0]
+            rest = RestClient(f"http://127.0.0.1:{server.rest_port}", timeout=60)
+            failed_rest = rest.status()["model_version_status"][0]
+            for entry in sorted(os.listdir(version_dir)):  # the rest of the copy, later
+                source = os.path.join(version_dir, entry)
+                if os.path.isdir(source):
+                    shutil.copytree(source, target / entry)
+                elif entry != "saved_model.pb":
+                    shutil.copy(source, target)
+            manager = server.managers["fashion"]
+            wait_until(lambda: manager.available_versions() == [1], "version 1 to load")
+            assert client.classify([photo(2)])[0].model_version == 1
+            [loaded] = client.status().model_version_status
+    assert failed.state == State.END and failed.status.error_code != 0
+    assert "failed to load" in failed.status.error_message
+    assert "will retry in" in failed.status.error_message
+    assert (
+        failed_rest["state"] == "END" and "will retry in" in failed_rest["status"]["error_message"]
+    )
+    assert loaded.state == State.AVAILABLE and loaded.status.error_message == ""
 
 
 def test_latest_policy_falls_back_when_the_newest_version_is_removed(version_dir, tmp_path):

@@ -1,12 +1,11 @@
 """The local server's REST API: predict (row and columnar), status, metadata, bad requests."""
 
-import base64
 import http.client
 import json
 
 import numpy as np
 import pytest
-from serving_helpers import HEADS, SIZE, add_version, photo, reference, tiny_export
+from serving_helpers import HEADS, SIZE, add_version, b64, photo, reference, rest_call, tiny_export
 
 from serving.batching import BatchingOptions
 from serving.client import ClientError, RestClient
@@ -18,6 +17,7 @@ MAX_REQUEST_BYTES = 256 * 1024
 
 @pytest.fixture(scope="module")
 def version_dir(tmp_path_factory):
+    """The version folder of the tiny export (made once per module)."""
     return tiny_export(tmp_path_factory)[1]
 
 
@@ -35,22 +35,6 @@ def server(version_dir, tmp_path_factory):
     ).start()
     yield server
     server.stop()
-
-
-def call(server, method, path, body=None, raw=None, headers=None):
-    """(status, parsed JSON body) of one HTTP request to the server."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=60)
-    try:
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        conn.request(method, path, body=data, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
-
-
-def b64(data: bytes) -> dict:
-    return {"b64": base64.b64encode(data).decode()}
 
 
 def test_rest_client_classify_matches_in_process_model(server, version_dir):
@@ -73,7 +57,7 @@ def test_rest_client_classify_matches_in_process_model(server, version_dir):
 def test_row_and_columnar_formats(server, version_dir):
     image = photo(13)
     ref = reference(version_dir, [image])
-    status, named = call(
+    status, named = rest_call(
         server,
         "POST",
         "/v1/models/fashion:predict",
@@ -84,13 +68,13 @@ def test_row_and_columnar_formats(server, version_dir):
     assert row["sleeve_label"] == ref["sleeve_label"][0].decode()
     assert row["sleeve_class_names"] == [c.decode() for c in ref["sleeve_class_names"][0]]
     np.testing.assert_allclose(row["fit_probs"], ref["fit_probs"][0], atol=1e-5)
-    status, columnar = call(
+    status, columnar = rest_call(
         server, "POST", "/v1/models/fashion/versions/3:predict", {"inputs": [b64(image)]}
     )
     assert status == 200
     np.testing.assert_allclose(columnar["outputs"]["fit_probs"], ref["fit_probs"], atol=1e-5)
     images = np.full((2, SIZE, SIZE, 3), 127.0).tolist()
-    status, floats = call(
+    status, floats = rest_call(
         server,
         "POST",
         "/v1/models/fashion:predict",
@@ -100,7 +84,7 @@ def test_row_and_columnar_formats(server, version_dir):
 
 
 def test_status_and_metadata(server):
-    status, body = call(server, "GET", "/v1/models/fashion")
+    status, body = rest_call(server, "GET", "/v1/models/fashion")
     assert status == 200
     assert body == {
         "model_version_status": [
@@ -111,7 +95,7 @@ def test_status_and_metadata(server):
             }
         ]
     }
-    assert call(server, "GET", "/v1/models/fashion/labels/stable")[1] == body
+    assert rest_call(server, "GET", "/v1/models/fashion/labels/stable")[1] == body
     client = RestClient(f"http://127.0.0.1:{server.rest_port}", timeout=60)
     meta = client.metadata()
     assert meta["model_spec"]["version"] == "3"
@@ -219,11 +203,11 @@ BAD_REST = {
 def test_bad_rest_requests_get_clear_errors_and_the_server_keeps_serving(server, case):
     method, path, body, code, fragments = BAD_REST[case]
     raw = body if isinstance(body, bytes) else None
-    status, answer = call(server, method, path, None if raw else body, raw=raw)
+    status, answer = rest_call(server, method, path, None if raw else body, raw=raw)
     assert status == code, answer
     for fragment in fragments:
         assert fragment in answer["error"], (fragment, answer["error"])
-    status, good = call(
+    status, good = rest_call(
         server, "POST", "/v1/models/fashion:predict", {"instances": [b64(photo(1))]}
     )
     assert status == 200 and len(good["predictions"]) == 1
@@ -242,7 +226,7 @@ def test_body_over_the_cap_is_refused_without_reading_it(server):
         conn.close()
     assert response.status == 413
     assert str(MAX_REQUEST_BYTES) in body["error"] and "--max-request-bytes" in body["error"]
-    status, answer = call(server, "POST", "/v1/models/fashion:predict", raw=b"{}", headers={})
+    status, answer = rest_call(server, "POST", "/v1/models/fashion:predict", raw=b"{}", headers={})
     assert status == 400  # a small body is read and judged normally
 
 

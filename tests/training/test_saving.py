@@ -5,6 +5,7 @@ resumes from the previous backup; ``best.keras`` and ``model.keras`` are never l
 from __future__ import annotations
 
 import csv
+import json
 import os
 
 import keras
@@ -15,7 +16,7 @@ from conftest import encode
 
 from fashion_keras.heads import get_heads
 from fashion_keras.models import build_model
-from fashion_keras.training import distribute
+from fashion_keras.training import checkpointing
 from fashion_keras.training import metrics as metrics_lib
 from fashion_keras.training import trainer as T
 from fashion_keras.training.config import TrainConfig
@@ -161,7 +162,7 @@ def _killed_save(monkeypatch) -> list[str]:
 
 def test_best_keras_is_never_left_partial(tmp_path, monkeypatch):
     path = tmp_path / "checkpoints" / "best.keras"
-    checkpoint = distribute.AtomicModelCheckpoint(
+    checkpoint = checkpointing.AtomicModelCheckpoint(
         str(path), monitor="val_mean_accuracy", mode="max", save_best_only=True
     )
     checkpoint.set_model(_tiny_model())
@@ -190,3 +191,111 @@ def test_model_keras_is_never_left_partial(tmp_path, monkeypatch):
     assert path.read_bytes() == before
     keras.saving.load_model(path)
     assert os.listdir(tmp_path) == ["model.keras"]
+
+
+# --- --backup-every-steps: every kill point resumes at the exact step --------------------------
+
+STEPS_PER_EPOCH = 4  # 32 training examples, batch 8
+
+
+class KillAt(keras.callbacks.Callback):
+    """Kills the run after step ``step`` (1-based) of ``epoch``, or at the end of ``epoch``
+    (``step=None``); it runs after the built-in callbacks, so the backup of that step is there."""
+
+    def __init__(self, epoch: int, step: int | None = None) -> None:
+        super().__init__()
+        self.epoch, self.step, self.current = epoch, step, -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.step is not None and (self.current, batch + 1) == (self.epoch, self.step):
+            raise Killed(f"killed after step {self.step} of epoch {self.epoch}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.step is None and epoch == self.epoch:
+            raise Killed(f"killed after epoch {epoch}")
+
+
+class Steps(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.count += 1
+
+
+def _step_run(tmp_path, *callbacks) -> T.TrainResult:
+    cfg = _config(tmp_path).replace(steps_per_epoch=None, backup_every_steps=2)
+    return T.train(
+        cfg,
+        train_examples=_examples(32, 0),
+        val_examples=_examples(8, 1),
+        export=False,
+        callbacks=list(callbacks),
+    )
+
+
+def _assert_exact(tmp_path, result: T.TrainResult) -> None:
+    """Each epoch once in history.csv, and exactly the requested optimizer steps."""
+    with open(tmp_path / "run" / "history.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1, 2]
+    assert int(result.model.optimizer.iterations) == 3 * STEPS_PER_EPOCH
+    assert not os.path.exists(tmp_path / "run" / "backup")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("kill", "steps_after"),
+    [
+        ((0, None), 2 * STEPS_PER_EPOCH),  # right after an epoch ends: the next one starts
+        ((1, 2), 2 + STEPS_PER_EPOCH),  # mid-epoch, just backed up: the 2 steps left of it
+        ((1, 3), 2 + STEPS_PER_EPOCH),  # mid-epoch, a step after the backup: that step again
+    ],
+)
+def test_step_backups_resume_at_the_exact_step(tmp_path, kill, steps_after):
+    with pytest.raises(Killed):
+        _step_run(tmp_path, KillAt(*kill))
+    steps = Steps()
+    _assert_exact(tmp_path, _step_run(tmp_path, steps))
+    assert steps.count == steps_after
+
+
+@pytest.mark.slow
+def test_a_second_kill_after_a_resume_resumes_exactly_too(tmp_path):
+    """The backups a resumed run writes record the right epoch and step."""
+    with pytest.raises(Killed):
+        _step_run(tmp_path, KillAt(1, 3))
+    with pytest.raises(Killed):
+        _step_run(tmp_path, KillAt(2, 3))  # epoch 2 of the resumed run, backed up at step 2
+    meta = tmp_path / "run" / "backup" / "training_metadata.json"
+    assert json.loads(meta.read_text()) == {"epoch": 2, "batch": 2}
+    steps = Steps()
+    _assert_exact(tmp_path, _step_run(tmp_path, steps))
+    assert steps.count == 2
+
+
+@pytest.mark.slow
+def test_a_kill_while_a_step_backup_is_written_resumes_from_the_previous_one(tmp_path, monkeypatch):
+    """Backups at steps 2 and 4 (= the end) of each epoch; the one at step 2 of epoch 1 is
+    torn: the rerun falls back to the end of epoch 0 and runs epochs 1 and 2 whole."""
+    real_save = keras.Model.save_weights
+    saves = []
+
+    def torn_third_save(self, filepath, *args, **kwargs):
+        saves.append(filepath)
+        if len(saves) == 3:
+            with open(filepath, "wb") as f:
+                f.write(b"\x89HDF\r\n\x1a\n" + bytes(64))
+            raise Killed("killed while writing the backup")
+        return real_save(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save_weights", torn_third_save)
+    with pytest.raises(Killed):
+        _step_run(tmp_path)
+    monkeypatch.undo()
+    steps = Steps()
+    _assert_exact(tmp_path, _step_run(tmp_path, steps))
+    assert steps.count == 2 * STEPS_PER_EPOCH
