@@ -6,6 +6,11 @@ user's input (a malformed annotation row ``file:line: field = 'value': expected 
 file, a bad flag value, a model that does not fit the data): the command prints ``error: ...``
 on stderr and exits with status 1. ``--debug`` shows the traceback instead; any other
 exception keeps its traceback.
+
+Every command imports this module before TensorFlow, so a process started as
+``python -m fashion_keras.<command>`` gets a quiet start here (TensorFlow's start-up lines once,
+no spurious CUDA error on a machine without a GPU driver; see :mod:`serving.startup`). Importing
+it anywhere else (a test calling a command's ``main``) changes nothing.
 """
 
 from __future__ import annotations
@@ -14,8 +19,12 @@ import argparse
 import contextlib
 from collections.abc import Iterator
 
+from serving import startup
+
 #: Exceptions that mean "the input is wrong", not "the program is wrong".
 INPUT_ERRORS = (ValueError, OSError)
+
+startup.prepare_command_process()  # before the command's modules import TensorFlow
 
 
 def command_parser(prog: str, description: str) -> argparse.ArgumentParser:

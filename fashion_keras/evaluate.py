@@ -2,10 +2,12 @@
 
 Scores one model or a weighted ensemble on a split of a prepared dataset, optionally with
 test-time augmentation (``--tta none|flip|ten_crop|eighteen_crop``), and writes to
-``--output-dir``: ``metrics.json`` (per head accuracy, top-3/top-5, the official FashionAI AP /
-BasicPrecision, confusion pairs, the weights, TTA mode and each model's preprocessing),
-``report.md``, ``confusion/<head>.png``, ``top_losses.png`` and, with ``--search-weights``,
-``ensemble_weights.json``. Each model crops with the garment-box margin it was trained with
+``--output-dir``: ``metrics.json`` (per head accuracy, the majority-class baseline from the
+training split's counts, balanced accuracy, recall and precision per class, top-3/top-5, AP,
+named the official FashionAI metric on FashionAI data only, confusion pairs, the weights, TTA
+mode and each model's preprocessing), ``report.md``, ``confusion/<head>.png``,
+``top_losses.png`` and, with ``--search-weights``, ``ensemble_weights.json``. A head that does
+not beat its majority baseline is named in the report and on the console. Each model crops with the garment-box margin it was trained with
 unless ``--bbox-margin`` overrides it. With no ``--data-dir`` it evaluates on the synthetic demo
 data (``make train``'s dataset). The library call is
 :func:`fashion_keras.evaluation.evaluate.evaluate`.
@@ -19,16 +21,26 @@ import sys
 from collections.abc import Sequence
 
 from fashion_keras import cli, sections
-from fashion_keras.data import pipeline, sources
+from fashion_keras.data import sources
 from fashion_keras.data.config import DataConfig, PreprocessConfig
 from fashion_keras.evaluation.config import EvalConfig, InferenceConfig
 from fashion_keras.evaluation.ensembles import load_ensemble
-from fashion_keras.evaluation.evaluate import evaluate, format_summary, load_eval_data
+from fashion_keras.evaluation.eval_data import data_config_for, load_splits
+from fashion_keras.evaluation.evaluate import evaluate
+from fashion_keras.evaluation.predictors import split_model_paths
+from fashion_keras.evaluation.summaries import format_summary
 
 log = logging.getLogger("fashion_keras")
 
 #: DataConfig fields that mean nothing here (the heads are the models').
-DATA_EXCLUDE = ("heads", "sources", "source_weights", "train_split", "val_split")
+DATA_EXCLUDE = (
+    "heads",
+    "sources",
+    "source_weights",
+    "train_split",
+    "val_split",
+    "balance_classes",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,20 +58,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _train_counts(builders, split: str, heads):
+    """Labelled rows per class of each head in the training split (from the build reports),
+    or None, with a warning, when the dataset stores none."""
+    try:
+        return sources.label_counts(builders, split, heads)
+    except ValueError as e:
+        log.warning("majority baselines from the evaluated labels instead: %s", e)
+        return None
+
+
 def _load_data(data_cfg: DataConfig, heads, config: EvalConfig):
-    """The evaluated split's truth, and the weight-search split's (or None)."""
-    builder = sources.builders_for(data_cfg, heads)[0][0]
-    pipeline.check_heads(heads, builder.info.features, builder.name)
-    data = load_eval_data(sources.load_split(builder, config.split), heads, config.max_examples)
+    """The evaluated split's truth (every source of a joint training), the weight-search
+    split's (or None) and the training split's class counts (or None)."""
+    builders = sources.builders_for(data_cfg, heads)[0]
+    data = load_splits(builders, config.split, heads, config.max_examples)
+    counts = _train_counts(builders, data_cfg.train_split, heads)
     if not config.search_weights:
-        return data, None
+        return data, None, counts
     if config.search_split == config.split:
         log.warning(
             "searching ensemble weights on the evaluated split %r: the score is optimistic",
             config.split,
         )
-    search = sources.load_split(builder, config.search_split)
-    return data, load_eval_data(search, heads, config.max_examples)
+    return data, load_splits(builders, config.search_split, heads, config.max_examples), counts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,11 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.weights and args.search_weights:
         raise SystemExit("give either --weights or --search-weights, not both")
     with cli.input_errors(args.debug):  # bad flags, models, rows, heads the data lacks
-        data_cfg, preprocess, inference, config = sections.validated_from_args(
-            args, DataConfig, PreprocessConfig, InferenceConfig, EvalConfig
+        preprocess, inference, config = sections.validated_from_args(
+            args, PreprocessConfig, InferenceConfig, EvalConfig
         )
+        data_cfg = data_config_for(split_model_paths(args.models), args)
+        data_cfg.validate()
         ensemble = load_ensemble(args.models, inference.weights)
-        data, search_data = _load_data(data_cfg, ensemble.heads, config)
+        data, search_data, train_counts = _load_data(data_cfg, ensemble.heads, config)
         metrics = evaluate(
             ensemble,
             data,
@@ -80,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             inference,
             bbox_margin=preprocess.bbox_margin,
             search_data=search_data,
+            train_counts=train_counts,
         )
     print(format_summary(metrics))
     print(f"wrote {config.output_dir}/metrics.json, report.md, confusion/, top_losses.png")

@@ -1,7 +1,7 @@
 """The head taxonomy: the single source of truth for heads, class names and loss weights.
 
-A *head* is one softmax output of the model: a name, its ordered class names and a default
-loss weight. A *head spec* is an ordered tuple of heads. Datasets, the model builder, losses,
+A *head* is one softmax output of the model: a name, its ordered class names, a default loss
+weight and optional per-class weights (for imbalanced classes). A *head spec* is an ordered tuple of heads. Datasets, the model builder, losses,
 metrics, export and clients all ask this module for class counts and names.
 
 Presets (class lists and orders as in the dataset releases, see the README):
@@ -16,6 +16,7 @@ A user's own heads load from a YAML or JSON file::
       - name: sleeve
         classes: [long, short, none]
         loss_weight: 0.9        # optional, default 1.0
+        class_weights: [1, 1, 4]  # optional: per-class weights of the loss (none = equal)
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ class HeadSpecError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Head:
-    """One softmax output: a name, ordered class names and a default loss weight."""
+    """One softmax output: a name, ordered class names, a default loss weight and optional
+    per-class loss weights (``None``: equal, or computed by ``--class-weights``)."""
 
     name: str
     classes: tuple[str, ...]
     loss_weight: float = 1.0
+    class_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -71,6 +74,27 @@ class Head:
                 f"head {self.name!r}: loss_weight = {self.loss_weight!r} must be >= 0"
             )
         object.__setattr__(self, "loss_weight", float(self.loss_weight))
+        self._check_class_weights()
+
+    def _check_class_weights(self) -> None:
+        if self.class_weights is None:
+            return
+        weights = self.class_weights
+        if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
+            raise HeadSpecError(
+                f"head {self.name!r}: class_weights = {weights!r} is not a list of numbers"
+            )
+        if len(weights) != self.num_classes:
+            raise HeadSpecError(
+                f"head {self.name!r}: class_weights has {len(weights)} entries, expected one per "
+                f"class ({self.num_classes}: {list(self.classes)})"
+            )
+        for i, w in enumerate(weights):
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
+                raise HeadSpecError(
+                    f"head {self.name!r}: class_weights[{i}] = {w!r} must be a number > 0"
+                )
+        object.__setattr__(self, "class_weights", tuple(float(w) for w in weights))
 
     @property
     def num_classes(self) -> int:
@@ -87,7 +111,10 @@ class Head:
             ) from None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "classes": list(self.classes), "loss_weight": self.loss_weight}
+        out = {"name": self.name, "classes": list(self.classes), "loss_weight": self.loss_weight}
+        if self.class_weights is not None:
+            out["class_weights"] = list(self.class_weights)
+        return out
 
 
 HeadSpec = tuple[Head, ...]
@@ -210,10 +237,11 @@ def head_from_dict(d: Mapping[str, Any], where: str = "head") -> Head:
     """Builds a :class:`Head` from ``{"name", "classes", "loss_weight"?}``."""
     if not isinstance(d, Mapping):
         raise HeadSpecError(f"{where}: expected a mapping with 'name' and 'classes', got {d!r}")
-    unknown = sorted(set(d) - {"name", "classes", "loss_weight"})
+    unknown = sorted(set(d) - {"name", "classes", "loss_weight", "class_weights"})
     if unknown:
         raise HeadSpecError(
-            f"{where}: unknown field(s) {unknown!r}; allowed: name, classes, loss_weight"
+            f"{where}: unknown field(s) {unknown!r}; allowed: name, classes, loss_weight, "
+            "class_weights"
         )
     for field in ("name", "classes"):
         if field not in d:
@@ -222,7 +250,7 @@ def head_from_dict(d: Mapping[str, Any], where: str = "head") -> Head:
     if isinstance(classes, str) or not isinstance(classes, Sequence):
         raise HeadSpecError(f"{where}: field 'classes' = {classes!r} is not a list of names")
     try:
-        return Head(d["name"], tuple(classes), d.get("loss_weight", 1.0))
+        return Head(d["name"], tuple(classes), d.get("loss_weight", 1.0), d.get("class_weights"))
     except HeadSpecError as e:
         raise HeadSpecError(f"{where}: {e}") from None
 

@@ -1,7 +1,8 @@
 """Prediction: ``python -m fashion_keras.predict MODEL IMAGE_OR_DIR... [--format json|csv]``.
 
 For each image (JPEG, PNG, WebP, BMP or GIF; folders are searched recursively), per head the
-top classes with their probabilities and names. Files that cannot be read or decoded are
+top classes: ``class_index``, ``class_name``, ``probability`` (the JSON keys and CSV columns, as
+in ``python -m serving.client``). Files that cannot be read or decoded are
 skipped and listed (``skipped`` in JSON, a stderr line each for CSV) with the reason.
 ``MODEL`` may be several comma-separated models (an ensemble, ``--weights``) and ``--tta``
 averages test-time-augmentation views, as in ``python -m fashion_keras.evaluate``. Each model

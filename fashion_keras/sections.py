@@ -129,7 +129,7 @@ def add_arguments(
         if f.name in skip:
             continue
         default = (defaults or {}).get(f.name, f.default)
-        default_text = f"(default: {default})" if default is not None else ""
+        default_text = f"(default: {'unset' if default is None else default})"
         help_text = f"{f.metadata['help']} {default_text}".strip()
         kind = _flag_type(f)
         if kind is bool:

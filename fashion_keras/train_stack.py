@@ -17,10 +17,10 @@ import sys
 from collections.abc import Sequence
 
 from fashion_keras import cli, sections
-from fashion_keras.data import pipeline, sources
+from fashion_keras.data import sources
 from fashion_keras.data.config import DataConfig, PreprocessConfig
 from fashion_keras.evaluation.config import InferenceConfig, StackConfig
-from fashion_keras.evaluation.evaluate import load_eval_data
+from fashion_keras.evaluation.eval_data import data_config_for, load_splits
 from fashion_keras.evaluation.predictors import split_model_paths, union_heads
 from fashion_keras.evaluation.stacking import load_members, train_stack
 from fashion_keras.heads import get_heads
@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = cli.command_parser("python -m fashion_keras.train_stack", __doc__.split("\n\n")[1])
     parser.add_argument("models", nargs="+", help=".keras files or training run folders")
     data = parser.add_argument_group("data (--heads default: the members' heads)")
-    sections.add_arguments(data, DataConfig, exclude=("sources", "source_weights"))
+    sections.add_arguments(
+        data, DataConfig, exclude=("sources", "source_weights", "balance_classes")
+    )
     sections.add_arguments(parser.add_argument_group("preprocessing"), PreprocessConfig)
     features = parser.add_argument_group("features")
     sections.add_arguments(features, InferenceConfig, exclude=("batch_size", "weights"))
@@ -42,15 +44,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
     with cli.input_errors(args.debug):  # bad flags, models, rows, heads the data lacks
-        data_cfg, preprocess, inference, config = sections.validated_from_args(
-            args, DataConfig, PreprocessConfig, InferenceConfig, StackConfig
+        preprocess, inference, config = sections.validated_from_args(
+            args, PreprocessConfig, InferenceConfig, StackConfig
         )
-        members = load_members(split_model_paths(args.models))
+        paths = split_model_paths(args.models)
+        data_cfg = data_config_for(paths, args)
+        data_cfg.validate()
+        members = load_members(paths)
         heads = get_heads(args.heads) if args.heads else union_heads(members)
-        builder = sources.builders_for(data_cfg, heads)[0][0]
-        pipeline.check_heads(heads, builder.info.features, builder.name)
+        builders = sources.builders_for(data_cfg, heads)[0]
         data = {
-            split: load_eval_data(sources.load_split(builder, split), heads, config.max_examples)
+            split: load_splits(builders, split, heads, config.max_examples)
             for split in (data_cfg.train_split, data_cfg.val_split)
         }
         metrics = train_stack(

@@ -11,10 +11,15 @@
 
 ``serving/README.md`` is the reference.
 
-Importing this package is cheap; the submodules import TensorFlow.
+Importing this package is cheap; the submodules import TensorFlow. In a process started as one
+of the project's commands (``python -m serving.server``, ``serving.client``,
+``fashion_keras.<command>``) it first prepares TensorFlow's start-up (its lines once, no spurious
+CUDA error; :mod:`serving.startup`); anywhere else it changes nothing.
 """
 
 import os
+
+from serving import startup
 
 #: The model name the configs, the clients and the local server use unless told otherwise.
 DEFAULT_MODEL_NAME = "fashion"
@@ -28,3 +33,6 @@ CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
 def hostport(host: str, port: int) -> str:
     """``host:port`` for an address, bracketing IPv6 hosts (``[::1]:8500``)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+startup.prepare_command_process()  # a no-op unless this process is a project command

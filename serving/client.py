@@ -7,12 +7,21 @@ lists, so a client keeps working when a new model version changes its heads or c
 
 >>> with GrpcClient("127.0.0.1:8500", "fashion", timeout=5) as client:
 ...     [pred] = client.classify([open("shirt.jpg", "rb").read()], top_k=3)
->>> pred.heads["sleeve"][0].name, pred.heads["sleeve"][0].prob
+>>> pred.model_version, pred.heads["sleeve"][0].class_name, pred.heads["sleeve"][0].probability
+
+Each class is named as in ``python -m fashion_keras.predict``: ``class_index``, ``class_name``,
+``probability``; each prediction carries ``model_name`` and ``model_version``, the version that
+answered. gRPC's ``PredictResponse.model_spec`` says it. TF Serving's REST API cannot: its
+predict answer is ``{"predictions": ...}`` alone (its handler serialises only the response's
+outputs), so :class:`RestClient` first resolves the version it means (a pinned ``version``, else
+``GET .../metadata``, whose ``model_spec.version`` is the version the server picks for the newest
+or the label) and sends the predict to ``/versions/N``, which only version N answers.
 
 Command line::
 
     python -m serving.client predict shirt.jpg dress.png              # gRPC, 127.0.0.1:8500
     python -m serving.client --protocol rest predict shirt.jpg        # REST, 127.0.0.1:8501
+    python -m serving.client --port-file ports.json predict shirt.jpg # where serving.server is
     python -m serving.client --version 2 --signature serving_default predict shirt.jpg
     python -m serving.client status
     python -m serving.client metadata
@@ -22,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import dataclasses
 import json
 import sys
 import urllib.error
@@ -46,87 +54,21 @@ from tensorflow_serving.apis import (
 )
 
 from serving import DEFAULT_GRPC_PORT, DEFAULT_MODEL_NAME, DEFAULT_REST_PORT
+from serving.ports import PortFile
+from serving.results import ClassScore, ClientError, Prediction, top_classes
+
+__all__ = [
+    "ClassScore",
+    "ClientError",
+    "GrpcClient",
+    "Prediction",
+    "RestClient",
+    "main",
+    "top_classes",
+]
 
 DEFAULT_SIGNATURE = "serving_default"
-PROBS_SUFFIX = "_probs"
-NAMES_SUFFIX = "_class_names"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassScore:
-    """One class of one head: its name and probability."""
-
-    name: str
-    prob: float
-
-
-@dataclasses.dataclass(frozen=True)
-class Prediction:
-    """One photo's result: the model (and version, when the server says) and top classes."""
-
-    model_name: str
-    model_version: int | None
-    heads: dict[str, list[ClassScore]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model_name,
-            "version": self.model_version,
-            "heads": {
-                h: [{"class": c.name, "prob": round(c.prob, 6)} for c in scores]
-                for h, scores in self.heads.items()
-            },
-        }
-
-
-class ClientError(Exception):
-    """A call the server refused or that failed: the status (gRPC name or HTTP code) and why."""
-
-    def __init__(self, status: str | int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
-
-
-def top_classes(outputs: Mapping[str, Any], top_k: int = 3) -> list[dict[str, list[ClassScore]]]:
-    """Per example, each head's ``top_k`` classes from ``<head>_probs`` + ``<head>_class_names``."""
-    if top_k < 1:
-        raise ValueError(f"top_k = {top_k} must be >= 1")
-    heads = sorted(k[: -len(PROBS_SUFFIX)] for k in outputs if k.endswith(PROBS_SUFFIX))
-    if not heads:
-        raise ValueError(
-            f"the response has no '<head>{PROBS_SUFFIX}' output; outputs: {sorted(outputs)}"
-        )
-    per_head = {}
-    for head in heads:
-        names_key = head + NAMES_SUFFIX
-        if names_key not in outputs:
-            raise ValueError(
-                f"the response has {head}{PROBS_SUFFIX} but no {names_key} output to name its "
-                f"classes; outputs: {sorted(outputs)}"
-            )
-        probs = np.asarray(outputs[head + PROBS_SUFFIX], dtype=np.float64)
-        names = np.asarray(outputs[names_key], dtype=object)
-        if probs.ndim != 2 or names.shape != probs.shape:
-            raise ValueError(
-                f"{head}: {head}{PROBS_SUFFIX} has shape {list(probs.shape)} but {names_key} has "
-                f"shape {list(names.shape)}; expected matching [batch, num_classes]"
-            )
-        per_head[head] = (probs, names)
-    size = len(next(iter(per_head.values()))[0])
-    result = []
-    for i in range(size):
-        example = {}
-        for head, (probs, names) in per_head.items():
-            order = np.argsort(-probs[i], kind="stable")[:top_k]
-            example[head] = [ClassScore(_text(names[i, j]), float(probs[i, j])) for j in order]
-        result.append(example)
-    return result
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 class GrpcClient:
@@ -302,11 +244,13 @@ class RestClient:
         self.signature_name = signature_name
         self.timeout = timeout
 
-    def model_url(self) -> str:
-        """``BASE/v1/models/NAME[/versions/N|/labels/L]``."""
+    def model_url(self, version: int | None = None) -> str:
+        """``BASE/v1/models/NAME[/versions/N|/labels/L]``: this client's version or label, or
+        ``version`` when given."""
         url = f"{self.base_url}/v1/models/{urllib.parse.quote(self.model_name, safe='')}"
-        if self.version is not None:
-            url += f"/versions/{int(self.version)}"
+        version = self.version if version is None else version
+        if version is not None:
+            url += f"/versions/{int(version)}"
         elif self.version_label:
             url += f"/labels/{urllib.parse.quote(self.version_label, safe='')}"
         return url
@@ -341,15 +285,44 @@ class RestClient:
         """``GET /v1/models/NAME[...]/metadata``: the signature defs as JSON."""
         return self._request(self.model_url() + "/metadata")
 
+    def resolve_version(self) -> int:
+        """The version a request of this client goes to now: the pinned one, else the one the
+        server picks for the newest (or the label), from ``model_spec.version`` of
+        :meth:`metadata`."""
+        if self.version is not None:
+            return int(self.version)
+        spec = self.metadata().get("model_spec")
+        version = spec.get("version") if isinstance(spec, dict) else None
+        if not isinstance(version, (int, str)) or not str(version).isdigit():
+            raise ClientError(
+                "INVALID_RESPONSE",
+                f"{self.model_url()}/metadata names no model_spec.version; got {spec!r}",
+            )
+        return int(version)
+
+    def _predict_on_version(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """``(version, answer)`` of a predict sent to ``/versions/N``, N resolved first; when N
+        was unloaded in between (404) and no version is pinned, resolved and sent once more."""
+        version = self.resolve_version()
+        try:
+            return version, self._request(self.model_url(version) + ":predict", body)
+        except ClientError as e:
+            if e.status != 404 or self.version is not None:
+                raise
+        version = self.resolve_version()
+        return version, self._request(self.model_url(version) + ":predict", body)
+
     def classify(
         self, images: Sequence[bytes], top_k: int = 3, *, signature_name: str | None = None
     ) -> list[Prediction]:
-        """Top-k classes of every head for each encoded photo, over REST."""
+        """Top-k classes of every head for each encoded photo, over REST, with the version
+        that answered (see :meth:`resolve_version`)."""
         body = {
             "signature_name": signature_name or self.signature_name,
             "instances": [{"b64": base64.b64encode(b).decode("ascii")} for b in images],
         }
-        predictions = self.predict(body).get("predictions")
+        version, answer = self._predict_on_version(body)
+        predictions = answer.get("predictions")
         if not isinstance(predictions, list) or not all(isinstance(p, dict) for p in predictions):
             raise ClientError(
                 "INVALID_RESPONSE",
@@ -357,8 +330,7 @@ class RestClient:
             )
         outputs = {k: [p[k] for p in predictions] for k in predictions[0]} if predictions else {}
         return [
-            Prediction(self.model_name, self.version, heads)
-            for heads in top_classes(outputs, top_k)
+            Prediction(self.model_name, version, heads) for heads in top_classes(outputs, top_k)
         ]
 
 
@@ -372,9 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
         "python -m serving.server) over gRPC or REST.",
     )
     p.add_argument("--protocol", choices=("grpc", "rest"), default="grpc")
-    p.add_argument("--target", default=f"127.0.0.1:{DEFAULT_GRPC_PORT}", help="gRPC host:port")
+    p.add_argument("--target", help=f"gRPC host:port (default 127.0.0.1:{DEFAULT_GRPC_PORT})")
     p.add_argument(
-        "--rest-url", default=f"http://127.0.0.1:{DEFAULT_REST_PORT}", help="REST base URL"
+        "--rest-url", help=f"REST base URL (default http://127.0.0.1:{DEFAULT_REST_PORT})"
+    )
+    p.add_argument(
+        "--port-file",
+        help="the port file of python -m serving.server --port-file: connect where it says "
+        "(instead of --target / --rest-url)",
     )
     p.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
     pin = p.add_mutually_exclusive_group()
@@ -391,6 +368,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def endpoint(args: argparse.Namespace) -> str:
+    """The gRPC target or REST base URL the arguments name (``--port-file``, ``--target`` /
+    ``--rest-url``, else the default ports on 127.0.0.1); ``ValueError`` when they conflict or
+    the port file has no REST port, ``OSError`` when it cannot be read."""
+    rest = args.protocol == "rest"
+    if args.port_file is None:
+        if rest:
+            return args.rest_url or f"http://127.0.0.1:{DEFAULT_REST_PORT}"
+        return args.target or f"127.0.0.1:{DEFAULT_GRPC_PORT}"
+    given = [f for f, v in (("--target", args.target), ("--rest-url", args.rest_url)) if v]
+    if given:
+        raise ValueError(f"give --port-file or {' / '.join(given)}, not both")
+    ports = PortFile.read(args.port_file)
+    if not rest:
+        return ports.grpc_target
+    if ports.rest_url is None:
+        raise ValueError(f"port file {args.port_file}: the server has no REST port (--no-rest)")
+    return ports.rest_url
+
+
 def _client(args: argparse.Namespace) -> GrpcClient | RestClient:
     kwargs = dict(
         version=args.version,
@@ -399,15 +396,15 @@ def _client(args: argparse.Namespace) -> GrpcClient | RestClient:
         timeout=args.timeout,
     )
     if args.protocol == "rest":
-        return RestClient(args.rest_url, args.model_name, **kwargs)
-    return GrpcClient(args.target, args.model_name, **kwargs)
+        return RestClient(endpoint(args), args.model_name, **kwargs)
+    return GrpcClient(endpoint(args), args.model_name, **kwargs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         client = _client(args)
-    except ValueError as e:
+    except (OSError, ValueError) as e:
         print(f"serving.client: error: {e}", file=sys.stderr)
         return 2
     try:

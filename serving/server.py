@@ -10,6 +10,10 @@ version under the folder, like ``tensorflow_model_server --model_base_path=...``
   ``GET /v1/models/NAME[/versions/N|/labels/L]`` (status) and ``GET .../metadata``
   (:mod:`serving.rest_api`).
 
+``--port 0`` lets the OS pick both ports (REST too, unless ``--rest-api-port`` is given);
+``--port-file PATH`` writes them as JSON once serving and removes the file on exit
+(:mod:`serving.ports`; ``python -m serving.client --port-file PATH`` reads it).
+
 :class:`ModelServer` composes them over one :class:`serving.core.ServingCore`. Versions are
 loaded from ``DIR/<version>/`` and the folder is watched (see :mod:`serving.manager`);
 ``--enable-batching`` merges concurrent requests (see :mod:`serving.batching`). The server binds
@@ -24,12 +28,10 @@ NOT_FOUND (HTTP 400 / 404) and a message naming the input, field and value, then
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from http.server import ThreadingHTTPServer
@@ -47,6 +49,7 @@ from serving.limits import (
 )
 from serving.manager import ModelManager
 from serving.model_config import ModelConfig, load_model_server_config, model_configs_from_proto
+from serving.ports import PortFile
 from serving.rest_api import DEFAULT_READ_TIMEOUT_S, create_http_server
 
 log = logging.getLogger("serving")
@@ -226,12 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-config-file", help="ModelServerConfig text proto (e.g. serving/models.config)"
     )
     p.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="with --model-base-path")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
-    p.add_argument("--port", type=int, default=DEFAULT_GRPC_PORT, help="gRPC port (0: any free)")
-    p.add_argument(
-        "--rest-api-port", type=int, default=DEFAULT_REST_PORT, help="REST port (0: any free)"
-    )
-    p.add_argument("--no-rest", action="store_true", help="do not open the REST port")
+    _add_address_arguments(p)
     p.add_argument("--enable-batching", action="store_true", help="merge concurrent requests")
     p.add_argument(
         "--batching-parameters-file",
@@ -281,11 +279,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="a version that failed to load is retried after the poll interval, the delay "
         "doubling up to this",
     )
-    p.add_argument(
-        "--port-file", help="write the bound ports here as JSON once serving (for scripts)"
-    )
     p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
+
+
+def _add_address_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_GRPC_PORT,
+        help="gRPC port (0: any free one, and REST too unless --rest-api-port is given)",
+    )
+    p.add_argument(
+        "--rest-api-port",
+        type=int,
+        default=None,
+        help=f"REST port (0: any free; default {DEFAULT_REST_PORT}, or any free with --port 0)",
+    )
+    p.add_argument("--no-rest", action="store_true", help="do not open the REST port")
+    p.add_argument(
+        "--port-file",
+        help="once serving, write the bound ports here as JSON (removed on exit); "
+        "python -m serving.client --port-file reads it",
+    )
 
 
 def _options_from_args(args: argparse.Namespace) -> BatchingOptions | None:
@@ -304,13 +321,14 @@ def _options_from_args(args: argparse.Namespace) -> BatchingOptions | None:
     return None
 
 
-def _write_port_file(path: str, server: ModelServer) -> None:
-    info = {"grpc_port": server.grpc_port, "rest_port": server.rest_port, "host": server.host}
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".ports-", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        json.dump(info, f)
-    os.replace(tmp, path)
+def rest_port_from_args(args: argparse.Namespace) -> int | None:
+    """The REST port to bind: None with ``--no-rest``; ``--rest-api-port`` when given; else any
+    free one when ``--port 0`` (so one ``--port 0`` never collides), else the default 8501."""
+    if args.no_rest:
+        return None
+    if args.rest_api_port is not None:
+        return args.rest_api_port
+    return 0 if args.port == 0 else DEFAULT_REST_PORT
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -331,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             models,
             host=args.host,
             grpc_port=args.port,
-            rest_port=None if args.no_rest else args.rest_api_port,
+            rest_port=rest_port_from_args(args),
             batching=batching,
             poll_wait_seconds=args.file_system_poll_wait_seconds,
             max_request_bytes=args.max_request_bytes,
@@ -347,6 +365,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"serving.server: error: {e}", file=sys.stderr)
         return 2
+    return serve_until_signalled(server, args.port_file)
+
+
+def serve_until_signalled(server: ModelServer, port_file: str | None = None) -> int:
+    """Serves (the server started) until SIGINT or SIGTERM, then stops it; the exit status.
+
+    With ``port_file``, writes :class:`serving.ports.PortFile` there once serving and removes it
+    on the way out.
+    """
     stop_requested = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop_requested.set())
@@ -359,14 +386,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     rest = f", REST http://{hostport(server.host, server.rest_port)}" if server.rest_port else ""
     log.info("serving gRPC on %s%s", hostport(server.host, server.grpc_port), rest)
-    if args.port_file:
-        _write_port_file(args.port_file, server)
-    while not stop_requested.wait(1.0):
-        pass
-    log.info("stopping")
-    server.stop()
-    log.info("stopped")
-    return 0
+    ports = PortFile(server.host, server.grpc_port, server.rest_port, os.getpid())
+    status = 0
+    try:
+        if port_file:
+            ports.write(port_file)
+        while not stop_requested.wait(1.0):
+            pass
+    except OSError as e:
+        print(
+            f"serving.server: error: cannot write the port file {port_file}: {e}", file=sys.stderr
+        )
+        status = 2
+    finally:
+        if port_file:
+            ports.remove(port_file)
+        log.info("stopping")
+        server.stop()
+        log.info("stopped")
+    return status
 
 
 if __name__ == "__main__":

@@ -124,6 +124,16 @@ class ValidatingBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
                 config = ValidatingBuilder._variants[key]
         return config
 
+    def _log_download_bytes(self) -> None:
+        # TFDS prints "Downloading and preparing dataset Unknown size ..." to stdout; these
+        # builders download nothing (they read a manual folder), so say what happens, as a log.
+        logging.info(
+            "Preparing %s from its manual folder into %s", self.info.full_name, self.data_dir
+        )
+
+    def _log_download_done(self) -> None:
+        logging.info("Prepared %s into %s", self.info.full_name, self.data_dir)
+
     @property
     def report(self) -> dict[str, Any]:
         """The :class:`~fashion_keras_datasets.common.report.BuildReport` of the build as a dict

@@ -29,7 +29,10 @@ from fashion_keras.heads import DEEPFASHION6, DEEPFASHION_CATEGORIES, DEEPFASHIO
 from fashion_keras_datasets.synthetic.garments import MAX_SIDE, render_garment
 
 # Bump when the images or files change, so cached demo folders are regenerated.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
+#: The demo's rare class, as real shop data has one in nearly every head: (head, class, share of
+#: the uniform draws of that class that keep it). Sleeveless garments are about 1 row in 12.
+RARE_CLASS = ("sleeve", "sleeveless", 0.25)
 MARKER_NAME = ".fashion_keras_demo.json"
 README_NAME = "README_SYNTHETIC.txt"
 SPLITS = ("train", "val", "test")
@@ -46,6 +49,16 @@ def attribute_columns() -> list[tuple[str, int]]:
 def category_id(name: str) -> int:
     """The 1-based DeepFashion category id of ``name``."""
     return DEEPFASHION_CATEGORIES.index(name) + 1
+
+
+def _make_rare(label_idx: dict[str, int], rng: np.random.Generator) -> None:
+    """Turns most draws of :data:`RARE_CLASS` into another class of its head (its own random
+    stream, so the other examples are drawn as before)."""
+    head_name, rare, keep = RARE_CLASS
+    head = next(h for h in DEEPFASHION6 if h.name == head_name)
+    if head.classes[label_idx[head_name]] == rare and rng.random() >= keep:
+        others = [i for i, c in enumerate(head.classes) if c != rare]
+        label_idx[head_name] = others[int(rng.integers(len(others)))]
 
 
 def _category_for(rng: np.random.Generator, labels: dict[str, str]) -> int:
@@ -67,8 +80,10 @@ def sample_example(seed: int, split: str, index: int, max_side: int = MAX_SIDE) 
 
     Each example has its own random stream, so an example does not depend on the split sizes.
     """
-    rng = np.random.default_rng(np.random.SeedSequence([seed, _SPLIT_SEED_IDS[split], index]))
+    stream = [seed, _SPLIT_SEED_IDS[split], index]
+    rng = np.random.default_rng(np.random.SeedSequence(stream))
     label_idx = {h.name: int(rng.integers(h.num_classes)) for h in DEEPFASHION6}
+    _make_rare(label_idx, np.random.default_rng(np.random.SeedSequence([*stream, 1])))
     names = {h.name: h.classes[label_idx[h.name]] for h in DEEPFASHION6}
     image, bbox = render_garment(rng, names, max_side)
     return {
@@ -89,7 +104,8 @@ seed {seed}).
 It imitates the layout of the DeepFashion "Category and Attribute Prediction" fine-grained
 attribute release (Anno_fine/ + img/) so that the demo runs through the same TFDS builder as
 the real data, but every image is a drawing of a garment on a random background. Each of the six
-heads (texture, sleeve, length, neckline, fabric, fit) is drawn visibly and labelled at random.
+heads (texture, sleeve, length, neckline, fabric, fit) is drawn visibly and labelled at random,
+each class about equally often except sleeveless (about 1 garment in 12: a rare class).
 Accuracies measured on this data say nothing about real photographs.
 
 Images: train {train}, val {val}, test {test}.

@@ -61,6 +61,11 @@ class DataConfig(Section):
         None, "Where TFDS writes the prepared dataset (default: TFDS's ~/tensorflow_datasets)."
     )
     train_split: str = option("train", "TFDS split to train on.")
+    balance_classes: str | None = option(
+        None,
+        "Class-balanced sampling of the training stream: draw examples so that this head's "
+        "classes are equally frequent (rows it does not label keep their share).",
+    )
     val_split: str = option("val", "TFDS split to validate on.")
 
     def __post_init__(self) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -254,6 +255,59 @@ def concat_examples(sources: Sequence[tf.data.Dataset], heads: Sequence[Head]) -
     for ds in sources[1:]:
         out = out.concatenate(normalize_examples(ds, heads))
     return out
+
+
+def count_labels(examples: tf.data.Dataset, heads: Sequence[Head]) -> dict[str, np.ndarray]:
+    """Labelled rows per class of each head, counted by reading ``examples`` once (for data
+    without a build report; unlabelled rows are not counted)."""
+    heads = tuple(heads)
+    labels = examples.map(
+        lambda ex: normalize_example(ex, heads)["labels"], num_parallel_calls=tf.data.AUTOTUNE
+    )
+    counts = {h.name: np.zeros(h.num_classes, np.int64) for h in heads}
+    for batch in labels.batch(4096).as_numpy_iterator():
+        for h in heads:
+            y = batch[h.name]
+            counts[h.name] += np.bincount(y[y >= 0], minlength=h.num_classes)
+    return counts
+
+
+def balance_classes(
+    examples: tf.data.Dataset,
+    head: Head,
+    counts: np.ndarray,
+    num_examples: int,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """An endless stream of ``examples`` resampled so that ``head``'s classes are equally
+    frequent among the rows labelled for it, while rows it does not label keep their share
+    (``tf.data.Dataset.rejection_resample``; ``counts``: the head's labelled rows per class in
+    the ``num_examples`` training rows)."""
+    counts = np.asarray(counts, np.float64)
+    if counts.sum() == 0:
+        raise ValueError(f"balance_classes: head {head.name!r} has no labelled training row")
+    share = counts.sum() / num_examples
+    present = counts > 0
+    target = np.zeros(head.num_classes + 1)
+    target[:-1][present] = share / present.sum()
+    target[-1] = 1.0 - share  # the rows without this head's label
+    initial = np.append(counts, num_examples - counts.sum()) / num_examples
+    unlabelled = tf.constant(head.num_classes, tf.int32)
+
+    def class_of(example):
+        label = normalize_example(example, (head,))["labels"][head.name]
+        return tf.where(label >= 0, label, unlabelled)
+
+    return (
+        examples.repeat()
+        .rejection_resample(
+            class_of,
+            target_dist=tf.constant(target, tf.float32),
+            initial_dist=tf.constant(initial, tf.float32),
+            seed=seed,
+        )
+        .map(lambda _, example: example)
+    )
 
 
 def make_dataset(

@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -43,6 +44,14 @@ def split_dataset_name(dataset: str) -> tuple[str, str | None]:
     return name, config or None
 
 
+class _CustomConfigNotice(logging.Filter):
+    """Drops TFDS's warning dumping a builder config that is not one of the builder's own
+    (``Using custom data configuration: CustomCsvConfig(...)``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Using custom data configuration")
+
+
 def make_builder(
     dataset: str,
     manual_dir: str,
@@ -67,7 +76,12 @@ def make_builder(
         manual_dir, csv_config = config_for_manual_dir(
             manual_dir, heads, skip_bad_rows=skip_bad_rows
         )
-        return tfds.builder(name, config=csv_config, data_dir=data_dir), manual_dir
+        notice = _CustomConfigNotice()  # custom_csv's config is custom by design
+        logging.getLogger("absl").addFilter(notice)  # TFDS logs through absl's logger
+        try:
+            return tfds.builder(name, config=csv_config, data_dir=data_dir), manual_dir
+        finally:
+            logging.getLogger("absl").removeFilter(notice)
     configs = tfds.builder_cls(name).BUILDER_CONFIGS
     if config is None and configs:
         config = configs[0].name
@@ -251,3 +265,26 @@ def load_split(
         shuffle_files=shuffle_files,
         decoders={"image": tfds.decode.SkipDecoding()},
     )
+
+
+def label_counts(
+    builders: Sequence[tfds.core.DatasetBuilder], split: str, heads: Sequence[Head]
+) -> dict[str, np.ndarray]:
+    """Labelled rows per class of each head in ``split``, summed over ``builders``, from their
+    build reports (``info.metadata["report"]``; unlabelled rows are not counted). A head a
+    builder does not label counts 0 there. Raises ``ValueError`` when a builder stores no
+    report for the split (prepare it again)."""
+    counts = {h.name: np.zeros(h.num_classes, np.int64) for h in heads}
+    for builder in builders:
+        report = (builder.info.metadata or {}).get("report") or {}
+        split_report = report.get("splits", {}).get(split)
+        if split_report is None:
+            raise ValueError(
+                f"dataset {builder.info.full_name} stores no build report for split {split!r} "
+                "(prepared by an older version?): prepare it again to count its labels"
+            )
+        for h in heads:
+            classes = split_report.get("heads", {}).get(h.name, {}).get("classes", {})
+            for i, name in enumerate(h.classes):
+                counts[h.name][i] += int(classes.get(name, 0))
+    return counts

@@ -2,10 +2,15 @@
 
 Optionally with test-time augmentation, and writes to the output folder:
 
-- ``metrics.json``: per head accuracy (masked), top-3/top-5 for heads with more than 10
-  classes, the official FashionAI AP / BasicPrecision (``m`` hits not counted), their means,
-  the most confused class pairs, the ensemble weights and TTA mode;
-- ``report.md``: the same as tables, with links to the images;
+- ``metrics.json``: per head the labelled rows, accuracy (masked), the majority-class
+  baseline (always predicting the training split's most frequent class) and whether the head
+  beats it, balanced accuracy, recall and precision per class, top-3/top-5 for heads with more
+  than 10 classes, AP / BasicPrecision by the FashionAI ranking rule (``m`` hits not counted),
+  the most confused class pairs; their means, the ensemble weights and TTA mode. The ranking
+  metric is the official FashionAI score (key ``official``) only on FashionAI data; elsewhere
+  it is the plain mean AP (key ``ranking``), see :func:`ranking_metric`;
+- ``report.md``: the same as tables, with the heads that do not beat their baseline named
+  in words, and links to the images;
 - ``confusion/<head>.png``: a confusion matrix per head;
 - ``top_losses.png``: the examples with the largest loss, with true and predicted labels;
 - ``ensemble_weights.json`` when ``--search-weights`` searched them on ``--search-split``.
@@ -17,97 +22,39 @@ say which, and where it came from); ``--bbox-margin`` overrides it. The command 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
+import posixpath
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
-from fashion_keras.data import pipeline
 from fashion_keras.data.preprocess import preprocess_for_eval
 from fashion_keras.evaluation import reports, scoring
 from fashion_keras.evaluation.config import EvalConfig, InferenceConfig
 from fashion_keras.evaluation.ensembles import Ensemble, search_weights
+from fashion_keras.evaluation.eval_data import EvalData, load_eval_data  # noqa: F401 (re-export)
+from fashion_keras.evaluation.summaries import write_report
 from fashion_keras.evaluation.views import NUM_VIEWS, InputSpec, override_margin
 from fashion_keras.heads import Head
 
 log = logging.getLogger("fashion_keras")
 
 OBJECTIVES = ("mean_accuracy", "map")
+#: The only dataset whose ranking metric is the official FashionAI score.
+FASHIONAI_DATASET = "fashionai_attributes"
 
 
-@dataclasses.dataclass
-class EvalData:
-    """A split's examples and their truth, in row order.
-
-    ``examples`` yield ``image`` (encoded), ``bbox``; ``labels[head]`` is (N,) int with -1 for
-    unlabelled rows; ``m_masks[head]`` (N, C) bool marks FashionAI ``m`` classes (all False for
-    datasets without them); ``filenames`` name each row's image.
-    """
-
-    examples: tf.data.Dataset
-    labels: dict[str, np.ndarray]
-    m_masks: dict[str, np.ndarray]
-    filenames: list[str]
-
-    @property
-    def num_examples(self) -> int:
-        return len(self.filenames)
-
-
-def load_eval_data(
-    examples: tf.data.Dataset, heads: Sequence[Head], max_examples: int | None = None
-) -> EvalData:
-    """Reads the truth of TFDS-format examples (any of this package's builders) for ``heads``."""
-    heads = tuple(heads)
-    if max_examples:
-        examples = examples.take(max_examples)
-
-    def _slim(ex):
-        norm = pipeline.normalize_example(ex, heads)
-        m_in = ex.get("m_mask", {})
-        return {
-            "image": norm["image"],
-            "bbox": norm["bbox"],
-            "labels": norm["labels"],
-            "m_mask": {
-                h.name: (
-                    tf.cast(m_in[h.name], tf.bool)
-                    if h.name in m_in
-                    else tf.zeros([h.num_classes], tf.bool)
-                )
-                for h in heads
-            },
-            "filename": ex["image/filename"] if "image/filename" in ex else tf.constant(""),
-        }
-
-    slim = examples.map(_slim, num_parallel_calls=tf.data.AUTOTUNE)
-    labels: dict[str, list[int]] = {h.name: [] for h in heads}
-    masks: dict[str, list[np.ndarray]] = {h.name: [] for h in heads}
-    filenames = []
-    truth = slim.map(lambda ex: {k: v for k, v in ex.items() if k != "image"}).batch(256)
-    for batch in truth.as_numpy_iterator():
-        for h in heads:
-            labels[h.name].extend(batch["labels"][h.name].tolist())
-            masks[h.name].append(batch["m_mask"][h.name])
-        filenames.extend(f.decode("utf-8", "replace") for f in batch["filename"])
-    return EvalData(
-        examples=slim.map(lambda ex: {"image": ex["image"], "bbox": ex["bbox"]}),
-        labels={h.name: np.asarray(labels[h.name], np.int64) for h in heads},
-        m_masks={
-            h.name: (
-                np.concatenate(masks[h.name])
-                if masks[h.name]
-                else np.zeros((0, h.num_classes), bool)
-            )
-            for h in heads
-        },
-        filenames=filenames,
-    )
+def ranking_metric(dataset: str) -> tuple[str, str]:
+    """``(metrics.json key, name)`` of the AP ranking metric on ``dataset``: the official
+    FashionAI score only on FashionAI data (``fashionai_attributes``, any config), elsewhere the
+    same rule under its plain name."""
+    if dataset.partition("/")[0] == FASHIONAI_DATASET:
+        return "official", "Official FashionAI mAP / BasicPrecision"
+    return "ranking", "mean AP"
 
 
 def labelled_heads(data: EvalData, heads: Sequence[Head]) -> list[Head]:
@@ -147,21 +94,38 @@ def objective_fn(objective: str, data: EvalData, heads: Sequence[Head]):
     raise ValueError(f"objective = {objective!r}: expected one of {', '.join(OBJECTIVES)}")
 
 
+def _baseline_counts(head: Head, train_counts: Mapping[str, Any] | None) -> np.ndarray | None:
+    """The training split's class counts of ``head``, or None to fall back to the evaluated
+    labels' own (none given, or the training split labels no row of the head)."""
+    counts = None if train_counts is None else train_counts.get(head.name)
+    if counts is None or not np.sum(counts):
+        return None
+    return np.asarray(counts, np.int64)
+
+
 def head_metrics(
     probs: Mapping[str, np.ndarray],
     data: EvalData,
     heads: Sequence[Head],
     official: scoring.FashionAIScore,
     top_pairs: int = 10,
+    train_counts: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Per-head accuracy, top-k, official AP/BasicPrecision, confusion matrix and pairs."""
+    """Per head: :func:`~fashion_keras.evaluation.scoring.head_summary` (accuracy, the
+    majority-class baseline from ``train_counts`` (labelled rows per class of the training
+    split; the evaluated labels' own counts where a head has none), balanced accuracy, recall
+    and precision per class), top-k, AP/BasicPrecision, confusion matrix and pairs."""
     out = {}
     for h in heads:
         p, y = probs[h.name], data.labels[h.name]
+        counts = _baseline_counts(h, train_counts)
+        summary = scoring.head_summary(p, y, h.classes, counts)
+        used = scoring.class_counts(y, h.num_classes) if counts is None else counts
+        per_class = summary.pop("per_class")
         entry: dict[str, Any] = {
             "num_classes": h.num_classes,
-            "num_labelled": int(np.sum(y >= 0)),
-            "accuracy": scoring.masked_accuracy(p, y),
+            **summary,
+            "baseline_counts": dict(zip(h.classes, used.tolist(), strict=True)),
         }
         if h.num_classes > 10:
             entry["top3"] = scoring.topk_accuracy(p, y, 3)
@@ -169,6 +133,7 @@ def head_metrics(
         task = official.per_task.get(h.name)
         entry["ap"] = task.ap if task else None
         entry["basic_precision"] = task.basic_precision if task else None
+        entry["per_class"] = per_class
         cm = scoring.confusion_matrix(y, np.argmax(p, axis=1), h.num_classes)
         entry["confusion_matrix"] = cm.tolist()
         entry["most_confused"] = [
@@ -176,6 +141,36 @@ def head_metrics(
         ]
         out[h.name] = entry
     return out
+
+
+def baseline_overview(
+    per_head: Mapping[str, Mapping[str, Any]], train_counts: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The ``metrics.json`` entries over heads: the mean majority baseline (over the heads with
+    one, as ``mean_accuracy``), the heads that do not beat theirs, and a note (None when every
+    baseline comes from the training split) naming the heads whose baseline fell back to the
+    evaluated labels."""
+    baselines = [m["majority_baseline"] for m in per_head.values()]
+    baselines = [b for b in baselines if b is not None]
+    fallback = [h for h, m in per_head.items() if m["baseline_from"] != "the training split"]
+    note = None
+    if fallback:
+        why = (
+            "no class counts of the training split were available"
+            if train_counts is None
+            else "the training split labels no row of them"
+        )
+        note = (
+            f"{why}, so the majority baseline of {', '.join(fallback)} is the most frequent "
+            "class of the evaluated labels themselves (the best any constant answer does there)"
+        )
+    return {
+        "mean_majority_baseline": float(np.mean(baselines)) if baselines else None,
+        "heads_not_beating_baseline": [
+            h for h, m in per_head.items() if m["beats_baseline"] is False
+        ],
+        "baseline_note": note,
+    }
 
 
 def top_loss_rows(
@@ -214,98 +209,27 @@ def _eval_images(data: EvalData, rows: Sequence[int], view: InputSpec) -> list[n
     return [found[r] for r in rows]
 
 
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4f}"
-
-
-def _report_header(metrics: Mapping[str, Any]) -> list[str]:
-    """The split, the views, each model with its weight and input view, the weight search."""
-    lines = [
-        "# Evaluation report",
-        "",
-        f"- split: `{metrics['split']}` ({metrics['num_examples']} examples)",
-        f"- test-time augmentation: `{metrics['tta']}` ({metrics['views']} views per image)",
-    ]
-    for model, weight, views in zip(
-        metrics["models"], metrics["weights"], metrics["preprocessing"], strict=True
-    ):
-        seen = ", ".join(
-            f"{v['image_size']} px, box margin {v['bbox_margin']:g} (from {v['source']})"
-            for v in views
-        )
-        lines.append(f"- model `{model}` weight {weight:.3f}; input {seen}")
-    if "ensemble_search" in metrics:
-        s = metrics["ensemble_search"]
-        lines.append(
-            f"- weights searched on `{s['split']}` for {s['objective']}: {s['value']:.4f} "
-            f"(equal weights {s['equal_weights_value']:.4f}, {s['candidates']} candidates)"
-        )
-    return lines
-
-
-def write_report(path: str, metrics: Mapping[str, Any], heads: Sequence[Head]) -> None:
-    """The Markdown evaluation report."""
-    lines = [*_report_header(metrics), "", "## Per head", ""]
-    rows = []
-    for h in heads:
-        m = metrics["heads"][h.name]
-        rows.append(
-            [
-                h.name,
-                str(m["num_classes"]),
-                str(m["num_labelled"]),
-                _fmt(m["accuracy"]),
-                _fmt(m.get("top3")) if "top3" in m else "",
-                _fmt(m.get("top5")) if "top5" in m else "",
-                _fmt(m["ap"]),
-                _fmt(m["basic_precision"]),
-            ]
-        )
-    headers = ["head", "classes", "labelled", "accuracy", "top-3", "top-5", "AP", "BasicPrec."]
-    lines.append(reports.markdown_table(rows, headers))
-    off = metrics["official"]
-    lines += [
-        "",
-        f"**Mean accuracy over heads: {_fmt(metrics['mean_accuracy'])}**  ",
-        f"**Official FashionAI mAP: {_fmt(off['map'])}, BasicPrecision: "
-        f"{_fmt(off['basic_precision'])}** (AP per head by the official rule: every distinct "
-        "max-probability threshold, predictions on an `m` class not counted, plain mean over "
-        "heads; without `m` labels it is the same rule with no `m` rows)",
-    ]
-    for note in off["notes"]:
-        lines.append(f"- {note}")
-    lines += ["", "## Most confused pairs", ""]
-    for h in heads:
-        pairs = metrics["heads"][h.name]["most_confused"][:5]
-        if not pairs:
-            continue
-        lines += [f"### {h.name}", ""]
-        lines.append(
-            reports.markdown_table(
-                [
-                    [p["true"], p["predicted"], str(p["count"]), f"{p['fraction']:.3f}"]
-                    for p in pairs
-                ],
-                ["true", "predicted", "count", "fraction of true class"],
-            )
-        )
-        lines.append("")
-    lines += ["## Confusion matrices", ""]
-    for h in heads:
-        lines.append(f"![{h.name}](confusion/{h.name}.png)")
-    if metrics.get("top_losses"):
-        lines += ["", "## Largest losses", "", "![top losses](top_losses.png)", ""]
-        lines.append(
-            reports.markdown_table(
-                [
-                    [r["file"], r["head"], r["true"], r["predicted"], f"{r['loss']:.3f}"]
-                    for r in metrics["top_losses"]
-                ],
-                ["file", "head", "true", "predicted", "loss"],
-            )
-        )
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+def score_probs(
+    probs: Mapping[str, np.ndarray],
+    data: EvalData,
+    heads: Sequence[Head],
+    train_counts: Mapping[str, Any] | None = None,
+    top_losses: int = 16,
+) -> dict[str, Any]:
+    """The scores of ``metrics.json`` from the probabilities of ``data``'s rows: the example
+    count, :func:`head_metrics`, the mean accuracy, :func:`baseline_overview`, the ranking
+    metric under its :func:`ranking_metric` key and name, and the largest losses."""
+    official = official_score(probs, data, heads)
+    rank_key, rank_name = ranking_metric(data.dataset)
+    per_head = head_metrics(probs, data, heads, official, train_counts=train_counts)
+    return {
+        "num_examples": data.num_examples,
+        "heads": per_head,
+        "mean_accuracy": mean_accuracy(probs, data, heads),
+        **baseline_overview(per_head, train_counts),
+        rank_key: {"name": rank_name, **official.to_dict()},
+        "top_losses": top_loss_rows(probs, data, heads, top_losses),
+    }
 
 
 def _search(
@@ -330,6 +254,24 @@ def _search(
     return entry
 
 
+def display_path(filename: str, width: int = 32) -> str:
+    """An image's name for a figure title: its path relative to the data folder, as the
+    builders store it (``./`` and doubled ``/`` dropped), broken after a ``/`` into lines of at
+    most ``width`` characters where it can be. An absolute path (``EvalData`` built by hand)
+    keeps its last three parts after ``.../``."""
+    if not filename:
+        return "(no file name)"
+    name = posixpath.normpath(filename.replace("\\", "/"))
+    if posixpath.isabs(name):
+        name = ".../" + "/".join([p for p in name.split("/") if p][-3:])
+    lines = [""]
+    for part in re.split(r"(?<=/)", name):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
+
+
 def _plot(
     metrics: dict[str, Any], data: EvalData, heads: Sequence[Head], view: InputSpec, out: str
 ) -> None:
@@ -348,7 +290,7 @@ def _plot(
     if worst:
         images = _eval_images(data, [w["row"] for w in worst], view)
         titles = [
-            f"{os.path.basename(w['file'])}\n{w['head']}: {w['true']}\n"
+            f"{display_path(w['file'])}\n{w['head']}: {w['true']}\n"
             f"-> {w['predicted']} ({w['probability']:.2f})"
             for w in worst
         ]
@@ -363,6 +305,7 @@ def evaluate(
     *,
     bbox_margin: float | None = None,
     search_data: EvalData | None = None,
+    train_counts: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluates one model or an ensemble on ``data`` and writes the report files.
 
@@ -373,6 +316,10 @@ def evaluate(
       bbox_margin: overrides every model's own garment-box margin.
       search_data: a split to search the ensemble weights on (``config.search_weights``); the
         weights found replace ``ensemble.weights`` and are saved.
+      train_counts: per head, labelled rows per class of the training split
+        (``fashion_keras.data.sources.label_counts``): each head's majority-class baseline is
+        its most frequent class there. None (or a head they do not label): the evaluated
+        labels' own most frequent class, and ``baseline_note`` says so.
 
     Returns:
       The ``metrics.json`` content.
@@ -398,20 +345,16 @@ def evaluate(
     if any(len(p) != data.num_examples for p in probs.values()):
         raise RuntimeError("the models returned a different number of rows than the data has")
     views = [override_margin(p.inputs, bbox_margin) for p in ensemble.predictors]
-    official = official_score(probs, data, heads)
     metrics.update(
         {
+            "dataset": data.dataset,
             "models": [p.name for p in ensemble.predictors],
             "weights": list(ensemble.weights),
             "preprocessing": [[v.to_dict() for v in member] for member in views],
             "tta": inference.tta,
             "views": NUM_VIEWS[inference.tta],
             "split": config.split,
-            "num_examples": data.num_examples,
-            "heads": head_metrics(probs, data, heads, official),
-            "mean_accuracy": mean_accuracy(probs, data, heads),
-            "official": official.to_dict(),
-            "top_losses": top_loss_rows(probs, data, heads, config.top_losses),
+            **score_probs(probs, data, heads, train_counts, config.top_losses),
         }
     )
     _plot(metrics, data, heads, views[0][0], config.output_dir)
@@ -419,16 +362,3 @@ def evaluate(
         json.dump(metrics, f, indent=2)
     write_report(os.path.join(config.output_dir, "report.md"), metrics, heads)
     return metrics
-
-
-def format_summary(metrics: Mapping[str, Any]) -> str:
-    """A short plain-text table for the console."""
-    lines = [f"{'head':<28} {'labelled':>8} {'accuracy':>9} {'AP':>8}"]
-    for name, m in metrics["heads"].items():
-        lines.append(
-            f"{name:<28} {m['num_labelled']:>8} {_fmt(m['accuracy']):>9} {_fmt(m['ap']):>8}"
-        )
-    off = metrics["official"]
-    lines.append(f"mean accuracy {_fmt(metrics['mean_accuracy'])}")
-    lines.append(f"official mAP {_fmt(off['map'])}  BasicPrecision {_fmt(off['basic_precision'])}")
-    return "\n".join(lines)

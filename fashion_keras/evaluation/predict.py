@@ -127,10 +127,11 @@ def file_examples(files: Sequence[str]) -> tf.data.Dataset:
 
 
 def top_classes(probs: np.ndarray, head: Head, k: int) -> list[dict[str, Any]]:
-    """The ``k`` most probable classes of one row, most probable first."""
+    """The ``k`` most probable classes of one row, most probable first:
+    ``{"class_index", "class_name", "probability"}`` each (the names ``serving.client`` uses)."""
     order = np.argsort(-probs, kind="stable")[:k]
     return [
-        {"index": int(i), "class": head.classes[int(i)], "probability": float(probs[i])}
+        {"class_index": int(i), "class_name": head.classes[int(i)], "probability": float(probs[i])}
         for i in order
     ]
 
@@ -146,13 +147,14 @@ def predictions(
 
 
 def write_csv(records: Sequence[dict[str, Any]], out: io.TextIOBase) -> None:
-    """Rows ``image,head,rank,class,probability``."""
+    """Rows ``image,head,rank,class_index,class_name,probability``."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["image", "head", "rank", "class", "probability"])
+    writer.writerow(["image", "head", "rank", "class_index", "class_name", "probability"])
     for r in records:
         for head, tops in r["heads"].items():
             for rank, t in enumerate(tops, 1):
-                writer.writerow([r["image"], head, rank, t["class"], f"{t['probability']:.6f}"])
+                score = [t["class_index"], t["class_name"], f"{t['probability']:.6f}"]
+                writer.writerow([r["image"], head, rank, *score])
 
 
 class QuestionFileError(ValueError):

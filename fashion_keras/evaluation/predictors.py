@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fashion_keras.data.config import DEFAULT_BBOX_MARGIN
+from fashion_keras.data.config import DEFAULT_BBOX_MARGIN, DataConfig
 from fashion_keras.evaluation.views import (
     NUM_VIEWS,
     InputSpec,
@@ -83,6 +83,37 @@ def _run_config_margin(path: str) -> tuple[float, str] | None:
         if os.path.isfile(config):
             margin = TrainConfig.load(config).preprocess.resolved_margin()
             return margin, config
+    return None
+
+
+def training_data_of(path: str) -> tuple[DataConfig, str] | None:
+    """The data a saved model was trained on, and where that was read: a SavedModel's
+    metadata (``training_data``), else the ``config.json`` of the training run the path is or
+    lies in (``RUN``, ``RUN/model.keras``, ``RUN/checkpoints/best.keras``, ``RUN/export``,
+    ``RUN/export/N``), else the first member's of a feature stack; None when none is found."""
+    from fashion_keras.training.config import TrainConfig
+
+    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    if os.path.isfile(os.path.join(folder, STACK_FILE)):
+        with open(os.path.join(folder, STACK_FILE), encoding="utf-8") as f:
+            members = json.load(f)["members"]
+        return training_data_of(members[0]) if members else None
+    if os.path.isfile(os.path.join(folder, "saved_model.pb")):
+        version = folder
+    else:
+        version = _latest_version(folder)
+    if version is not None:
+        from fashion_keras.export import load_metadata
+
+        meta = load_metadata(version)
+        if meta.get("training_data"):
+            return DataConfig.from_dict(meta["training_data"]), f"{version} metadata"
+    candidate = os.path.abspath(folder)
+    for _ in range(3):  # RUN, RUN/checkpoints or RUN/export, RUN/export/N
+        config = os.path.join(candidate, "config.json")
+        if os.path.isfile(config):
+            return TrainConfig.load(config).data, config
+        candidate = os.path.dirname(candidate)
     return None
 
 

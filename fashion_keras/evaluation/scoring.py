@@ -168,6 +168,11 @@ def head_summary(
     the majority-class baseline (from ``train_counts``, else from ``labels`` themselves), whether
     the head beats it, and recall/precision per class."""
     y = np.asarray(labels)
+    if train_counts is not None and np.shape(train_counts) != (len(class_names),):
+        raise ValueError(
+            f"train_counts has shape {np.shape(train_counts)}, expected ({len(class_names)},) "
+            f"for the classes {list(class_names)}"
+        )
     counts = class_counts(y, len(class_names)) if train_counts is None else train_counts
     majority, baseline = majority_baseline(y, counts)
     accuracy = masked_accuracy(probs, y)

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from fashion_keras.evaluation.config import StackConfig
-from fashion_keras.evaluation.evaluate import EvalData
+from fashion_keras.evaluation.eval_data import EvalData
 from fashion_keras.evaluation.predictors import (
     STACK_FILE,
     FeatureStack,

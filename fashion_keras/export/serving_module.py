@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -92,6 +92,7 @@ class ServingModule:
       heads: defaults to ``model.heads``.
       bbox_margin: the garment-box margin of the ``predict_examples`` crop; default: the one
         the model was trained with (``model.preprocessing``), else 0.1.
+      training_data: the ``DataConfig`` (as a dict) the model was trained on, for the metadata.
     """
 
     def __init__(
@@ -101,6 +102,7 @@ class ServingModule:
         *,
         heads: Sequence[Head] | None = None,
         bbox_margin: float | None = None,
+        training_data: Mapping[str, Any] | None = None,
     ) -> None:
         if keras.backend.backend() != "tensorflow":
             raise RuntimeError(
@@ -120,6 +122,7 @@ class ServingModule:
             )
             bbox_margin = DEFAULT_BBOX_MARGIN
         self.bbox_margin = float(bbox_margin)
+        self.training_data = dict(training_data) if training_data is not None else None
         self.tables = {h.name: _class_table(h, asset_dir) for h in self.heads}
 
     def trackables(self) -> list[Any]:
@@ -217,4 +220,5 @@ class ServingModule:
                 "pad_to_square": "mean colour",
                 "resize_then_centre_crop": True,
             },
+            **({"training_data": self.training_data} if self.training_data else {}),
         }

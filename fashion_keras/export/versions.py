@@ -17,7 +17,8 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -81,6 +82,7 @@ def export_saved_model(
     heads: Sequence[Head] | None = None,
     version: int | None = None,
     bbox_margin: float | None = None,
+    training_data: Mapping[str, Any] | None = None,
 ) -> str:
     """Exports ``model`` (dict outputs keyed by head name) as ``<export_base>/<version>``.
 
@@ -89,13 +91,17 @@ def export_saved_model(
       heads: defaults to ``model.heads``.
       version: defaults to :func:`next_version`.
       bbox_margin: the garment-box margin of ``predict_examples``; default: the model's own.
+      training_data: the data the model was trained on (a ``DataConfig`` as a dict), kept in
+        the metadata so ``evaluate`` finds the data of an export by itself.
 
     Returns:
       The path of the new version folder.
     """
     asset_src = tempfile.mkdtemp(prefix="fashion_keras_assets_")
     try:
-        module = ServingModule(model, asset_src, heads=heads, bbox_margin=bbox_margin)
+        module = ServingModule(
+            model, asset_src, heads=heads, bbox_margin=bbox_margin, training_data=training_data
+        )
         return write_version(module, export_base, version)
     finally:
         shutil.rmtree(asset_src, ignore_errors=True)

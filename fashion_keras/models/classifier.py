@@ -194,6 +194,13 @@ class MultiHeadClassifier(keras.Model):
             config["backbone"] = keras.saving.deserialize_keras_object(backbone)
         return cls(**config)
 
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        # A trained model.keras names the project's metrics and optimizers in its compile
+        # config; registering them here lets a plain keras.saving.load_model restore it.
+        from fashion_keras.training import metrics, optimizers  # noqa: F401
+
+        super().compile_from_config(config)
+
 
 def build_model(
     backbone: str = "seresnet50",

@@ -147,17 +147,34 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """ModelCheckpoint that writes to a temporary file and renames it into place.
+    """ModelCheckpoint that writes to a temporary file and renames it into place, and remembers
+    what it holds.
 
     A process killed mid-save leaves the previous checkpoint intact instead of a truncated one.
-    The file path must not contain ``{epoch}``-style placeholders.
+    With ``save_best_only`` the epoch and value of the checkpoint are written beside it
+    (``best.json`` for ``best.keras``: :meth:`record`) and read back when training starts
+    again, so a resumed run keeps a better checkpoint from before the interruption. The file
+    path must not contain ``{epoch}``-style placeholders.
     """
 
-    def __init__(self, filepath: str, **kwargs) -> None:
+    def __init__(self, filepath: str, **kwargs: Any) -> None:
         if "{" in filepath:
             raise ValueError(f"AtomicModelCheckpoint needs a fixed file path, got {filepath!r}")
         super().__init__(filepath, **kwargs)
         self._final_path = filepath
+        self.record_path = os.path.splitext(filepath)[0] + ".json"
+
+    def record(self) -> dict[str, Any] | None:
+        """``{"epoch", "monitor", "value"}`` of the checkpoint on disk (None without one)."""
+        if not (os.path.isfile(self._final_path) and os.path.isfile(self.record_path)):
+            return None
+        with open(self.record_path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        record = self.record() if self.save_best_only else None
+        if record is not None and record.get("monitor") == self.monitor:
+            self.best = float(record["value"])
 
     def _save_model(self, epoch, batch, logs):  # noqa: D401 - Keras hook
         folder = os.path.dirname(os.path.abspath(self._final_path))
@@ -171,7 +188,16 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
             super()._save_model(epoch, batch, logs)
             if os.path.exists(tmp):
                 os.replace(tmp, self._final_path)
+                if self.save_best_only:
+                    self._write_record(epoch)
         finally:
             self.filepath = self._final_path
             if os.path.exists(tmp):
                 os.remove(tmp)
+
+    def _write_record(self, epoch: int) -> None:
+        record = {"epoch": int(epoch), "monitor": self.monitor, "value": float(self.best)}
+        tmp = f"{self.record_path}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(record, f)
+        os.replace(tmp, self.record_path)

@@ -102,6 +102,12 @@ class OptimizationConfig(Section):
     focal_gamma: float = option(2.0, "Focal loss gamma (0 = cross-entropy).")
     focal_alpha: float = option(0.25, "Focal loss alpha (a scalar weight on every class).")
     label_smoothing: float = option(0.0, "Label smoothing.")
+    class_weights: Literal["none", "balanced", "sqrt"] = option(
+        "none",
+        "Per-class loss weights for imbalanced heads, from the training split's label counts: "
+        "balanced (N / (K n_c)), sqrt (its square root, milder) or none; weights given in the "
+        "head spec (class_weights) win. Scaled to average 1 over the training labels.",
+    )
     freeze_backbone: bool = option(
         False,
         "Train only the heads: the backbone's weights and BatchNorm statistics stay fixed "
@@ -181,7 +187,23 @@ class RuntimeConfig(Section):
         "interruption, re-running the same command restores weights, optimizer state and the "
         "epoch counter from the last backup (the interrupted epoch restarts its data).",
     )
-    verbose: int = option(1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
+    verbose: int | None = option(
+        None,
+        "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch (default: 1 on a "
+        "terminal, 2 when the output goes to a file or a pipe).",
+    )
+    final_weights: Literal["best", "last"] = option(
+        "best",
+        "The weights of the final validation, model.keras and the export: best (the epoch "
+        "checkpoints/best.keras holds, by the monitored validation metric) or last (the last "
+        "epoch's).",
+    )
+    overwrite: bool = option(
+        False,
+        "Train again into an --output-dir that holds a finished run (its files and default "
+        "export are removed first); without it such a run is refused. An interrupted run "
+        "resumes either way.",
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -384,9 +406,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "rate: demo (seresnet_tiny, 64 px, 20 epochs: minutes on a CPU) or full (seresnet50, "
         "224 px, 30 epochs); auto picks demo without --data-dir/--sources. (default: auto)",
     )
+    from_preset = {
+        field: " / ".join(f"{values[field]} ({name})" for name, values in PRESETS.items())
+        + " by --preset"
+        for field in PRESETS["demo"]
+    }
     for name, cls in SECTIONS.items():
         group = parser.add_argument_group(f"{name} ({cls.__doc__.splitlines()[0].rstrip('.')})")
-        sections.add_arguments(group, cls)
+        sections.add_arguments(group, cls, defaults=from_preset)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -9,6 +9,12 @@ loss is the (weighted) mean over the examples *labelled for that head* in the ba
 in eight (FashionAI) therefore has a loss on the same scale as a fully labelled head, and its loss
 weight means the same thing whatever the label rate. (Keras' default ``"sum_over_batch_size"``
 would divide by the batch size and silently shrink rarely labelled heads.)
+
+Imbalanced classes: each head may weight its classes (the focal loss's per-class ``alpha``,
+``alpha * weight[c]``): explicitly in the head spec (``class_weights``), or from the training
+split's label counts with ``--class-weights balanced`` (``N / (K n_c)``) or ``sqrt`` (its square
+root, milder); either is scaled so the weight averages 1 over the training labels, which keeps
+the loss on the scale of the unweighted one. Unlabelled (masked) rows are not counted.
 """
 
 from __future__ import annotations
@@ -16,16 +22,55 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import keras
+import numpy as np
 
 from fashion_keras.heads import Head
 
 MASKED_REDUCTION = "mean_with_sample_weight"
 
 
+#: ``--class-weights`` modes.
+CLASS_WEIGHT_MODES = ("none", "balanced", "sqrt")
+
+
+def class_weights(
+    heads: Sequence[Head], counts: Mapping[str, np.ndarray] | None, mode: str = "none"
+) -> dict[str, np.ndarray | None]:
+    """Per-class loss weights of each head: the head spec's own ``class_weights`` where it has
+    them, else from the training split's label counts per class (``counts``) by ``mode``
+    (``none``: no weights), scaled so that their mean over the training labels is 1. A class
+    without training labels gets weight 1."""
+    if mode not in CLASS_WEIGHT_MODES:
+        raise ValueError(f"class weights = {mode!r}; expected one of {list(CLASS_WEIGHT_MODES)}")
+    out: dict[str, np.ndarray | None] = {}
+    for h in heads:
+        n = None if counts is None else np.asarray(counts[h.name], np.float64)
+        if h.class_weights is not None:
+            w = np.asarray(h.class_weights, np.float64)
+        elif mode == "none" or n is None or n.sum() == 0:
+            out[h.name] = None
+            continue
+        else:
+            present = n > 0
+            w = np.ones(h.num_classes)
+            w[present] = n.sum() / (present.sum() * n[present])
+            if mode == "sqrt":
+                w = np.sqrt(w)
+        if n is not None and n.sum() > 0:
+            w = w / (np.dot(n, w) / n.sum())  # mean weight over the training labels = 1
+        out[h.name] = w.astype(np.float32)
+    return out
+
+
 def focal_losses(
-    heads: Sequence[Head], gamma: float = 2.0, alpha: float = 0.25, label_smoothing: float = 0.0
+    heads: Sequence[Head],
+    gamma: float = 2.0,
+    alpha: float = 0.25,
+    label_smoothing: float = 0.0,
+    weights: Mapping[str, np.ndarray | None] | None = None,
 ) -> dict[str, keras.losses.Loss]:
-    """One masked ``CategoricalFocalCrossentropy`` per head, keyed by head name.
+    """One masked ``CategoricalFocalCrossentropy`` per head, keyed by head name; ``weights``
+    (from :func:`class_weights`) scale ``alpha`` per class.
 
     ``gamma=0`` and ``alpha=1`` give plain (masked) categorical cross-entropy.
     """
@@ -33,9 +78,15 @@ def focal_losses(
         raise ValueError(f"focal gamma must be >= 0, got {gamma!r}")
     if not alpha > 0:
         raise ValueError(f"focal alpha must be > 0, got {alpha!r}")
+    weights = weights or {}
+
+    def head_alpha(h: Head) -> float | list[float]:
+        w = weights.get(h.name)
+        return alpha if w is None else [float(alpha * x) for x in w]
+
     return {
         h.name: keras.losses.CategoricalFocalCrossentropy(
-            alpha=alpha,
+            alpha=head_alpha(h),
             gamma=gamma,
             label_smoothing=label_smoothing,
             reduction=MASKED_REDUCTION,

@@ -29,13 +29,8 @@ import tensorflow as tf
 from fashion_keras.heads import get_heads
 from fashion_keras.training import phases
 from fashion_keras.training.config import TrainConfig
-from fashion_keras.training.trainer import (
-    build_model,
-    compile_model,
-    load_examples,
-    resolve_config,
-    training_dataset,
-)
+from fashion_keras.training.inputs import load_examples, training_dataset
+from fashion_keras.training.trainer import build_model, compile_model, resolve_config
 
 log = logging.getLogger("fashion_keras")
 

@@ -8,24 +8,64 @@ not counted in that head's accuracy.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import keras
 import numpy as np
+from keras import ops
 
 from fashion_keras.heads import Head
 
 MEAN_ACCURACY = "mean_accuracy"
 
 
+@keras.saving.register_keras_serializable(package="fashion_keras")
+class BalancedAccuracy(keras.metrics.Metric):
+    """Mean recall over the classes seen so far (weighted by the sample weights, so masked rows
+    count for nothing): a head that always predicts its majority class scores 1 / classes.
+    Targets may be soft; the true class is their argmax."""
+
+    def __init__(self, num_classes: int, name: str = "balanced_accuracy", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.num_classes = int(num_classes)
+        self.support = self.add_variable((self.num_classes,), "zeros", name="support")
+        self.hits = self.add_variable((self.num_classes,), "zeros", name="hits")
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        true = ops.one_hot(ops.argmax(y_true, axis=-1), self.num_classes)
+        predicted = ops.one_hot(ops.argmax(y_pred, axis=-1), self.num_classes)
+        weight = ops.ones_like(true[:, :1]) if sample_weight is None else sample_weight
+        weight = ops.reshape(ops.cast(weight, "float32"), (-1, 1))
+        true = ops.cast(true, "float32") * weight
+        self.support.assign_add(ops.sum(true, axis=0))
+        self.hits.assign_add(ops.sum(true * ops.cast(predicted, "float32"), axis=0))
+
+    def result(self) -> Any:
+        seen = ops.cast(self.support > 0, "float32")
+        recall = ops.divide_no_nan(self.hits, self.support)
+        return ops.divide_no_nan(ops.sum(recall * seen), ops.sum(seen))
+
+    def reset_state(self) -> None:
+        self.support.assign(ops.zeros_like(self.support))
+        self.hits.assign(ops.zeros_like(self.hits))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
 def head_metrics(heads: Sequence[Head]) -> dict[str, list[keras.metrics.Metric]]:
-    """``weighted_metrics`` for ``compile``: accuracy per head (logged as ``<head>_accuracy``),
-    and top-3/top-5 (``<head>_top3``, ``<head>_top5``) for heads with more than 10 classes."""
+    """``weighted_metrics`` for ``compile``: accuracy and balanced accuracy per head (logged as
+    ``<head>_accuracy``, ``<head>_balanced_accuracy``), and top-3/top-5 (``<head>_top3``,
+    ``<head>_top5``) for heads with more than 10 classes."""
     # Keras prefixes metric names with the output name only when a model has several outputs;
     # a one-head model gets the prefix here, so the logs read the same for any number of heads.
     prefix = f"{heads[0].name}_" if len(heads) == 1 else ""
     metrics: dict[str, list[keras.metrics.Metric]] = {}
     for h in heads:
-        metrics[h.name] = [keras.metrics.CategoricalAccuracy(name=f"{prefix}accuracy")]
+        metrics[h.name] = [
+            keras.metrics.CategoricalAccuracy(name=f"{prefix}accuracy"),
+            BalancedAccuracy(h.num_classes, name=f"{prefix}balanced_accuracy"),
+        ]
         if h.num_classes > 10:
             metrics[h.name].append(keras.metrics.TopKCategoricalAccuracy(k=3, name=f"{prefix}top3"))
             metrics[h.name].append(keras.metrics.TopKCategoricalAccuracy(k=5, name=f"{prefix}top5"))

@@ -4,8 +4,11 @@ With no data given it trains on the embedded synthetic demo data (generated once
 read through the same TFDS builder as the real release) with the ``demo`` preset. The run folder
 gets ``config.json``, ``heads.json``, ``history.csv``, TensorBoard logs, checkpoints, a resumable
 backup (re-run the same command after an interruption to resume), ``model.keras``,
-``metrics.json`` and a SavedModel in TF Serving layout under ``export/<version>/``. The command
-line is ``python -m fashion_keras.train``.
+``metrics.json`` and a SavedModel in TF Serving layout under ``export/<version>/``. The final
+validation, ``model.keras`` and the export hold the best epoch's weights (``--final-weights``),
+and the validation report gives each head's majority baseline, balanced accuracy and per-class
+recall/precision (:mod:`fashion_keras.training.validation`). The command line is
+``python -m fashion_keras.train``.
 """
 
 from __future__ import annotations
@@ -15,17 +18,27 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from fashion_keras.data import pipeline, sources
 from fashion_keras.evaluation import reports
 from fashion_keras.export import export_saved_model
-from fashion_keras.heads import Head, get_heads, heads_to_dict
+from fashion_keras.heads import Head, get_heads
 from fashion_keras.models import checkpoints, create_model
-from fashion_keras.training import checkpointing, distribute, phases
+from fashion_keras.training import (
+    checkpointing,
+    distribute,
+    inputs,
+    phases,
+    progress,
+    run_folder,
+    validation,
+)
 from fashion_keras.training import losses as losses_lib
 from fashion_keras.training import metrics as metrics_lib
 from fashion_keras.training.config import TrainConfig, config_from_args
@@ -46,14 +59,22 @@ class TrainResult:
 
 
 def compile_model(
-    model: keras.Model, heads: Sequence[Head], cfg: TrainConfig, steps_per_epoch: int
+    model: keras.Model,
+    heads: Sequence[Head],
+    cfg: TrainConfig,
+    steps_per_epoch: int,
+    class_weights: Mapping[str, np.ndarray | None] | None = None,
 ) -> None:
-    """Compiles with masked per-head focal losses, loss weights and weighted accuracies."""
+    """Compiles with masked per-head focal losses (per-class weights where given), loss
+    weights and weighted accuracies."""
     opt = cfg.optimization
     lr_multipliers = lr_multiplier_patterns(model, opt.lr_multipliers)
+    focal = losses_lib.focal_losses(
+        heads, opt.focal_gamma, opt.focal_alpha, opt.label_smoothing, class_weights
+    )
     model.compile(
         optimizer=build_optimizer(opt, steps_per_epoch, lr_multipliers),
-        loss=losses_lib.focal_losses(heads, opt.focal_gamma, opt.focal_alpha, opt.label_smoothing),
+        loss=focal,
         loss_weights=losses_lib.loss_weights(heads),
         weighted_metrics=metrics_lib.head_metrics(heads),
         jit_compile=cfg.runtime.jit_compile,
@@ -135,70 +156,6 @@ def save_atomically(model: keras.Model, path: str) -> None:
             os.remove(tmp)
 
 
-def format_accuracy_table(val_metrics: dict[str, float], heads: Sequence[Head]) -> str:
-    """A plain-text table of per-head validation accuracy (with chance level)."""
-    lines = [f"{'head':<28} {'classes':>7} {'chance':>7} {'val acc':>8}"]
-    for h in heads:
-        acc = val_metrics.get(f"{h.name}_accuracy")
-        acc_text = f"{acc:8.4f}" if acc is not None else "     n/a"
-        lines.append(f"{h.name:<28} {h.num_classes:>7} {1 / h.num_classes:7.3f} {acc_text}")
-    mean = val_metrics.get(metrics_lib.MEAN_ACCURACY)
-    if mean is not None:
-        lines.append(f"{'mean over heads':<28} {'':>7} {'':>7} {mean:8.4f}")
-    return "\n".join(lines)
-
-
-def load_examples(cfg: TrainConfig, heads: Sequence[Head]) -> sources.TrainingData:
-    """Train/val examples for a resolved config: the demo data, ``--dataset`` + ``--data-dir``,
-    or several ``--sources`` mixed (joint training)."""
-    builders, weights = sources.builders_for(cfg.data, heads)
-    return sources.training_data(
-        builders,
-        heads,
-        train_split=cfg.data.train_split,
-        val_split=cfg.data.val_split,
-        weights=weights,
-        seed=cfg.runtime.seed,
-    )
-
-
-def input_batches(
-    cfg: TrainConfig, heads: Sequence[Head], examples: tf.data.Dataset, training: bool
-) -> tf.data.Dataset:
-    """The batches of one split: the augmented training view (shuffled, repeated) or the
-    evaluation view, with the run's input size and garment-box margin."""
-    ds = pipeline.make_dataset(
-        examples,
-        heads,
-        cfg.model.image_size,
-        cfg.optimization.batch_size,
-        training=training,
-        bbox_margin=cfg.preprocess.bbox_margin,
-        seed=cfg.runtime.seed if training else None,
-    )
-    return ds.repeat() if training else ds
-
-
-def training_dataset(
-    cfg: TrainConfig, heads: Sequence[Head], train_examples: tf.data.Dataset
-) -> tf.data.Dataset:
-    """The repeated, augmented, batched training pipeline (auto-shard policy DATA)."""
-    return distribute.shard_by_data(input_batches(cfg, heads, train_examples, training=True))
-
-
-def validation_dataset(
-    cfg: TrainConfig,
-    heads: Sequence[Head],
-    val_examples: tf.data.Dataset,
-    strategy: tf.distribute.Strategy,
-) -> tf.data.Dataset:
-    """The evaluation-view validation batches; no replica gets an empty final batch (padded
-    rows have sample weight 0)."""
-    val_ds = input_batches(cfg, heads, val_examples, training=False)
-    val_ds = distribute.pad_batches(val_ds, strategy.num_replicas_in_sync)
-    return distribute.shard_by_data(val_ds)
-
-
 def train(
     config: TrainConfig,
     *,
@@ -232,20 +189,12 @@ def train(
         distribute.remove_worker_dirs()  # --strategy multi_worker: non-chief scratch folders
 
 
-def _num_train(cfg: TrainConfig, train_examples: tf.data.Dataset) -> int:
-    num_train = int(train_examples.cardinality())
-    if num_train < 0 and not cfg.optimization.steps_per_epoch:
-        raise ValueError("train_examples has unknown cardinality: set steps_per_epoch")
-    if num_train >= 0:
-        return num_train
-    return cfg.optimization.steps_per_epoch * cfg.optimization.batch_size
-
-
 def _callbacks(
     cfg: TrainConfig,
     heads: Sequence[Head],
     backup_dir: str,
-    monitor: str,
+    checkpoint: checkpointing.AtomicModelCheckpoint,
+    baselines: Mapping[str, float],
     extra: Sequence[keras.callbacks.Callback],
 ) -> list[keras.callbacks.Callback]:
     out = cfg.runtime.output_dir
@@ -261,16 +210,14 @@ def _callbacks(
             save_freq=cfg.runtime.backup_every_steps or "epoch",
             double_checkpoint=True,
         ),
-        checkpointing.AtomicModelCheckpoint(
-            os.path.join(out, "checkpoints", "best.keras"),
-            monitor=monitor,
-            mode="max",
-            save_best_only=True,
-        ),
+        checkpoint,
         keras.callbacks.CSVLogger(history_csv, append=True),
         # after the CSVLogger: redraws training_curves.png from history.csv every epoch
         reports.TrainingCurves(
-            os.path.join(out, "training_curves.png"), heads, csv_path=history_csv
+            os.path.join(out, "training_curves.png"),
+            heads,
+            csv_path=history_csv,
+            baselines=baselines,
         ),
         keras.callbacks.TensorBoard(os.path.join(out, "logs")),
         keras.callbacks.TerminateOnNaN(),
@@ -278,25 +225,101 @@ def _callbacks(
     ]
 
 
-def _write_run_files(cfg: TrainConfig, heads: Sequence[Head]) -> None:
-    cfg.save(os.path.join(cfg.runtime.output_dir, "config.json"))
-    with open(os.path.join(cfg.runtime.output_dir, "heads.json"), "w", encoding="utf-8") as f:
-        json.dump(heads_to_dict(heads), f, indent=2)
+def _restore_best(
+    model: keras.Model, cfg: TrainConfig, checkpoint: checkpointing.AtomicModelCheckpoint
+) -> dict[str, Any]:
+    """Puts the best checkpoint's weights into ``model`` (``--final-weights best``) and says
+    which weights the final validation, ``model.keras`` and the export hold."""
+    record = checkpoint.record()
+    if cfg.runtime.final_weights == "last" or record is None:
+        if record is None and cfg.runtime.final_weights == "best":
+            log.warning("no best checkpoint was written: keeping the last epoch's weights")
+        return {"weights": "last"}
+    best = keras.saving.load_model(checkpoint.filepath, compile=False)
+    model.set_weights(best.get_weights())
+    log.info(
+        "final weights: epoch %d, the best by %s (%.4f)",
+        record["epoch"],
+        record["monitor"],
+        record["value"],
+    )
+    return {"weights": "best", **record}
 
 
 def _final_validation(
-    model: keras.Model, cfg: TrainConfig, heads: Sequence[Head], val_ds: tf.data.Dataset
-) -> dict[str, float]:
+    model: keras.Model,
+    cfg: TrainConfig,
+    heads: Sequence[Head],
+    val_ds: tf.data.Dataset,
+    train_counts: Mapping[str, np.ndarray],
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Keras' validation metrics and the per-head report (baselines, per-class truth)."""
     val_metrics = model.evaluate(val_ds, return_dict=True, verbose=0)
     val_metrics = {k: float(v) for k, v in val_metrics.items()}
     mean = metrics_lib.mean_accuracy(val_metrics, heads)
     if mean is not None:
         val_metrics[metrics_lib.MEAN_ACCURACY] = mean
-    print("\nValidation accuracy per head:\n" + format_accuracy_table(val_metrics, heads))
+    report = validation.validation_report(model, val_ds, heads, train_counts)
+    print("\nValidation per head:\n" + validation.format_table(report, heads))
+    logdir = os.path.join(cfg.runtime.output_dir, "logs")
+    validation.write_tensorboard(report, logdir, cfg.optimization.epochs)
+    return val_metrics, report
+
+
+def _write_metrics(cfg: TrainConfig, **sections: Any) -> None:
     path = os.path.join(cfg.runtime.output_dir, "metrics.json")
     with open(path, "w", encoding="utf-8") as f:
-        json.dump({"val": val_metrics}, f, indent=2, sort_keys=True)
-    return val_metrics
+        json.dump(sections, f, indent=2, sort_keys=True)
+
+
+def _log_start(cfg: TrainConfig, model: keras.Model, replicas: int, steps: int) -> None:
+    opt = cfg.optimization
+    log.info(
+        "Training %s (%s params) on %d replica(s): %d steps/epoch x %d epochs, batch %d, %d px",
+        cfg.model.backbone,
+        f"{model.count_params():,}",
+        replicas,
+        steps,
+        opt.epochs,
+        opt.batch_size,
+        cfg.model.image_size,
+    )
+
+
+def _throughput(cfg: TrainConfig, steps_per_epoch: int) -> progress.Throughput:
+    """The speed logger; on a CPU without pretrained weights it warns at once that a
+    full-size model is slow, and advises again with the estimate."""
+    m = cfg.model
+    advice = None
+    if not tf.config.list_logical_devices("GPU"):
+        advice = progress.cpu_advice(m.backbone, m.image_size, bool(m.weights))
+        if not m.weights and m.backbone != "seresnet_tiny":
+            log.warning("no GPU: %s (an estimate follows after the first steps)", advice)
+    return progress.Throughput(
+        cfg.optimization.batch_size, steps_per_epoch, cfg.optimization.epochs, advice
+    )
+
+
+def _verbosity(cfg: TrainConfig) -> int:
+    """``--verbose``, or by default a progress bar on a terminal and one line per epoch
+    otherwise (a log file gets no progress-bar noise)."""
+    if cfg.runtime.verbose is not None:
+        return cfg.runtime.verbose
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _baselines(
+    train_counts: Mapping[str, np.ndarray], val_counts: Mapping[str, np.ndarray] | None
+) -> dict[str, float]:
+    """The curves' baseline per head: the accuracy of always predicting the class most frequent
+    in the training split, on the validation labels (as the final report measures it), or on
+    the training labels when there is no validation split."""
+    out = {}
+    for name, train in train_counts.items():
+        counts = train if val_counts is None else val_counts[name]
+        if train.sum() and counts.sum():
+            out[name] = float(counts[int(np.argmax(train))] / counts.sum())
+    return out
 
 
 def _train(
@@ -315,44 +338,38 @@ def _train(
     backup_dir = os.path.join(cfg.runtime.output_dir, "backup")
     cfg = distribute.worker_config(cfg, strategy)
     distribute.check_batch_size(cfg.optimization.batch_size, strategy)
-    os.makedirs(cfg.runtime.output_dir, exist_ok=True)
+    run_folder.prepare(cfg)  # a finished run is refused (or cleared with --overwrite)
     keras.utils.set_random_seed(cfg.runtime.seed)
     if cfg.runtime.deterministic:
         tf.config.experimental.enable_op_determinism()
     _set_precision(cfg.runtime.mixed_precision)  # train() restores the caller's policy
 
-    if train_examples is None:
-        data = load_examples(cfg, heads)
-        train_examples, val_examples, num_train = data.train, data.val, data.num_train
-    else:
-        num_train = _num_train(cfg, train_examples)
+    data = inputs.run_data(cfg, heads, train_examples, val_examples)
     opt = cfg.optimization
-    steps_per_epoch = _steps(num_train, opt.batch_size, opt.steps_per_epoch)
-    train_ds = training_dataset(cfg, heads, train_examples)
-    val_ds = (
-        None if val_examples is None else validation_dataset(cfg, heads, val_examples, strategy)
-    )
-
+    steps_per_epoch = _steps(data.num_train, opt.batch_size, opt.steps_per_epoch)
+    weights = losses_lib.class_weights(heads, data.train_counts, opt.class_weights)
+    train_ds = inputs.training_dataset(cfg, heads, data.train)
+    val_ds = None
+    if data.val is not None:
+        val_ds = inputs.validation_dataset(cfg, heads, data.val, strategy)
     with strategy.scope():
         # --weights: checkpoint loaded, mean/std from it; compiled per phase by fit_phases
         model = build_model(cfg, heads)
 
     def compile_for(phase_cfg: TrainConfig) -> None:
         with strategy.scope():
-            compile_model(model, heads, phase_cfg, steps_per_epoch)
+            compile_model(model, heads, phase_cfg, steps_per_epoch, weights)
 
-    _write_run_files(cfg, heads)
-    log.info(
-        "Training %s (%s params) on %d replica(s): %d steps/epoch x %d epochs, batch %d, %d px",
-        cfg.model.backbone,
-        f"{model.count_params():,}",
-        strategy.num_replicas_in_sync,
-        steps_per_epoch,
-        opt.epochs,
-        opt.batch_size,
-        cfg.model.image_size,
+    run_folder.write_config(cfg, heads)
+    _log_start(cfg, model, strategy.num_replicas_in_sync, steps_per_epoch)
+    checkpoint = checkpointing.AtomicModelCheckpoint(
+        os.path.join(cfg.runtime.output_dir, "checkpoints", "best.keras"),
+        monitor="val_mean_accuracy" if val_ds is not None else "mean_accuracy",
+        mode="max",
+        save_best_only=True,
     )
-    monitor = "val_mean_accuracy" if val_ds is not None else "mean_accuracy"
+    extra = [_throughput(cfg, steps_per_epoch), *callbacks]
+    baselines = _baselines(data.train_counts, data.val_counts)
     # --freeze-backbone / --freeze-epochs: frozen and fine-tune phases, one fit call each
     history = phases.fit_phases(
         model,
@@ -361,16 +378,20 @@ def _train(
         train_ds,
         steps_per_epoch=steps_per_epoch,
         validation_data=val_ds,
-        callbacks=_callbacks(cfg, heads, backup_dir, monitor, callbacks),
+        callbacks=_callbacks(cfg, heads, backup_dir, checkpoint, baselines, extra),
         shuffle=False,  # the tf.data pipeline shuffles
-        verbose=cfg.runtime.verbose,
+        verbose=_verbosity(cfg),
     )
-    val_metrics = {} if val_ds is None else _final_validation(model, cfg, heads, val_ds)
+    final = _restore_best(model, cfg, checkpoint)
+    val_metrics, report = {}, {}
+    if val_ds is not None:
+        val_metrics, report = _final_validation(model, cfg, heads, val_ds, data.train_counts)
+    _write_metrics(cfg, val=val_metrics, heads=report, final_weights=final)
     save_atomically(model, os.path.join(cfg.runtime.output_dir, "model.keras"))
     export_path = None
     if export:
         export_base = cfg.runtime.export_dir or os.path.join(cfg.runtime.output_dir, "export")
-        export_path = export_saved_model(model, export_base)
+        export_path = export_saved_model(model, export_base, training_data=cfg.data.to_dict())
         print(f"Exported SavedModel (TF Serving layout): {export_path}")
     return TrainResult(
         cfg,

@@ -57,8 +57,10 @@ def _is_png(path):
         return im.format == "PNG"
 
 
-def test_evaluate_matches_keras_evaluate(models, small_demo, tmp_path):
-    """One model, no TTA: the masked accuracies equal Keras' own on the same val pipeline."""
+def test_evaluate_matches_keras_evaluate(models, small_demo, tmp_path, capsys):
+    """One model, no TTA: the masked accuracies equal Keras' own on the same val pipeline; the
+    baselines come from the training split's counts; the demo data is not FashionAI's, so the
+    ranking metric is the plain mean AP."""
     out = str(tmp_path / "eval")
     assert evaluate.main([models["small_path"], *_data_args(small_demo), "--output-dir", out]) == 0
     metrics = json.load(open(os.path.join(out, "metrics.json")))
@@ -78,13 +80,38 @@ def test_evaluate_matches_keras_evaluate(models, small_demo, tmp_path):
         assert np.sum(metrics["heads"][h.name]["confusion_matrix"]) == 32
         assert _is_png(os.path.join(out, "confusion", f"{h.name}.png"))
     assert metrics["views"] == 1 and metrics["weights"] == [1.0]
-    assert metrics["official"]["map"] is not None
+    assert metrics["dataset"] == "deepfashion_attributes"
+    assert "official" not in metrics and metrics["ranking"]["name"] == "mean AP"
+    assert metrics["ranking"]["map"] is not None
+    train_counts = sources.label_counts([small_demo["builder"]], "train", HEADS)
+    val_labels = evaluation.load_eval_data(sources.load_split(small_demo["builder"], "val"), HEADS)
+    for h in HEADS:
+        m = metrics["heads"][h.name]
+        majority = int(np.argmax(train_counts[h.name]))
+        assert m["baseline_from"] == "the training split"
+        assert m["majority_class"] == h.classes[majority]
+        assert m["majority_baseline"] == pytest.approx(
+            np.mean(val_labels.labels[h.name] == majority)
+        )
+        assert m["beats_baseline"] == (m["accuracy"] > m["majority_baseline"])
+        assert list(m["baseline_counts"].values()) == train_counts[h.name].tolist()
+        assert [c["support"] for c in m["per_class"]] == np.sum(
+            m["confusion_matrix"], axis=1
+        ).tolist()
+    below = [h.name for h in HEADS if not metrics["heads"][h.name]["beats_baseline"]]
+    assert metrics["heads_not_beating_baseline"] == below and metrics["baseline_note"] is None
     assert _is_png(os.path.join(out, "top_losses.png"))
     assert len(metrics["top_losses"]) == 16
     losses = [r["loss"] for r in metrics["top_losses"]]
     assert losses == sorted(losses, reverse=True)
     report = open(os.path.join(out, "report.md")).read()
-    assert "| texture |" in report and "Official FashionAI mAP" in report
+    assert "| texture |" in report and "**Mean AP over heads: " in report
+    assert "FashionAI mAP" not in report and "## Per class" in report
+    console = " ".join(capsys.readouterr().out.split())
+    assert "head labelled accuracy baseline balanced AP" in console
+    assert "recall/precision per class:" in console
+    for name in below:  # an untrained model: the heads it does not beat are named
+        assert f"WARNING {name}: accuracy" in console and f"**{name}**:" in report
 
 
 def test_ensemble_of_different_sizes_with_tta_and_weight_search(models, small_demo, tmp_path):
@@ -149,7 +176,8 @@ def test_predict_json_and_csv_skip_and_report_bad_files(models, tmp_path, capsys
     for h in HEADS:
         tops = result["predictions"][0]["heads"][h.name]
         assert len(tops) == 2 and tops[0]["probability"] >= tops[1]["probability"]
-        assert tops[0]["class"] == h.classes[int(np.argmax(first[h.name][0]))]
+        assert tops[0]["class_name"] == h.classes[int(np.argmax(first[h.name][0]))]
+        assert tops[0]["class_index"] == int(np.argmax(first[h.name][0]))
         assert tops[0]["probability"] == pytest.approx(float(np.max(first[h.name][0])), abs=1e-6)
     csv_out = tmp_path / "pred.csv"
     assert (
@@ -159,7 +187,7 @@ def test_predict_json_and_csv_skip_and_report_bad_files(models, tmp_path, capsys
         == 0
     )
     rows = list(csv.reader(open(csv_out)))
-    assert rows[0] == ["image", "head", "rank", "class", "probability"]
+    assert rows[0] == ["image", "head", "rank", "class_index", "class_name", "probability"]
     assert len(rows) == 1 + len(HEADS) * 3
 
 
@@ -241,7 +269,9 @@ def test_fashionai_official_metric_uses_the_m_labels(tmp_path):
     model_path = str(tmp_path / "fai.keras")
     build_model("seresnet_tiny", heads, image_size=32).save(model_path)
     builder = sources.get_builder("fashionai_attributes", dummy, str(tmp_path / "tfds"))
-    data = evaluation.load_eval_data(sources.load_split(builder, "train"), heads)
+    data = evaluation.load_eval_data(
+        sources.load_split(builder, "train"), heads, dataset=builder.name
+    )
     strings = {}
     for release in ("base", "web"):
         with open(os.path.join(dummy, release, "Annotations", "label.csv")) as f:
@@ -263,6 +293,7 @@ def test_fashionai_official_metric_uses_the_m_labels(tmp_path):
         {t: probs[t][rows] for t, (rows, _) in per_task.items()},
         {t: labels for t, (_, labels) in per_task.items()},
     )
+    assert metrics["official"]["name"] == "Official FashionAI mAP / BasicPrecision"
     assert metrics["official"]["map"] == pytest.approx(want.map)
     assert metrics["official"]["basic_precision"] == pytest.approx(want.basic_precision)
     for t, score in want.per_task.items():

@@ -8,6 +8,7 @@ import os
 import keras
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
 from fashion_keras.evaluation import reports as R
@@ -78,6 +79,8 @@ def fake_history(heads, epochs=3):
 def test_training_curves_from_a_history_dict(tmp_path):
     heads = [h.name for h in get_heads("deepfashion6")]
     assert R.history_heads(fake_history(heads)) == heads  # not "val", "mean" or "loss"
+    with_balanced = {**fake_history(heads[:2]), "sleeve_balanced_accuracy": [0.5] * 3}
+    assert R.history_heads(with_balanced) == heads[:2]  # a head's balanced accuracy
     w, h6 = open_png(R.plot_training_curves(fake_history(heads), None, str(tmp_path / "a.png")))
     # the six heads were inferred from the keys: 8 panels (3 rows) against 2 panels (1 row)
     _, h0 = open_png(R.plot_training_curves(fake_history(heads), [], str(tmp_path / "b.png")))
@@ -90,6 +93,57 @@ def test_training_curves_from_a_history_dict(tmp_path):
     )
     with pytest.raises(ValueError, match="no epochs to plot"):
         R.plot_training_curves({"loss": []}, None, str(tmp_path / "d.png"))
+
+
+def realistic_history(epochs=10):
+    """Six heads; fabric and fit have no labelled validation rows (NaN, as Keras logs them)."""
+    heads = [h.name for h in get_heads("deepfashion6")]
+    hist = fake_history(heads, epochs)
+    hist["epoch"] = [float(e) for e in range(epochs)]
+    for name in ("fabric", "fit"):
+        hist[f"val_{name}_loss"] = [math.nan] * epochs
+        hist[f"val_{name}_accuracy"] = [math.nan] * epochs
+    return heads, hist
+
+
+def test_training_curves_are_readable(tmp_path):
+    """Train and val differ in colour, one legend sits outside every panel, every label lies
+    inside the image, epochs are numbered as in history.csv, baselines are drawn."""
+    heads, hist = realistic_history()
+    baselines = {"texture": 0.46, "sleeve": 0.52, "length": 0.41, "neckline": 0.708}
+    baselines.update(fabric=0.33, fit=0.6)
+    fig = R.training_curves_figure(hist, heads, baselines=baselines)
+    axes = fig.get_axes()
+    assert len(axes) == 2 * (1 + len(heads))  # loss and accuracy: all heads, then each head
+    assert all(ax.get_legend() is None for ax in axes) and len(fig.legends) == 1
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[:2] == ["train", "val"] and "baseline" in labels[2]
+    by_title = {ax.get_title(loc="left"): ax for ax in axes}
+    neck = by_title["neckline: accuracy (majority baseline 0.71)"]
+    train, val, base = neck.get_lines()
+    assert train.get_color() != val.get_color()
+    assert list(train.get_xdata()) == list(range(10))  # the epoch column, 0-based
+    assert list(base.get_ydata()) == [0.708, 0.708]
+    # no val data for fabric: said in the titles, no val line; the mean baseline is over the
+    # four heads with val data, as the val mean accuracy is
+    assert len(by_title["fabric: loss (no val data)"].get_lines()) == 1
+    assert "fabric: accuracy (majority baseline 0.33; no val data)" in by_title
+    mean_title = "mean accuracy over heads (mean majority baseline 0.52)"  # 2.098 / 4
+    assert mean_title in by_title
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    drawn = fig.get_tightbbox(renderer)  # inches: every title, label and tick label drawn
+    assert drawn.x0 >= 0 and drawn.y0 >= 0
+    assert drawn.x1 <= fig.get_figwidth() and drawn.y1 <= fig.get_figheight()
+    legend_box = fig.legends[0].get_window_extent(renderer)
+    assert all(
+        not legend_box.overlaps(ax.get_window_extent(renderer)) for ax in axes
+    )  # outside the curves
+    # without baselines: no baseline line and no legend entry for it
+    plain = R.training_curves_figure(hist, heads)
+    assert [t.get_text() for t in plain.legends[0].get_texts()] == ["train", "val"]
+    open_png(R.plot_training_curves(hist, heads, str(tmp_path / "c.png"), baselines=baselines))
 
 
 def write_csv(path, rows):
@@ -154,7 +208,7 @@ class _ExistsAtEpochEnd(keras.callbacks.Callback):
 def test_callback_draws_after_every_epoch_in_model_fit(tmp_path):
     model, x, y = tiny_model()
     png, csv_path = str(tmp_path / "training_curves.png"), str(tmp_path / "history.csv")
-    curves = R.TrainingCurves(png, ["a", "b"], csv_path=csv_path)
+    curves = R.TrainingCurves(png, ["a", "b"], csv_path=csv_path, baselines={"a": 0.4})
     probe = _ExistsAtEpochEnd(png)
     model.fit(
         x,

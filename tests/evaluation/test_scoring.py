@@ -46,6 +46,115 @@ def test_accuracy_rejects_bad_inputs():
         S.masked_accuracy([[0.5, 0.5], [np.nan, 1.0]], [0, 1])
 
 
+# --- per-class truth and baselines --------------------------------------------------------------
+
+
+def test_class_counts_skip_unlabelled_rows():
+    np.testing.assert_array_equal(S.class_counts([0, 2, 2, -1, 1, 2], 4), [1, 1, 3, 0])
+    np.testing.assert_array_equal(S.class_counts([], 3), [0, 0, 0])
+    np.testing.assert_array_equal(S.class_counts([-1, -1], 2), [0, 0])
+    with pytest.raises(ValueError, match=r"bad values \[4\]"):
+        S.class_counts([0, 4], 4)
+
+
+# argmax 0, 1, 1, 1, 1, 2 against labels 0, 0, 1, 1, 2, -1 (the last row unlabelled):
+#   class a: 2 labelled, 1 right (recall 1/2); predicted once, right (precision 1)
+#   class b: 2 labelled, both right (recall 1); predicted 4 times, 2 right (precision 1/2)
+#   class c: 1 labelled, wrong (recall 0); never predicted on a labelled row (precision n/a)
+#   class d: no labelled row, never predicted (both n/a)
+PROBS_C = [
+    [0.6, 0.2, 0.1, 0.1],
+    [0.3, 0.5, 0.1, 0.1],
+    [0.1, 0.7, 0.1, 0.1],
+    [0.2, 0.4, 0.3, 0.1],
+    [0.1, 0.5, 0.3, 0.1],
+    [0.1, 0.1, 0.7, 0.1],
+]
+LABELS_C = [0, 0, 1, 1, 2, -1]
+
+
+def test_per_class_scores_hand_computed():
+    got = S.per_class_scores(PROBS_C, LABELS_C, ["a", "b", "c", "d"])
+    assert [s.to_dict() for s in got] == [
+        {"name": "a", "support": 2, "predicted": 1, "recall": 0.5, "precision": 1.0},
+        {"name": "b", "support": 2, "predicted": 4, "recall": 1.0, "precision": 0.5},
+        {"name": "c", "support": 1, "predicted": 0, "recall": 0.0, "precision": None},
+        {"name": "d", "support": 0, "predicted": 0, "recall": None, "precision": None},
+    ]
+    with pytest.raises(ValueError, match="3 class names for 4 probability columns"):
+        S.per_class_scores(PROBS_C, LABELS_C, ["a", "b", "c"])
+
+
+def test_balanced_accuracy_is_the_mean_recall_over_classes_present():
+    # recalls 1/2, 1, 0 (class d has no labelled row and is left out); accuracy is 3/5
+    assert S.balanced_accuracy(PROBS_C, LABELS_C) == pytest.approx(0.5)
+    assert S.masked_accuracy(PROBS_C, LABELS_C) == pytest.approx(0.6)
+    assert S.balanced_accuracy(PROBS_C, [-1] * 6) is None
+    # always one class: 1 / (classes present), whatever their sizes
+    assert S.balanced_accuracy([[0.9, 0.05, 0.05]] * 5, [0, 0, 0, 1, 2]) == pytest.approx(1 / 3)
+
+
+def test_majority_baseline_takes_the_class_from_the_training_counts():
+    # the training split's majority is class 1, rare in the labels scored: 1 of 4 labelled
+    assert S.majority_baseline([0, 0, 0, 1, -1], [10, 30, 5]) == (1, 0.25)
+    assert S.majority_baseline([0, 1], [5, 5]) == (0, 0.5)  # ties: the first class
+    assert S.majority_baseline([-1, -1], [1, 2]) == (1, None)
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        S.majority_baseline([0], [])
+    with pytest.raises(ValueError, match=r"bad values \[2\]"):
+        S.majority_baseline([2], [3, 4])
+
+
+def test_head_summary_of_a_collapsed_head_does_not_beat_its_baseline():
+    """The issue's neckline: v_neck 268 / halter 58 in train; on 47 v_neck + 21 halter the head
+    answers v_neck every time: accuracy 47/68, exactly the baseline, balanced accuracy 1/2."""
+    labels = [0] * 47 + [1] * 21 + [-1]
+    probs = [[0.8, 0.2]] * len(labels)
+    got = S.head_summary(probs, labels, ["v_neck", "halter"], train_counts=[268, 58])
+    assert got == {
+        "num_labelled": 68,
+        "accuracy": pytest.approx(47 / 68),
+        "balanced_accuracy": pytest.approx(0.5),
+        "majority_class": "v_neck",
+        "majority_baseline": pytest.approx(47 / 68),
+        "baseline_from": "the training split",
+        "beats_baseline": False,
+        "per_class": [
+            {
+                "name": "v_neck",
+                "support": 47,
+                "predicted": 68,
+                "recall": 1.0,
+                "precision": pytest.approx(47 / 68),
+            },
+            {"name": "halter", "support": 21, "predicted": 0, "recall": 0.0, "precision": None},
+        ],
+    }
+    # six of the halter rows right, one v_neck row lost: 52/68 beats 47/68
+    probs = [[0.8, 0.2]] * 46 + [[0.3, 0.7]] * 7 + [[0.8, 0.2]] * 15 + [[0.5, 0.5]]
+    better = S.head_summary(probs, labels, ["v_neck", "halter"], train_counts=[268, 58])
+    assert better["accuracy"] == pytest.approx(52 / 68) and better["beats_baseline"] is True
+    assert better["balanced_accuracy"] == pytest.approx((46 / 47 + 6 / 21) / 2)
+
+
+def test_head_summary_falls_back_to_the_labels_evaluated():
+    probs = [[0.9, 0.1, 0.0]] * 4
+    labels = [0, 0, 0, 1]
+    # from the training split (class 1 there): 1/4, and the head's 3/4 beats it
+    trained = S.head_summary(probs, labels, ["a", "b", "c"], train_counts=[1, 9, 0])
+    assert (trained["majority_class"], trained["majority_baseline"]) == ("b", 0.25)
+    assert trained["beats_baseline"] is True
+    # from the labels themselves (class 0): 3/4, which the same answers only equal
+    own = S.head_summary(probs, labels, ["a", "b", "c"])
+    assert (own["majority_class"], own["majority_baseline"]) == ("a", 0.75)
+    assert own["baseline_from"] == "the labels evaluated" and own["beats_baseline"] is False
+    empty = S.head_summary(probs, [-1] * 4, ["a", "b", "c"], train_counts=[1, 9, 0])
+    assert empty["accuracy"] is None and empty["majority_baseline"] is None
+    assert empty["beats_baseline"] is None and empty["num_labelled"] == 0
+    with pytest.raises(ValueError, match=r"train_counts has shape \(2,\), expected \(3,\)"):
+        S.head_summary(probs, labels, ["a", "b", "c"], train_counts=[1, 9])
+
+
 # --- the official FashionAI metric -------------------------------------------------------------
 
 # Rows (p = max, k = argmax, true char at k):

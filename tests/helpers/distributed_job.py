@@ -45,7 +45,8 @@ def main() -> None:
     from fashion_keras.heads import get_heads
     from fashion_keras.training import distribute
     from fashion_keras.training.config import TrainConfig
-    from fashion_keras.training.trainer import load_examples, train
+    from fashion_keras.training.inputs import load_examples
+    from fashion_keras.training.trainer import train
 
     class StepLosses(keras.callbacks.Callback):
         def __init__(self):

@@ -22,6 +22,7 @@ from PIL import Image
 from fashion_keras import export as E
 from fashion_keras.heads import get_heads
 from fashion_keras.models import build_model
+from serving import CONFIG_DIR, startup
 from serving.model_config import ModelConfig
 from serving.server import ModelServer
 
@@ -29,6 +30,14 @@ SIZE = 32
 HEADS = get_heads("deepfashion6")
 #: Upper bound for any wait in these tests (a safety net, never asserted on).
 WAIT_S = 180.0
+
+#: A piece of each line TensorFlow prints as it starts (absl's preamble, then its own).
+TF_START_UP_LINES = (
+    "All log messages before absl::InitializeLog() is called",
+    "oneDNN custom operations are on",
+    "Could not find cuda drivers",
+    "This TensorFlow binary is optimized",
+)
 
 _lock = threading.Lock()
 _cache: dict[str, object] = {}
@@ -110,3 +119,20 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}")
         time.sleep(0.05)
+
+
+def command_env() -> dict[str, str]:
+    """The environment of a command run as a process: every TensorFlow log line shown
+    (``TF_CPP_MIN_LOG_LEVEL=0``), the repository importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP_")}
+    return {**env, "TF_CPP_MIN_LOG_LEVEL": "0", "PYTHONPATH": os.path.dirname(CONFIG_DIR)}
+
+
+def assert_quiet_start(stderr: str) -> None:
+    """A command's stderr holds each TensorFlow start-up line at most once and, on a machine
+    without the CUDA driver, no cuInit error."""
+    counts = {line: stderr.count(line) for line in TF_START_UP_LINES}
+    assert any(counts.values()), f"none of TensorFlow's start-up lines to check:\n{stderr}"
+    assert max(counts.values()) == 1, f"start-up lines repeated: {counts}\n{stderr}"
+    if not startup.cuda_driver_present():
+        assert "cuInit" not in stderr, stderr

@@ -1,4 +1,5 @@
-"""``python -m serving.server`` and ``python -m serving.client`` as processes, plus bind errors."""
+"""``python -m serving.server`` and ``python -m serving.client`` as processes, the port file,
+plus bind errors."""
 
 import json
 import os
@@ -8,15 +9,23 @@ import subprocess
 import sys
 
 import pytest
-from serving_helpers import WAIT_S, add_version, photo, tiny_export, wait_until
+from serving_helpers import (
+    WAIT_S,
+    add_version,
+    assert_quiet_start,
+    command_env,
+    photo,
+    tiny_export,
+    wait_until,
+)
 
 from serving import CONFIG_DIR, client
 from serving import server as server_cli
 from serving.model_config import ModelConfig
+from serving.ports import PortFile
 from serving.server import ModelServer
 
 ROOT = os.path.dirname(CONFIG_DIR)
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
 
 
 def run_module(*args, timeout=WAIT_S):
@@ -26,12 +35,15 @@ def run_module(*args, timeout=WAIT_S):
         text=True,
         timeout=timeout,
         cwd=ROOT,
-        env=ENV,
+        env=command_env(),
     )
 
 
 @pytest.mark.slow
 def test_server_and_client_command_lines(tmp_path_factory, tmp_path, capsys):
+    """A real server on 127.0.0.1 (``--port 0``: both ports free ones, written to the port
+    file), the client finding it through ``--port-file``; SIGTERM stops it and removes the
+    file. Every wait is bounded, and the server is killed if the test fails first."""
     base = str(tmp_path / "export")
     add_version(tiny_export(tmp_path_factory)[1], base, 1)
     port_file = tmp_path / "ports.json"
@@ -51,15 +63,13 @@ def test_server_and_client_command_lines(tmp_path_factory, tmp_path, capsys):
                 base,
                 "--port",
                 "0",
-                "--rest-api-port",
-                "0",
                 "--port-file",
                 str(port_file),
                 "--batching-parameters-file",
                 os.path.join(CONFIG_DIR, "batching_parameters.txt"),
             ],
             cwd=ROOT,
-            env=ENV,
+            env=command_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -67,25 +77,35 @@ def test_server_and_client_command_lines(tmp_path_factory, tmp_path, capsys):
         wait_until(lambda: port_file.exists() or server.poll() is not None, "the port file")
         assert server.poll() is None, log_path.read_text()
         ports = json.loads(port_file.read_text())
+        assert set(ports) == {"host", "grpc_port", "rest_port", "pid"}
+        assert ports["host"] == "127.0.0.1" and ports["pid"] == server.pid
+        assert 0 < ports["grpc_port"] != ports["rest_port"] > 0, "--port 0 picks both"
         grpc_target = f"127.0.0.1:{ports['grpc_port']}"
         rest_url = f"http://127.0.0.1:{ports['rest_port']}"
 
-        # the module as a process, once
+        # the module as a process, once, finding the server through the port file
         out = run_module(
-            "serving.client", "--target", grpc_target, "--timeout", "60", "predict", *images
+            "serving.client", "--port-file", str(port_file), "--timeout", "60", "predict", *images
         )
         assert out.returncode == 0, out.stderr
+        assert_quiet_start(out.stderr)
         lines = [json.loads(line) for line in out.stdout.splitlines()]
         assert [line["image"] for line in lines] == images
-        assert all(line["version"] == 1 and len(line["heads"]) == 6 for line in lines)
+        for line in lines:
+            assert (line["model_name"], line["model_version"]) == ("fashion", 1)
+            assert len(line["heads"]) == 6
+            for top in line["heads"].values():
+                assert set(top[0]) == {"class_index", "class_name", "probability"}
 
-        # the same main() in-process for the other commands
+        # the same main() in-process for the other commands; REST names the version too
         code, lines = client_main(
-            capsys, "--protocol", "rest", "--rest-url", rest_url, "predict", "--top-k", "2", *images
+            capsys,
+            *("--protocol", "rest", "--port-file", str(port_file), "--timeout", "60"),
+            *("predict", "--top-k", "2", *images),
         )
         assert code == 0
         for line in map(json.loads, lines.splitlines()):
-            assert line["version"] is None and len(line["heads"]) == 6
+            assert line["model_version"] == 1 and len(line["heads"]) == 6
             assert all(len(top) == 2 for top in line["heads"].values())
         code, out = client_main(capsys, "--target", grpc_target, "--version", "1", "status")
         assert code == 0
@@ -101,7 +121,10 @@ def test_server_and_client_command_lines(tmp_path_factory, tmp_path, capsys):
 
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=WAIT_S) == 0, log_path.read_text()
-        assert "stopped" in log_path.read_text()
+        text = log_path.read_text()
+        assert "stopped" in text
+        assert not port_file.exists(), "the server removes its port file on exit"
+        assert_quiet_start(text)
     finally:
         if server.poll() is None:
             server.kill()
@@ -118,8 +141,50 @@ def client_main(capsys, *argv):
 
 def test_server_binds_loopback_by_default(tmp_path):
     args = server_cli.build_parser().parse_args(["--model-base-path", str(tmp_path)])
-    assert (args.host, args.port, args.rest_api_port) == ("127.0.0.1", 8500, 8501)
+    assert (args.host, args.port, server_cli.rest_port_from_args(args)) == ("127.0.0.1", 8500, 8501)
     assert ModelServer([ModelConfig("fashion", str(tmp_path))]).host == "127.0.0.1"
+
+
+def test_port_zero_picks_the_rest_port_too(tmp_path):
+    for flags, rest_port in (
+        (["--port", "0"], 0),
+        (["--port", "0", "--rest-api-port", "8601"], 8601),
+        (["--port", "8600"], 8501),
+        (["--rest-api-port", "0"], 0),
+        (["--port", "0", "--no-rest"], None),
+    ):
+        args = server_cli.build_parser().parse_args(["--model-base-path", str(tmp_path), *flags])
+        assert server_cli.rest_port_from_args(args) == rest_port, flags
+
+
+def test_port_file_round_trip(tmp_path):
+    path = str(tmp_path / "ports.json")
+    ports = PortFile("127.0.0.1", 41231, 41232, pid=os.getpid())
+    ports.write(path)
+    assert json.loads(open(path).read()) == {
+        "host": "127.0.0.1",
+        "grpc_port": 41231,
+        "rest_port": 41232,
+        "pid": os.getpid(),
+    }
+    assert os.listdir(tmp_path) == ["ports.json"], "no temporary file left behind"
+    assert PortFile.read(path) == ports
+    assert (ports.grpc_target, ports.rest_url) == ("127.0.0.1:41231", "http://127.0.0.1:41232")
+    wildcard = PortFile("::", 1, None, pid=1)
+    assert (wildcard.grpc_target, wildcard.rest_url) == ("[::1]:1", None)
+    assert not PortFile("127.0.0.1", 1, 2, pid=os.getpid() + 1).remove(path), "not its own file"
+    assert ports.remove(path) and not os.path.exists(path)
+    assert not ports.remove(path), "already gone"
+    for text, message in (
+        ("not json", "not JSON"),
+        ("[1]", "expected a JSON object"),
+        ('{"host": "h", "grpc_port": "1", "rest_port": null, "pid": 1}', "grpc_port = '1'"),
+        ('{"host": "h", "grpc_port": 1, "rest_port": true, "pid": 1}', "rest_port = True"),
+        ('{"host": "h", "grpc_port": 1, "rest_port": 2}', "pid = None"),
+    ):
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(ValueError, match=message):
+            PortFile.read(str(tmp_path / "bad.json"))
 
 
 def test_command_lines_reject_bad_input(capsys, tmp_path):
@@ -138,6 +203,17 @@ def test_command_lines_reject_bad_input(capsys, tmp_path):
     assert code == 2 and "none.config" in capsys.readouterr().err
     code, err = client_main(capsys, "predict", str(tmp_path / "missing.jpg"))
     assert code == 2 and "missing.jpg" in err
+    code, err = client_main(capsys, "--port-file", str(tmp_path / "no-ports.json"), "status")
+    assert code == 2 and "no-ports.json" in err
+    PortFile("127.0.0.1", 8500, None, pid=1).write(str(tmp_path / "ports.json"))
+    for flags, message in (
+        (["--target", "127.0.0.1:1"], "give --port-file or --target, not both"),
+        (["--protocol", "rest"], "the server has no REST port (--no-rest)"),
+    ):
+        code, err = client_main(
+            capsys, "--port-file", str(tmp_path / "ports.json"), *flags, "status"
+        )
+        assert code == 2 and message in err, flags
     with pytest.raises(SystemExit):
         client.main(["--version", "1", "--label", "stable", "status"])
     assert "not allowed with argument" in capsys.readouterr().err

@@ -81,9 +81,15 @@ def test_local_server_serves_the_model_config_with_labels(tmp_path_factory, tmp_
         for label, version in (("stable", 1), ("canary", 2)):
             with GrpcClient(f"127.0.0.1:{server.grpc_port}", version_label=label, timeout=60) as c:
                 assert c.classify([photo(1)])[0].model_version == version
-            rest = RestClient(f"http://127.0.0.1:{server.rest_port}", version_label=label)
+            rest = RestClient(
+                f"http://127.0.0.1:{server.rest_port}", version_label=label, timeout=60
+            )
             [entry] = rest.status()["model_version_status"]
             assert entry["version"] == str(version)
+            assert rest.classify([photo(1)])[0].model_version == version, label
+        for pin, version in (({}, 2), ({"version": 1}, 1)):  # the newest; a pinned version
+            rest = RestClient(f"http://127.0.0.1:{server.rest_port}", timeout=60, **pin)
+            assert rest.classify([photo(1)])[0].model_version == version, pin
 
 
 @pytest.mark.parametrize(

@@ -85,9 +85,10 @@ def test_client_classify_matches_in_process_model(server, version_dir):
         for h in HEADS:
             probs = ref[f"{h.name}_probs"][i]
             order = np.argsort(-probs)[:2]
-            assert [c.name for c in pred.heads[h.name]] == [h.classes[j] for j in order]
+            assert [c.class_index for c in pred.heads[h.name]] == order.tolist()
+            assert [c.class_name for c in pred.heads[h.name]] == [h.classes[j] for j in order]
             np.testing.assert_allclose(
-                [c.prob for c in pred.heads[h.name]], probs[order], atol=1e-5
+                [c.probability for c in pred.heads[h.name]], probs[order], atol=1e-5
             )
     for key, value in ref.items():
         if value.dtype == object:

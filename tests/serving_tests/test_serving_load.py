@@ -111,7 +111,7 @@ def test_bounded_soak_8_clients_zero_errors(version_dir, tmp_path):
                     errors.append(f"client {i} request {n}: {e}")
                     continue
                 expected = ref["texture_probs"][i].max()
-                if abs(pred.heads["texture"][0].prob - expected) > 1e-5:
+                if abs(pred.heads["texture"][0].probability - expected) > 1e-5:
                     mismatches.append((i, n))
                 done[i] += 1
         finally:
@@ -165,7 +165,7 @@ def test_server_side_batching_merges_concurrent_requests(version_dir, tmp_path):
     ref = reference(version_dir, images)
     for i in range(4):
         np.testing.assert_allclose(
-            results[i].heads["sleeve"][0].prob, ref["sleeve_probs"][i].max(), atol=1e-5
+            results[i].heads["sleeve"][0].probability, ref["sleeve_probs"][i].max(), atol=1e-5
         )
 
 

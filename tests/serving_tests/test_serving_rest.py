@@ -45,12 +45,14 @@ def test_rest_client_classify_matches_in_process_model(server, version_dir):
         preds = client.classify(images, top_k=3)
         assert len(preds) == 2
         for i, pred in enumerate(preds):
+            assert (pred.model_name, pred.model_version) == ("fashion", 3), kwargs
             for h in HEADS:
                 probs = ref[f"{h.name}_probs"][i]
                 order = np.argsort(-probs)[:3]
-                assert [c.name for c in pred.heads[h.name]] == [h.classes[j] for j in order]
+                assert [c.class_index for c in pred.heads[h.name]] == order.tolist()
+                assert [c.class_name for c in pred.heads[h.name]] == [h.classes[j] for j in order]
                 np.testing.assert_allclose(
-                    [c.prob for c in pred.heads[h.name]], probs[order], atol=1e-5
+                    [c.probability for c in pred.heads[h.name]], probs[order], atol=1e-5
                 )
 
 

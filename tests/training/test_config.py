@@ -34,9 +34,12 @@ def _parse(argv):
 def test_flat_config_json_of_the_previous_version_still_loads():
     flat = json.loads(FLAT_V0.read_text())
     cfg = TrainConfig.load(str(FLAT_V0))
-    assert len(flat) == len(FIELD_SECTION)  # it names every field, flat
+    assert set(flat) <= set(FIELD_SECTION)  # every field of that version, flat
     for name, value in flat.items():
         assert getattr(cfg.section_of(name), name) == value, name
+    for name in set(FIELD_SECTION) - set(flat):  # fields added since: their defaults
+        section = cfg.section_of(name)
+        assert getattr(section, name) == getattr(type(section)(), name), name
     assert cfg.preprocess.bbox_margin == 0.2 and cfg.model.fc_layers == 2
     assert cfg.optimization.lr_multipliers == "stem=0.1" and cfg.resolve() == cfg
     # ... and --config reads it, flags overriding its fields

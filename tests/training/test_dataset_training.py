@@ -18,7 +18,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from fashion_keras import evaluate as evaluate_cli
 from fashion_keras import train as cli
+from fashion_keras import train_stack as stack_cli
 from fashion_keras.data import inspection, pipeline, preprocess, sources
 from fashion_keras.evaluation import predictors, scoring
 from fashion_keras.evaluation.evaluate import load_eval_data
@@ -169,8 +171,11 @@ def test_cli_joint_training_fashionai8_and_deepfashion6(tmp_path, capsys):
     with open(tmp_path / "run" / "metrics.json") as f:
         val = json.load(f)["val"]
     heads = get_heads("fashionai8,deepfashion6")
-    for h in heads:
-        assert np.isfinite(val[f"{h.name}_loss"]) and h.name in printed
+    validated = printed.split("not validated (no labelled validation rows): ")
+    unvalidated = validated[1].splitlines()[0].split(", ") if len(validated) > 1 else []
+    for h in heads:  # every head is in the table, or named as having no validation rows
+        assert np.isfinite(val[f"{h.name}_loss"]) and h.name in validated[0] + " ".join(unvalidated)
+    assert set(unvalidated) == {"coat_length_labels", "pant_length_labels", "sleeve_length_labels"}
     # both builders were prepared (the lenient configs) into --tfds-data-dir
     prepared = set(os.listdir(tmp_path / "tfds"))
     assert {"deepfashion_attributes", "fashionai_attributes"} <= prepared
@@ -183,6 +188,23 @@ def test_cli_joint_training_fashionai8_and_deepfashion6(tmp_path, capsys):
         )
     )
     assert out["coat_length_labels_probs"].shape == (1, 8) and out["fit_probs"].shape == (1, 3)
+    # evaluate reads both sources the run trained on, without data flags
+    assert evaluate_cli.main([str(tmp_path / "run"), "--output-dir", str(tmp_path / "ev")]) == 0
+    with open(tmp_path / "ev" / "metrics.json") as f:
+        metrics = json.load(f)
+    assert metrics["dataset"] == "fashionai_attributes+deepfashion_attributes"
+    assert "official" not in metrics  # the joint score is not FashionAI's official one
+    rows = sum(
+        sum(1 for _ in sources.load_split(b, "val"))
+        for b in (
+            sources.get_builder("fashionai_attributes/m_half", str(FAI_DUMMY),
+                                str(tmp_path / "tfds"), skip_bad_rows=True),
+            sources.get_builder("deepfashion_attributes",
+                                str(DATASETS / "deepfashion_attributes" / "dummy_data"),
+                                str(tmp_path / "tfds"), skip_bad_rows=True),
+        )
+    )  # fmt: skip
+    assert metrics["num_examples"] == rows
 
 
 @pytest.mark.slow
@@ -196,6 +218,18 @@ def test_cli_custom_csv_with_the_user_head_spec(tmp_path):
     with open(tmp_path / "run" / "metrics.json") as f:
         val = json.load(f)["val"]
     assert {"sleeve_accuracy", "colour_accuracy"} <= set(val)
+    # the run folder and its export remember their data: no data flags needed afterwards
+    for model in ("run", "run/export/1"):
+        out = tmp_path / "ev" / model.replace("/", "_")
+        assert evaluate_cli.main([str(tmp_path / model), "--output-dir", str(out)]) == 0
+        with open(out / "metrics.json") as f:
+            metrics = json.load(f)
+        assert metrics["dataset"] == "custom_csv"
+        assert set(metrics["heads"]) == {"sleeve", "colour"}
+    stack = ["--hidden-units", "4", "--epochs", "1", "--output-dir", str(tmp_path / "stack")]
+    assert stack_cli.main([str(tmp_path / "run"), *stack]) == 0
+    with open(tmp_path / "stack" / "metrics.json") as f:
+        assert {"sleeve", "colour"} <= set(json.load(f)["val_accuracy"])
 
 
 @pytest.mark.slow

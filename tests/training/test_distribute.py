@@ -248,7 +248,7 @@ def test_multi_worker_two_processes(small_demo, replica_runs, tmp_path):
         "metrics.json", "model.keras",
     } <= set(os.listdir(out))  # fmt: skip
     assert not [p for p in os.listdir(out) if p.startswith((".", "backup"))]
-    assert os.listdir(out / "checkpoints") == ["best.keras"]
+    assert sorted(os.listdir(out / "checkpoints")) == ["best.json", "best.keras"]
     with open(out / "history.csv") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]
     assert worker["export_path"].startswith(worker["output_dir"])

@@ -100,11 +100,20 @@ def test_mean_head_accuracy_callback_and_helpers():
 def test_many_class_heads_get_top_k():
     big = Head("category", tuple(f"c{i}" for i in range(50)))
     names = [m.name for m in M.head_metrics([big, HEADS[0]])["category"]]
-    assert names == ["accuracy", "top3", "top5"]  # Keras prefixes them with the output name
-    assert [m.name for m in M.head_metrics([big, HEADS[0]])["a"]] == ["accuracy"]
+    # Keras prefixes them with the output name
+    assert names == ["accuracy", "balanced_accuracy", "top3", "top5"]
+    assert [m.name for m in M.head_metrics([big, HEADS[0]])["a"]] == [
+        "accuracy",
+        "balanced_accuracy",
+    ]
     # a single-output model gets no prefix from Keras: the metrics carry the head name
     names = [m.name for m in M.head_metrics([big])["category"]]
-    assert names == ["category_accuracy", "category_top3", "category_top5"]
+    assert names == [
+        "category_accuracy",
+        "category_balanced_accuracy",
+        "category_top3",
+        "category_top5",
+    ]
 
 
 def test_loss_weight_overrides_and_bad_values():

@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -99,10 +101,55 @@ def test_best_keras_is_the_epoch_with_the_best_validation_metric(tmp_path, monke
 
     monkeypatch.setattr(metrics_lib.MeanHeadAccuracy, "on_epoch_end", scripted)
     weights = Weights()
-    _train(_config(tmp_path), [weights])
+    result = _train(_config(tmp_path), [weights])
     best = keras.saving.load_model(tmp_path / "run" / "checkpoints" / "best.keras")
     assert _same(best.get_weights(), weights.epochs[1])
     assert not _same(best.get_weights(), weights.epochs[2])
+    # what is kept is what was best: model.keras (and the export) hold epoch 1, and say so
+    final = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert _same(final.get_weights(), weights.epochs[1]) and _same(
+        result.model.get_weights(), weights.epochs[1]
+    )
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["final_weights"] == {
+        "weights": "best",
+        "epoch": 1,
+        "monitor": "val_mean_accuracy",
+        "value": 0.9,
+    }
+    # a fresh process loads it compiled as the README says: import the models, load_model
+    load = (
+        "import sys, keras, fashion_keras.models\n"
+        "m = keras.saving.load_model(sys.argv[1])\n"
+        "print(type(m.optimizer).__name__, m.compiled)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", load, str(tmp_path / "run" / "model.keras")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["AdamW", "True"]
+
+
+@pytest.mark.slow
+def test_final_weights_last_keeps_the_last_epoch(tmp_path, monkeypatch):
+    script = {0: 0.30, 1: 0.90}
+    original = metrics_lib.MeanHeadAccuracy.on_epoch_end
+
+    def scripted(self, epoch, logs=None):
+        original(self, epoch, logs)
+        logs[f"val_{metrics_lib.MEAN_ACCURACY}"] = script[epoch]
+
+    monkeypatch.setattr(metrics_lib.MeanHeadAccuracy, "on_epoch_end", scripted)
+    script[1] = 0.1  # epoch 0 is the best
+    weights = Weights()
+    _train(_config(tmp_path, epochs=2).replace(final_weights="last"), [weights])
+    final = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert _same(final.get_weights(), weights.epochs[1])
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["final_weights"] == {"weights": "last"}
 
 
 @pytest.mark.slow
@@ -175,7 +222,8 @@ def test_best_keras_is_never_left_partial(tmp_path, monkeypatch):
     assert written and str(path) not in written  # the new one went to another name first
     assert path.read_bytes() == before
     keras.saving.load_model(path)
-    assert os.listdir(path.parent) == ["best.keras"]  # nothing half-written left beside it
+    # nothing half-written left beside it (best.json records the epoch and value it holds)
+    assert sorted(os.listdir(path.parent)) == ["best.json", "best.keras"]
 
 
 def test_model_keras_is_never_left_partial(tmp_path, monkeypatch):
