@@ -11,20 +11,30 @@ PYTEST_ARGS ?=
 # extra pytest arguments of the TFX tier, e.g. make test-tfx TFX_PYTEST_ARGS='-m "not slow"'
 TFX_PYTEST_ARGS ?=
 
-.PHONY: install train test test-fast test-tfx bench lint format clean
+.PHONY: install install-test train test test-fast test-tfx bench lint format clean
 
+# what training, evaluation, export and serving need (setup.py install_requires): no torch,
+# timm or jax; `make train` installs only this
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# the test tools on top: pytest, ruff, jax (KERAS_BACKEND=jax tests), torch + timm (the
+# reference oracle of the backbones)
+$(VENV)/.installed-test: $(VENV)/.installed setup.py
 	$(PY) -m pip install -q -e ".[dev,test]"
 	touch $@
 
 install: $(VENV)/.installed
 
+install-test: $(VENV)/.installed-test
+
 train: install
 	$(PY) -m fashion_keras.train --heads deepfashion6 --output-dir runs/demo
 
-test: install lint
+test: install-test lint
 	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
 	scripts/tfx_root.sh --skip-if-unsupported test $(TFX_PYTEST_ARGS)
 
@@ -35,7 +45,7 @@ test-tfx:
 	scripts/tfx_root.sh test $(TFX_PYTEST_ARGS)
 
 # skips the slow end-to-end tier while iterating
-test-fast: install
+test-fast: install-test
 	$(PY) -m pytest -n $(JOBS) -m "not slow" $(PYTEST_ARGS)
 
 $(VENV)/.installed-bench: $(VENV)/.installed setup.py
@@ -49,11 +59,11 @@ BENCH_ARGS ?=
 bench: $(VENV)/.installed-bench
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
-lint: install
+lint: install-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-format: install
+format: install-test
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 

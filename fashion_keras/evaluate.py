@@ -43,13 +43,29 @@ DATA_EXCLUDE = (
 )
 
 
+#: The sections of a ``--config`` file, by key.
+CONFIG_SECTIONS = {
+    "data": DataConfig,
+    "preprocess": PreprocessConfig,
+    "inference": InferenceConfig,
+    "evaluation": EvalConfig,
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.command_parser("python -m fashion_keras.evaluate", __doc__.split("\n\n")[1])
     parser.add_argument(
         "models",
-        nargs="+",
+        nargs="*",
         help="model(s): .keras file, SavedModel version folder or export base, training run "
         "folder, or train_stack folder; several (or comma-separated) form an ensemble",
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        help='A JSON file of this command\'s options: {"models": [...], "data": {...}, '
+        '"preprocess": {...}, "inference": {...}, "evaluation": {...}} (e.g. '
+        "recipes/fashionai_ensemble/evaluate.json); models and flags given here win.",
     )
     sections.add_arguments(parser.add_argument_group("data"), DataConfig, exclude=DATA_EXCLUDE)
     sections.add_arguments(parser.add_argument_group("preprocessing"), PreprocessConfig)
@@ -86,7 +102,16 @@ def _load_data(data_cfg: DataConfig, heads, config: EvalConfig):
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config:
+        try:
+            extra = sections.fill_from_file(args, args.config, CONFIG_SECTIONS, ("models",))
+        except ValueError as e:
+            parser.error(str(e))
+        args.models = args.models or list(extra.get("models", []))
+    if not args.models:
+        parser.error('name at least one model (or give --config with "models")')
     if args.weights and args.search_weights:
         raise SystemExit("give either --weights or --search-weights, not both")
     with cli.input_errors(args.debug):  # bad flags, models, rows, heads the data lacks

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, get_args
 
 
@@ -160,6 +161,44 @@ def from_args(section: type, args: argparse.Namespace, base: Any = None) -> Any:
     """``base`` (default: the section's defaults) with the flags actually given applied."""
     base = base if base is not None else section()
     return dataclasses.replace(base, **given_fields(section, args))
+
+
+def fill_from_file(
+    args: argparse.Namespace, path: str, groups: Mapping[str, type], extra: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Fills the flags not given on the command line from a JSON file of sections
+    (``{"data": {...}, "evaluation": {...}}``, keys of ``groups``); returns its ``extra``
+    top-level keys (e.g. ``models``). Flags given on the command line win.
+
+    Raises ``ValueError`` naming the file and the key that is not a section, or a field that is
+    not an option of this command.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"--config {path}: cannot read it as JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path}: expected a JSON object of sections, got {data!r}")
+    unknown = sorted(set(data) - set(groups) - set(extra))
+    if unknown:
+        raise ValueError(
+            f"--config {path}: unknown key(s) {unknown}; expected {sorted([*groups, *extra])}"
+        )
+    for name, cls in groups.items():
+        section = data.get(name, {})
+        fields = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(section, dict):
+            raise ValueError(f"--config {path}: {name} = {section!r} must be an object of fields")
+        for field, value in section.items():
+            if field not in fields or not hasattr(args, field):
+                raise ValueError(
+                    f"--config {path}: {name}.{field} is not an option of this command "
+                    f"(see --help for the {name} options)"
+                )
+            if getattr(args, field) is None:
+                setattr(args, field, value)
+    return {key: data[key] for key in extra if key in data}
 
 
 def validated_from_args(args: argparse.Namespace, *section_classes: type) -> tuple[Any, ...]:

@@ -41,8 +41,9 @@ from typing import Any, Literal
 
 import keras
 
+from fashion_keras.models.applications import APPLICATIONS, ApplicationBackbone, is_application
 from fashion_keras.models.layers import SqueezeExcite
-from fashion_keras.models.presets import backbone_preset
+from fashion_keras.models.presets import BACKBONE_PRESETS, backbone_preset
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # PyTorch momentum 0.1
@@ -332,11 +333,19 @@ class Backbone(keras.Model):
 
 def get_backbone(
     name: str, image_shape: Sequence[int | None] = (None, None, 3), **kwargs: Any
-) -> Backbone:
-    """Builds the preset backbone ``name`` (see ``presets.BACKBONE_PRESETS``), randomly
-    initialised.
+) -> Backbone | ApplicationBackbone:
+    """Builds the backbone ``name``, randomly initialised: a ``presets.BACKBONE_PRESETS`` name
+    (SE-ResNet family) or an ``applications.APPLICATIONS`` name (``keras_densenet201`` ...).
 
-    ``kwargs`` override preset arguments (or set ``name``/``trainable``).
+    ``kwargs`` override preset arguments (or set ``name``/``trainable``; ``weights`` for an
+    application backbone).
     """
+    if is_application(name):
+        return ApplicationBackbone(name, image_shape=image_shape, **kwargs)
+    if name not in BACKBONE_PRESETS:
+        raise ValueError(
+            f"unknown backbone {name!r}; expected one of {', '.join(sorted(BACKBONE_PRESETS))} "
+            f"(SE-ResNet family) or {', '.join(sorted(APPLICATIONS))} (keras.applications)"
+        )
     args = {**backbone_preset(name), "name": name, **kwargs}
     return Backbone(image_shape=image_shape, **args)

@@ -9,7 +9,7 @@ from typing import Any
 import keras
 
 from fashion_keras.heads import Head, HeadSpec, get_heads, heads_from_dict, heads_to_dict
-from fashion_keras.models.backbones import Backbone, get_backbone
+from fashion_keras.models.backbones import get_backbone
 from fashion_keras.models.layers import ImageNormalization
 from fashion_keras.models.presets import IMAGENET_MEAN, IMAGENET_STD
 
@@ -91,8 +91,9 @@ class MultiHeadClassifier(keras.Model):
       fc_units: width of each hidden Dense layer.
       dropout: dropout rate in [0, 1).
       image_size: square input size, or ``None`` for variable-size inputs.
-      mean: per-channel RGB mean subtracted from the [0, 255] input.
-      std: per-channel RGB standard deviation dividing the input.
+      mean: per-channel RGB mean subtracted from the [0, 255] input; ``None``: the backbone's
+        own (``ApplicationBackbone.mean``), else the ImageNet mean.
+      std: per-channel RGB standard deviation dividing the input; ``None`` as for ``mean``.
       preprocessing: input preprocessing the data pipeline (not the model) applies, an opaque
         JSON-serialisable dict such as ``{"bbox_margin": 0.2}``; kept as ``model.preprocessing``
         and in the saved config (``None``: not recorded, as in models saved before it existed).
@@ -101,17 +102,21 @@ class MultiHeadClassifier(keras.Model):
 
     def __init__(
         self,
-        backbone: Backbone,
+        backbone: keras.Model,
         heads: HeadSpec | Mapping[str, Any],
         fc_layers: int = 0,
         fc_units: int = 1024,
         dropout: float = 0.0,
         image_size: int | None = None,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         preprocessing: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if mean is None:
+            mean = getattr(backbone, "mean", IMAGENET_MEAN)
+        if std is None:
+            std = getattr(backbone, "std", IMAGENET_STD)
         if not isinstance(backbone, keras.Model):
             raise ValueError(
                 f"MultiHeadClassifier: backbone = {backbone!r} must be a Backbone (keras.Model)"
@@ -215,7 +220,7 @@ def build_model(
     and a head spec (:func:`fashion_keras.models.create_model` also loads pretrained weights).
 
     Args:
-      backbone: a ``BACKBONE_PRESETS`` name (or a ``Backbone`` instance).
+      backbone: a ``BACKBONE_PRESETS`` or ``APPLICATIONS`` name (or a backbone instance).
       heads: anything ``fashion_keras.heads.get_heads`` accepts (preset name, comma list,
         YAML/JSON path, tuple of heads) or the dict form of a head spec.
       image_size: square input size (``None`` for variable-size inputs).
@@ -224,7 +229,7 @@ def build_model(
       preprocessing: the data pipeline's input preprocessing, kept in the model (see
         :class:`MultiHeadClassifier`).
       **kwargs: further ``MultiHeadClassifier`` arguments (``fc_units``, ``mean``, ``std``,
-        ``name``).
+        ``name``); ``mean``/``std`` default to the backbone's (see ``MultiHeadClassifier``).
     """
     if isinstance(backbone, str):
         image_shape = (image_size, image_size, 3)

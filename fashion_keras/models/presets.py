@@ -89,6 +89,14 @@ class PretrainedInfo:
     crop_pct: float = 0.875
     mean: tuple[float, float, float] = _timm_units(IMAGENET_MEAN)
     std: tuple[float, float, float] = _timm_units(IMAGENET_STD)
+    top1: float | None = None  # ImageNet top-1 (%) at input_size, timm's results-imagenet.csv
+    test_top1: float | None = None  # the same at test_input_size
+    sha256: str | None = None  # the file's SHA-256 where known (else checked on download)
+
+    @property
+    def source(self) -> str | None:
+        """Where ``--weights imagenet`` fetches from: the hub id or the release URL."""
+        return self.hf_hub_id or self.url
 
     def primary_file(self, arch: str) -> str | None:
         """The file name to put in the Keras cache folder for ``--weights imagenet``."""
@@ -114,33 +122,81 @@ _CADENE = "https://github.com/rwightman/pytorch-image-models/releases/download/v
 _TIMM_V01 = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-weights/"
 _LEGACY_CFG = {"interpolation": "bilinear", "crop_pct": 0.875}
 
-#: timm's default checkpoint per backbone preset (all but ``seresnet_tiny``).
+#: timm's default checkpoint per backbone preset (all but ``seresnet_tiny``). ``top1`` /
+#: ``test_top1``: timm's results/results-imagenet.csv (huggingface/pytorch-image-models, commit
+#: aa4b5850c154) at ``input_size`` / ``test_input_size``. The release files carry the first hex
+#: digits of their SHA-256 in the name (``-ce0d4300.pth``), checked on download.
 PRETRAINED: dict[str, PretrainedInfo] = {
     "resnet50": PretrainedInfo(
-        "a1_in1k", "timm/resnet50.a1_in1k", test_input_size=288, crop_pct=0.95
+        "a1_in1k",
+        "timm/resnet50.a1_in1k",
+        test_input_size=288,
+        crop_pct=0.95,
+        top1=80.382,
+        test_top1=81.240,
     ),
     "seresnet50": PretrainedInfo(
-        "a1_in1k", "timm/seresnet50.a1_in1k", test_input_size=288, crop_pct=0.95
+        "a1_in1k",
+        "timm/seresnet50.a1_in1k",
+        test_input_size=288,
+        crop_pct=0.95,
+        top1=80.012,
+        test_top1=81.114,
     ),
     "seresnet101": PretrainedInfo(None, test_input_size=288),
     "seresnet152": PretrainedInfo(None, test_input_size=288),
     "seresnext50_32x4d": PretrainedInfo(
-        "racm_in1k", "timm/seresnext50_32x4d.racm_in1k", test_input_size=288
+        "racm_in1k",
+        "timm/seresnext50_32x4d.racm_in1k",
+        test_input_size=288,
+        top1=81.268,
+        test_top1=82.186,
     ),
-    "seresnext101_32x4d": PretrainedInfo("gluon_in1k", "timm/seresnext101_32x4d.gluon_in1k"),
+    "seresnext101_32x4d": PretrainedInfo(
+        "gluon_in1k", "timm/seresnext101_32x4d.gluon_in1k", top1=80.886
+    ),
     "legacy_seresnet50": PretrainedInfo(
-        "in1k", url=_CADENE + "se_resnet50-ce0d4300.pth", **_LEGACY_CFG
+        "in1k", url=_CADENE + "se_resnet50-ce0d4300.pth", top1=77.650, **_LEGACY_CFG
     ),
     "legacy_seresnet101": PretrainedInfo(
-        "in1k", url=_CADENE + "se_resnet101-7e38fcc6.pth", **_LEGACY_CFG
+        "in1k", url=_CADENE + "se_resnet101-7e38fcc6.pth", top1=78.370, **_LEGACY_CFG
     ),
     "legacy_seresnet152": PretrainedInfo(
-        "in1k", url=_CADENE + "se_resnet152-d17c99b7.pth", **_LEGACY_CFG
+        "in1k", url=_CADENE + "se_resnet152-d17c99b7.pth", top1=78.662, **_LEGACY_CFG
     ),
     "legacy_seresnext50_32x4d": PretrainedInfo(
-        "in1k", url=_TIMM_V01 + "legacy_se_resnext50_32x4d-f3651bad.pth", **_LEGACY_CFG
+        "in1k",
+        url=_TIMM_V01 + "legacy_se_resnext50_32x4d-f3651bad.pth",
+        top1=79.080,
+        **_LEGACY_CFG,
     ),
     "legacy_seresnext101_32x4d": PretrainedInfo(
-        "in1k", url=_TIMM_V01 + "legacy_se_resnext101_32x4d-37725eac.pth", **_LEGACY_CFG
+        "in1k",
+        url=_TIMM_V01 + "legacy_se_resnext101_32x4d-37725eac.pth",
+        top1=80.274,
+        **_LEGACY_CFG,
     ),
 }
+
+
+def pretrained_table() -> str:
+    """The ``--weights imagenet`` checkpoints as a markdown table (for the README)."""
+    rows = [
+        "| backbone | `--weights imagenet` fetches | file in `$KERAS_HOME/models` "
+        "| preprocessing | ImageNet top-1 (timm) |",
+        "|---|---|---|---|---|",
+    ]
+    for arch, info in PRETRAINED.items():
+        if info.source is None:
+            rows.append(f"| `{arch}` | none (timm has no ImageNet weights) | | | |")
+            continue
+        where = f"`{info.hf_hub_id}` (Hugging Face)" if info.hf_hub_id else info.url
+        size = f"{info.input_size} px"
+        if info.test_input_size:
+            size += f" (test {info.test_input_size})"
+        pre = f"{size}, {info.interpolation}, crop {info.crop_pct}"
+        top1 = f"{info.top1:.2f} %" if info.top1 is not None else "n/a"
+        if info.test_top1 is not None:
+            top1 += f" ({info.test_top1:.2f} % at {info.test_input_size} px)"
+        rows.append(f"| `{arch}` | {where} | `{info.primary_file(arch)}` | {pre} | {top1} |")
+    return "\n".join(rows) + "\n"

@@ -28,7 +28,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from fashion_keras.models.backbones import Backbone, get_backbone
+from fashion_keras.models.applications import APPLICATIONS
+from fashion_keras.models.backbones import get_backbone
 from fashion_keras.models.layers import SqueezeExcite
 from fashion_keras.models.presets import BACKBONE_PRESETS
 
@@ -85,9 +86,31 @@ class Summary:
         return sum(g.macs + g.gate_macs for g in self.groups)
 
 
-def _group_of(layer_name: str) -> str:
-    head = layer_name.split("_", 1)[0]
-    return head if head.startswith("layer") and head != "layer0" else "stem"
+def _group_names(backbone: keras.Model) -> dict[str, str]:
+    """Group (``stem``, ``layer1`` ...) of each backbone layer, from the backbone's stages."""
+    stages = getattr(backbone, "num_stages", None) or len(backbone.stage_blocks)
+    groups = {name: "stem" for name in backbone.stem_layer_names}
+    for i in range(stages):
+        groups.update({name: f"layer{i + 1}" for name in backbone.stage_layer_names(i + 1)})
+    return groups
+
+
+def _layer_macs(layer: keras.layers.Layer) -> int:
+    """Multiply-accumulates of a Conv2D, DepthwiseConv2D or (per-pixel) Dense layer; 0 else."""
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        h, w, c = _static(layer.output.shape, layer.name)
+        kh, kw = (int(d) for d in layer.kernel.shape[:2])
+        return h * w * c * kh * kw
+    if isinstance(layer, keras.layers.Conv2D):
+        h, w, c = _static(layer.output.shape, layer.name)
+        kh, kw, cin_per_group, _ = (int(d) for d in layer.kernel.shape)
+        return h * w * c * kh * kw * cin_per_group
+    if isinstance(layer, keras.layers.Dense):
+        positions = int(np.prod(_static(layer.output.shape, layer.name)[:-1], dtype=np.int64))
+        return positions * int(np.prod(layer.kernel.shape))
+    if isinstance(layer, keras.Model):  # a nested block (ConvNeXt stem / downsampling)
+        return sum(_layer_macs(sub) for sub in layer.layers)
+    return 0
 
 
 def _static(shape: Sequence[int | None], layer: str) -> tuple[int, ...]:
@@ -96,23 +119,24 @@ def _static(shape: Sequence[int | None], layer: str) -> tuple[int, ...]:
     return tuple(int(d) for d in shape[1:])
 
 
-def summarize(backbone: Backbone, num_classes: int = 1000) -> Summary:
-    """Per-group parameters and MACs of ``backbone`` (built with a static ``image_shape``)
-    plus a ``num_classes`` linear classifier on the pooled features."""
+def summarize(backbone: keras.Model, num_classes: int = 1000) -> Summary:
+    """Per-group parameters and MACs of ``backbone`` (a ``Backbone`` or an
+    ``ApplicationBackbone``, built with a static ``image_shape``) plus a ``num_classes`` linear
+    classifier on the pooled features."""
     groups: dict[str, GroupCost] = {}
+    group_of = _group_names(backbone)
     for layer in backbone.layers:
         if not layer.weights and not isinstance(layer, SqueezeExcite):
             continue
-        g = groups.setdefault(_group_of(layer.name), GroupCost(_group_of(layer.name)))
+        name = group_of[layer.name]
+        g = groups.setdefault(name, GroupCost(name))
         g.params += int(sum(np.prod(w.shape) for w in layer.trainable_weights))
         if isinstance(layer, SqueezeExcite):
             h, w, c = _static(layer.output.shape, layer.name)
             g.macs += 2 * c * layer.reduced_channels
             g.gate_macs += 2 * h * w * c
-        elif isinstance(layer, keras.layers.Conv2D):
-            h, w, c = _static(layer.output.shape, layer.name)
-            kh, kw, cin_per_group, _ = (int(d) for d in layer.kernel.shape)
-            g.macs += h * w * c * kh * kw * cin_per_group
+        else:
+            g.macs += _layer_macs(layer)
     head = GroupCost(
         "head",
         params=backbone.num_features * num_classes + num_classes,
@@ -120,10 +144,11 @@ def summarize(backbone: Backbone, num_classes: int = 1000) -> Summary:
     )
     order = ["stem"] + [f"layer{i + 1}" for i in range(len(backbone.stage_blocks))]
     image_size = int(backbone.image_shape[0]) if backbone.image_shape[0] else 0
+    application = getattr(backbone, "application", None)
     return Summary(
         backbone=backbone.name,
-        layout=backbone.layout,
-        stride_in_1x1=backbone.stride_in_1x1,
+        layout=backbone.layout if application is None else "keras.applications",
+        stride_in_1x1=bool(getattr(backbone, "stride_in_1x1", False)),
         image_size=image_size,
         num_classes=num_classes,
         groups=[groups[k] for k in order if k in groups] + [head],
@@ -187,8 +212,11 @@ def paper_checks(name: str) -> list[Check]:
 def format_summary(summary: Summary) -> str:
     """A plain-text table of the per-group costs."""
     stride = "first 1x1 conv" if summary.stride_in_1x1 else "3x3 conv"
+    layout = f"{summary.layout} layout, block stride on the {stride}"
+    if summary.layout == "keras.applications":
+        layout = "keras.applications"
     lines = [
-        f"{summary.backbone} ({summary.layout} layout, block stride on the {stride}) at "
+        f"{summary.backbone} ({layout}) at "
         f"{summary.image_size}x{summary.image_size} px, {summary.num_classes}-class classifier",
         f"{'group':<8} {'params':>12} {'MACs':>16} {'SE gate MACs':>14}",
     ]
@@ -218,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m fashion_keras.models.summary",
         description="Parameters and MACs of a backbone, checked against the SENet paper.",
     )
-    parser.add_argument("backbone", choices=sorted(BACKBONE_PRESETS))
+    parser.add_argument("backbone", choices=sorted(BACKBONE_PRESETS) + sorted(APPLICATIONS))
     parser.add_argument("--image-size", type=int, default=224, help="Square input size (px).")
     parser.add_argument("--num-classes", type=int, default=1000, help="Classifier classes.")
     parser.add_argument(

@@ -48,7 +48,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESET_CHOICES = ("auto", *PRESETS)
 
 #: Layer groups of ``--lr-multipliers`` (``stages`` sets ``layer1`` ... ``layerN`` at once).
-GROUP_HELP = "stem, layer1 ... layer4 (or stages for all of them) and heads"
+GROUP_HELP = (
+    "stem, layer1 ... layer4 (or stages for all of them) and heads (keras_* backbones: "
+    "their stem and four stages, listed in fashion_keras/models/README.md)"
+)
 
 
 @dataclasses.dataclass
@@ -59,14 +62,21 @@ class ModelConfig(Section):
         None,
         "Backbone name: timm layout resnet50, seresnet50/101/152, seresnext50_32x4d, "
         "seresnext101_32x4d; senet.py (Caffe) layout legacy_seresnet50/101/152, "
-        "legacy_seresnext50_32x4d, legacy_seresnext101_32x4d; seresnet_tiny for demos.",
+        "legacy_seresnext50_32x4d, legacy_seresnext101_32x4d; seresnet_tiny for demos; "
+        "keras.applications networks keras_resnet50/101/152, keras_resnet50_v2/101_v2/152_v2, "
+        "keras_inception_v3 (299 px, at least 75), keras_densenet121/169/201, "
+        "keras_vgg16/19, keras_efficientnet_v2_b0, keras_efficientnet_v2_s (384 px), "
+        "keras_convnext_tiny/small, with their own preprocessing and default size and "
+        "--weights imagenet downloaded by Keras.",
     )
     weights: str | None = option(
         None,
-        "Backbone weights: a timm/PyTorch checkpoint (.safetensors; .pth/.pt with PyTorch "
-        "installed), a Keras .weights.h5, or 'imagenet' (looked up in the Keras cache folder "
-        "~/.keras/models; nothing is downloaded). Mean/std and the default --image-size follow "
-        "the checkpoint.",
+        "Backbone weights: a checkpoint file (.safetensors; .pth/.pt with PyTorch installed; "
+        "a Keras .weights.h5), 'imagenet' (timm's default checkpoint for the backbone), a timm "
+        "Hugging Face id (timm/seresnet50.a1_in1k, hf://timm/...) or an https:// URL. Names "
+        "are downloaded once into the Keras cache folder ($KERAS_HOME/models, default "
+        "~/.keras/models), checked (size, SHA-256) and reused offline. Mean/std and the "
+        "default --image-size follow the checkpoint.",
     )
     image_size: int | None = option(None, "Square input size in pixels.")
     fc_layers: int = option(0, "Fully connected layers before the heads (0, 2 or 4).")
@@ -92,8 +102,13 @@ class OptimizationConfig(Section):
     epochs: int | None = option(None, "Number of epochs.")
     steps_per_epoch: int | None = option(None, "Limit the steps per epoch (default: whole split).")
     learning_rate: float | None = option(None, "Peak learning rate.")
-    lr_schedule: Literal["cosine", "constant"] = option(
-        "cosine", "Learning-rate schedule: cosine decay after warm-up, or constant."
+    lr_schedule: Literal["cosine", "constant", "one_cycle"] = option(
+        "cosine",
+        "Learning-rate schedule: cosine decay after warm-up, constant, or one_cycle (fastai's "
+        "fit_one_cycle: cosine warm-up from --learning-rate / 25 over the first quarter of the "
+        "steps, then cosine annealing to --learning-rate / 1e5; with --freeze-epochs each phase "
+        "gets its own cycle as in fastai's fine_tune: warm-up over 0.99 of the frozen phase, "
+        "then over 0.3 of the fine-tune phase from its peak / 5; --warmup-epochs is unused).",
     )
     warmup_epochs: float = option(1.0, "Linear warm-up length in epochs (cosine schedule).")
     optimizer: Literal["adamw", "adam", "sgd"] = option("adamw", "Optimizer.")

@@ -1,7 +1,8 @@
 """The optimizer of a run: its learning-rate schedule and per-layer learning rates.
 
 :func:`build_optimizer` makes the configured optimizer (AdamW, Adam or SGD) with its schedule
-(cosine decay after a linear warm-up, or constant). ``--lr-multipliers 'stem=0.01,stages=0.1'``
+(cosine decay after a linear warm-up, constant, or fastai's one-cycle, :class:`OneCycle`).
+``--lr-multipliers 'stem=0.01,stages=0.1'``
 gives layer groups (:func:`layer_groups`: the backbone's stem and stages, the heads) their own
 learning-rate factors (:func:`lr_multiplier_patterns`).
 
@@ -19,6 +20,7 @@ do. Only ``keras.ops`` and Keras' public optimizer hooks are used, so it runs on
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -126,10 +128,89 @@ def make_optimizer(
     return plain(**kwargs)
 
 
+@keras.saving.register_keras_serializable(package="fashion_keras")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """fastai's one-cycle learning rate (``fit_one_cycle``; momentum is not cycled).
+
+    At step ``s`` of ``total_steps``, with ``p = s / total_steps``: a cosine rise from
+    ``max_learning_rate / div`` to ``max_learning_rate`` while ``p < pct_start``, then a cosine
+    fall to ``max_learning_rate / div_final`` (fastai's ``combined_cos``); steps past the end
+    stay at the final rate.
+    """
+
+    def __init__(
+        self,
+        max_learning_rate: float,
+        total_steps: int,
+        pct_start: float = 0.25,
+        div: float = 25.0,
+        div_final: float = 1e5,
+        name: str = "OneCycle",
+    ) -> None:
+        super().__init__()
+        checks = [
+            ("max_learning_rate", max_learning_rate, max_learning_rate > 0, "> 0"),
+            ("total_steps", total_steps, int(total_steps) == total_steps >= 1, "an integer >= 1"),
+            ("pct_start", pct_start, 0 <= pct_start < 1, "in [0, 1)"),
+            ("div", div, div > 0, "> 0"),
+            ("div_final", div_final, div_final > 0, "> 0"),
+        ]
+        for field, value, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"OneCycle: {field} = {value!r} must be {expected}")
+        self.max_learning_rate = float(max_learning_rate)
+        self.total_steps = int(total_steps)
+        self.pct_start = float(pct_start)
+        self.div = float(div)
+        self.div_final = float(div_final)
+        self.name = name
+
+    def __call__(self, step: Any) -> Any:
+        peak = self.max_learning_rate
+        start, end = peak / self.div, peak / self.div_final
+        pos = ops.minimum(ops.cast(step, "float32") / float(self.total_steps), 1.0)
+        rising = pos < self.pct_start
+        # position within the current half, in [0, 1]
+        frac = ops.where(
+            rising,
+            pos / max(self.pct_start, 1e-12),
+            (pos - self.pct_start) / (1.0 - self.pct_start),
+        )
+        low = ops.where(rising, start, peak)
+        high = ops.where(rising, peak, end)
+        # fastai's low + (1 + cos(pi (1 - frac))) (high - low) / 2, written from the end (and
+        # 1 - cos x = 2 sin^2(x / 2)) so that float32 keeps the tiny rates near the end exact
+        return high + ops.square(ops.sin(math.pi / 2.0 * (1.0 - frac))) * (low - high)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "max_learning_rate": self.max_learning_rate,
+            "total_steps": self.total_steps,
+            "pct_start": self.pct_start,
+            "div": self.div,
+            "div_final": self.div_final,
+            "name": self.name,
+        }
+
+
+def one_cycle_shape(opt: OptimizationConfig) -> tuple[float, float]:
+    """fastai's ``(pct_start, div)`` for the run or phase ``opt`` describes.
+
+    A one-phase run gets ``fit_one_cycle``'s defaults (0.25, 25). A ``--freeze-epochs`` run gets
+    ``fine_tune``'s: its frozen phase (which :func:`~fashion_keras.training.phases.phase_config`
+    marks with both ``freeze_epochs`` and ``freeze_backbone``) (0.99, 25), the unfrozen phase
+    (0.3, 5).
+    """
+    if not opt.freeze_epochs:
+        return 0.25, 25.0
+    return (0.99, 25.0) if opt.freeze_backbone else (0.3, 5.0)
+
+
 def build_optimizer(
     opt: OptimizationConfig, steps_per_epoch: int, lr_multipliers: Sequence[tuple[str, float]] = ()
 ) -> keras.optimizers.Optimizer:
-    """The optimizer of a resolved optimisation section, with its per-step schedule.
+    """The optimizer of a resolved optimisation section (or of one phase, see
+    :func:`~fashion_keras.training.phases.phase_config`), with its per-step schedule.
 
     ``lr_multipliers``: ``(regex on variable path, factor)`` pairs for discriminative learning
     rates (:func:`lr_multiplier_patterns`).
@@ -145,6 +226,11 @@ def build_optimizer(
             warmup_target=opt.learning_rate if warmup else None,
             warmup_steps=warmup,
         )
+    elif opt.lr_schedule == "one_cycle":
+        pct_start, div = one_cycle_shape(opt)
+        lr = OneCycle(
+            opt.learning_rate, max(1, opt.epochs * steps_per_epoch), pct_start=pct_start, div=div
+        )
     kwargs: dict[str, Any] = {"learning_rate": lr}
     if opt.optimizer in ("adamw", "sgd"):
         kwargs["weight_decay"] = opt.weight_decay
@@ -157,12 +243,19 @@ def build_optimizer(
     return optimizer
 
 
+def num_stages(backbone: keras.Model) -> int:
+    """Stages of a backbone (``Backbone`` or ``ApplicationBackbone``): groups ``layer1`` ...
+    ``layerN``."""
+    return int(getattr(backbone, "num_stages", None) or len(backbone.stage_blocks))
+
+
 def layer_groups(model: keras.Model) -> dict[str, list[str]]:
     """Layer names per group of a ``MultiHeadClassifier``: ``stem``, ``layer1`` ...
-    (inside the backbone) and ``heads`` (the layers after the backbone: fc layers and heads)."""
+    (inside the backbone: an SE-ResNet's or a keras.applications network's stem and stages)
+    and ``heads`` (the layers after the backbone: fc layers and heads)."""
     backbone = model.backbone
     groups = {"stem": list(backbone.stem_layer_names)}
-    for i in range(len(backbone.stage_blocks)):
+    for i in range(num_stages(backbone)):
         groups[f"layer{i + 1}"] = list(backbone.stage_layer_names(i + 1))
     groups["heads"] = [
         layer.name for layer in model.layers if layer is not backbone and layer.weights
@@ -185,8 +278,8 @@ def lr_multiplier_patterns(
     ``[]`` when no factor differs from 1.
     """
     groups = layer_groups(model)
-    num_stages = len(model.backbone.stage_blocks)
-    factors = parse_lr_multipliers(spec, num_stages) if not isinstance(spec, Mapping) else spec
+    stages = num_stages(model.backbone)
+    factors = parse_lr_multipliers(spec, stages) if not isinstance(spec, Mapping) else spec
     unknown = sorted(set(factors) - set(groups))
     if unknown:
         raise ValueError(f"lr multipliers for unknown group(s) {unknown}; groups: {list(groups)}")

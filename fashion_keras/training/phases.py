@@ -60,6 +60,16 @@ def plan_phases(cfg: TrainConfig) -> list[Phase]:
     return [Phase("train", 0, opt.epochs, opt.freeze_backbone, opt.learning_rate)]
 
 
+def phase_config(cfg: TrainConfig, phase: Phase) -> TrainConfig:
+    """The config a phase compiles with: ``epochs`` = its length, ``learning_rate`` = its peak
+    rate (so the schedule spans the phase), ``freeze_backbone`` = whether it is frozen. The
+    frozen phase of a ``--freeze-epochs`` run thus has both freeze fields set, which tells
+    ``one_cycle`` it is fastai ``fine_tune``'s frozen cycle (``optimizers.one_cycle_shape``)."""
+    return cfg.replace(
+        epochs=phase.num_epochs, learning_rate=phase.learning_rate, freeze_backbone=phase.frozen
+    )
+
+
 def fit_phases(
     model: keras.Model,
     cfg: TrainConfig,
@@ -70,8 +80,7 @@ def fit_phases(
     **fit_kwargs: Any,
 ) -> keras.callbacks.History:
     """Runs the schedule of :func:`plan_phases`: per phase, (un)freezes the backbone, calls
-    ``compile_fn`` with the config of that phase (``epochs`` = its length, ``learning_rate``
-    = its peak rate, so the learning-rate schedule spans the phase) and ``model.fit``.
+    ``compile_fn`` with the config of that phase (:func:`phase_config`) and ``model.fit``.
 
     In a two-phase schedule each phase gets its own ``BackupAndRestore`` folder
     (``<backup>/frozen``, ``<backup>/fine_tune``, cloned from the one in ``callbacks``); the
@@ -89,7 +98,7 @@ def fit_phases(
             if isinstance(cb, keras.callbacks.Callback)
         ]
         set_backbone_frozen(model, phase.frozen)
-        compile_fn(cfg.replace(epochs=phase.num_epochs, learning_rate=phase.learning_rate))
+        compile_fn(phase_config(cfg, phase))
         if len(phases) > 1:
             log.info(
                 "phase %s: epochs %d-%d, backbone %s, peak learning rate %g",

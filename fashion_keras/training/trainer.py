@@ -29,7 +29,9 @@ import tensorflow as tf
 from fashion_keras.evaluation import reports
 from fashion_keras.export import export_saved_model
 from fashion_keras.heads import Head, get_heads
-from fashion_keras.models import checkpoints, create_model
+from fashion_keras.models import create_model
+from fashion_keras.models.applications import is_application
+from fashion_keras.models.factory import check_weights, default_image_size
 from fashion_keras.training import (
     checkpointing,
     distribute,
@@ -83,12 +85,15 @@ def compile_model(
 
 def resolve_config(config: TrainConfig) -> TrainConfig:
     """``config.resolve()``, with the default input size taken from the ``--weights``
-    checkpoint when ``--image-size`` is unset (real data only: the demo keeps its small size)."""
+    checkpoint, or a keras.applications backbone's own size (299 for Inception-v3), when
+    ``--image-size`` is unset (real data only: the demo keeps its small size)."""
     model = config.model
-    if model.weights and model.image_size is None and not config.data.uses_demo_data:
-        _, pretrained = checkpoints.resolve(model.weights, config.resolve().model.backbone)
-        log.info("image size %d px from %s", pretrained.input_size, pretrained.source)
-        config = config.replace(image_size=pretrained.input_size)
+    if model.image_size is None and not config.data.uses_demo_data:
+        backbone = config.resolve().model.backbone
+        if model.weights or is_application(backbone):
+            size, source = default_image_size(backbone, model.weights or None)
+            log.info("image size %d px from %s", size, source)
+            config = config.replace(image_size=size)
     return config.resolve()
 
 
@@ -102,8 +107,7 @@ def check_command_config(args: argparse.Namespace) -> TrainConfig:
     if resolved.runtime.strategy == "multi_worker":
         distribute.get_strategy(resolved.runtime.strategy)
     get_heads(resolved.data.heads)
-    if resolved.model.weights:
-        checkpoints.resolve(resolved.model.weights, resolved.model.backbone)
+    check_weights(resolved.model.backbone, resolved.model.weights or None)
     return cfg
 
 

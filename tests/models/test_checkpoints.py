@@ -294,21 +294,18 @@ def test_bgr_checkpoint_stem_is_flipped(tiny: Backbone) -> None:
 
 
 def test_weights_imagenet_looks_in_the_keras_cache(tmp_path, monkeypatch) -> None:
+    """The cache lookup (downloads: test_download.py, against a server on 127.0.0.1)."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     cache = tmp_path / "models"
     assert C.keras_cache_dir() == str(cache)
-    with pytest.raises(C.CheckpointError) as e:
-        C.checkpoint_path("imagenet", "seresnet50")
-    msg = str(e.value)
-    assert f"Expected {cache / 'seresnet50.a1_in1k.safetensors'}" in msg
-    assert "timm/seresnet50.a1_in1k" in msg and "nothing is downloaded" in msg
-    with pytest.raises(C.CheckpointError, match="se_resnet50-ce0d4300.pth"):
-        C.checkpoint_path("imagenet", "legacy_seresnet50")
-    with pytest.raises(C.CheckpointError, match="use legacy_seresnet101 instead"):
+    with pytest.raises(C.CheckpointError, match="use --backbone legacy_seresnet101 instead"):
         C.checkpoint_path("imagenet", "seresnet101")
     with pytest.raises(C.CheckpointError, match="no ImageNet weights for backbone 'seresnet_tiny'"):
         C.checkpoint_path("imagenet", "seresnet_tiny")
     (cache / "seresnet50.a1_in1k").mkdir(parents=True)
+    converted = cache / "seresnet_tiny.weights.h5"
+    converted.write_bytes(b"")
+    assert C.checkpoint_path("imagenet", "seresnet_tiny") == str(converted)
     hf = cache / "seresnet50.a1_in1k" / "model.safetensors"
     hf.write_bytes(b"")
     assert C.checkpoint_path("imagenet", "seresnet50") == str(hf)
@@ -339,7 +336,7 @@ def test_convert_cli_writes_weights_and_preprocessing(tiny: Backbone, tmp_path, 
 def test_resolve_gives_the_file_and_its_config(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     (tmp_path / "models").mkdir()
-    release = tmp_path / "models" / "se_resnet50-ce0d4300.pth"
+    release = tmp_path / "models" / "legacy_seresnet50.in1k.pth"  # no hash prefix to check
     release.write_bytes(b"")
     path, config = C.resolve("imagenet", "legacy_seresnet50")
     assert path == str(release)

@@ -275,6 +275,8 @@ def test_checkpoint_input_size_is_the_default_on_real_data(tmp_path) -> None:
 
 def test_cli_reports_missing_weights(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    # nothing listens on port 9: the download fails at once and never leaves this machine
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     with pytest.raises(SystemExit) as e:
         cli.main(["--backbone", "seresnet50", "--weights", "imagenet"])
     assert e.value.code == 2

@@ -1,16 +1,20 @@
-"""``--weights imagenet``: timm's checkpoint of a backbone in the Keras cache folder.
+"""``--weights`` to a checkpoint file: a local path, or a name fetched into the Keras cache.
 
-Nothing is downloaded: the file must already be in ``$KERAS_HOME/models`` (or
-``~/.keras/models``) under one of the names :meth:`PretrainedInfo.file_names` lists, and the
-error says which file was expected and where it comes from.
+A local file is used as it is. ``imagenet`` (the backbone's ``presets.PRETRAINED`` entry), a
+timm Hugging Face id (``timm/seresnet50.a1_in1k``, ``hf://timm/...``) and an ``https://`` URL
+are looked up in ``$KERAS_HOME/models`` (or ``~/.keras/models``) and, when absent, downloaded
+there once and verified by :mod:`.download`; a file already there is re-checked with no network
+request. For ``imagenet`` every name :meth:`PretrainedInfo.file_names` lists is accepted (a
+converted ``<backbone>.weights.h5``, the Hugging Face layout, the release ``.pth``).
 """
 
 from __future__ import annotations
 
 import os
 
+from fashion_keras.models.checkpoints.download import fetch, remote_checkpoint, verify_cached
 from fashion_keras.models.checkpoints.files import CheckpointError
-from fashion_keras.models.presets import PRETRAINED
+from fashion_keras.models.presets import PRETRAINED, PretrainedInfo
 
 
 def keras_cache_dir() -> str:
@@ -20,41 +24,34 @@ def keras_cache_dir() -> str:
 
 
 def checkpoint_path(weights: str | os.PathLike, backbone: str, cache_dir: str | None = None) -> str:
-    """The checkpoint file for ``--weights``: a path, or ``imagenet`` (the Keras cache).
+    """The checkpoint file for ``--weights``: a local path, or ``imagenet`` / a timm id / a URL
+    found in (or downloaded into) the Keras cache folder ``cache_dir``.
 
-    Nothing is downloaded: for ``imagenet`` the error says which files were looked for.
+    Raises :class:`CheckpointError` naming the missing file, or the URL and where to put the
+    file by hand when it cannot be downloaded.
     """
     spec = os.fspath(weights)
-    if spec != "imagenet":
+    cache_dir = cache_dir or keras_cache_dir()
+    if spec == "imagenet":  # any name the checkpoint may have been put there under
+        info = PRETRAINED.get(backbone, PretrainedInfo(None))
+        for name in info.file_names(backbone):
+            path = os.path.join(cache_dir, name)
+            if os.path.isfile(path):
+                verify_cached(path)
+                return path
+    try:
+        remote = remote_checkpoint(spec, backbone)
+    except CheckpointError as e:
+        if spec != "imagenet":
+            raise
+        converted = os.path.join(cache_dir, f"{backbone}.weights.h5")
+        raise CheckpointError(f"{e} (a converted {converted} is used if present)") from e
+    if remote is None:
         path = os.path.expanduser(spec)
         if not os.path.isfile(path):
-            raise CheckpointError(f"--weights {spec!r}: no such file")
+            raise CheckpointError(
+                f"--weights {spec!r}: no such file; expected a checkpoint path, 'imagenet', a "
+                "timm id (timm/<arch>.<tag>) or an https:// URL"
+            )
         return path
-    cache_dir = cache_dir or keras_cache_dir()
-    info = PRETRAINED.get(backbone)
-    if info is None or (info.tag is None and not info.url):
-        alternatives = [n for n, i in PRETRAINED.items() if i.tag and n.endswith(backbone)]
-        hint = f"; use {alternatives[0]} instead" if alternatives else ""
-        extra = [os.path.join(cache_dir, f"{backbone}.weights.h5")]
-        if os.path.isfile(extra[0]):
-            return extra[0]
-        raise CheckpointError(
-            f"--weights imagenet: timm publishes no ImageNet weights for backbone {backbone!r}"
-            f"{hint} (a converted {extra[0]} would be used if present)"
-        )
-    candidates = [os.path.join(cache_dir, name) for name in info.file_names(backbone)]
-    for path in candidates:
-        if os.path.isfile(path):
-            return path
-    origin = (
-        f"timm's model.safetensors from the Hugging Face repo {info.hf_hub_id}"
-        if info.hf_hub_id
-        else f"the release file {info.url}"
-    )
-    primary = os.path.join(cache_dir, info.primary_file(backbone) or "")
-    raise CheckpointError(
-        f"--weights imagenet: no ImageNet checkpoint for {backbone!r} in {cache_dir} (nothing is "
-        f"downloaded). Expected {primary} ({origin}); also accepted: "
-        f"{', '.join(c for c in candidates if c != primary)}. Copy the file there, or pass "
-        "--weights PATH."
-    )
+    return fetch(remote, cache_dir, backbone)

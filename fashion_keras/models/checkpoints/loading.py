@@ -1,4 +1,9 @@
-"""Resolving ``--weights`` to a checkpoint and its config, and loading it into a backbone."""
+"""Resolving ``--weights`` to a checkpoint and its config, and loading it into a backbone.
+
+``--weights`` is a local file, ``imagenet``, a timm Hugging Face id or an ``https://`` URL; the
+names are fetched once into the Keras cache folder and verified (:mod:`.cache`,
+:mod:`.download`).
+"""
 
 from __future__ import annotations
 
@@ -22,10 +27,17 @@ from fashion_keras.models.checkpoints.pretrained_config import (
 def resolve(
     weights: str | os.PathLike, backbone: str, cache_dir: str | None = None
 ) -> tuple[str, PretrainedConfig]:
-    """The checkpoint file for ``weights`` (a path, or ``"imagenet"``: timm's checkpoint in the
-    Keras cache, nothing downloaded) and its :class:`PretrainedConfig` for ``backbone``.
+    """The checkpoint file for ``weights`` and its :class:`PretrainedConfig` for ``backbone``.
 
-    Raises :class:`CheckpointError` naming the file that is missing (or expected in the cache).
+    ``weights``: a local path; ``"imagenet"`` (timm's default checkpoint of the backbone,
+    ``presets.PRETRAINED``); a timm Hugging Face id (``timm/seresnet50.a1_in1k``,
+    ``hf://timm/...``; its ``config.json`` gives the preprocessing); or an ``https://`` URL.
+    Names are downloaded once into ``cache_dir`` (default ``$KERAS_HOME/models``), checked
+    (size, SHA-256 where published, the hash prefix of a release name) and later re-checked
+    there with no network request.
+
+    Raises :class:`CheckpointError` naming the missing file, or the URL and the path to put the
+    file at when it cannot be downloaded, is not found or arrives corrupt or truncated.
     """
     path = checkpoint_path(weights, backbone, cache_dir)
     return path, read_pretrained_config(path, backbone)

@@ -1,0 +1,246 @@
+"""The head presets: class lists and keypoints as in the dataset releases."""
+
+from __future__ import annotations
+
+from fashion_keras.heads.keypoints import HeadSpec, KeypointHead
+from fashion_keras.heads.softmax import Head
+
+# --- DeepFashion fine-grained attributes ("DeepFashion-6", Anno_fine/) -------------------------
+# Attribute types 1..6 in the file order of <split>_attr.txt (26 columns). Default loss weights
+# are the per-head focal-loss weights of the DeepFashion-6 challenge report (82.65% mean acc).
+DEEPFASHION6: HeadSpec = (
+    Head(
+        "texture",
+        ("floral", "graphic", "striped", "embroidered", "pleated", "solid", "lattice"),
+        0.95,
+    ),
+    Head("sleeve", ("long_sleeve", "short_sleeve", "sleeveless"), 0.85),
+    Head("length", ("maxi_length", "mini_length", "no_dress"), 0.85),
+    Head(
+        "neckline",
+        ("crew_neckline", "v_neckline", "square_neckline", "no_neckline"),
+        0.9,
+    ),
+    Head("fabric", ("denim", "chiffon", "cotton", "leather", "faux", "knit"), 1.0),
+    Head("fit", ("tight", "loose", "conventional"), 0.9),
+)
+
+# --- FashionAI 2018 attribute tasks -----------------------------------------------------------
+# Head names are the task names used in label.csv / question.csv.
+FASHIONAI8: HeadSpec = (
+    Head(
+        "coat_length_labels",
+        (
+            "Invisible",
+            "High Waist Length",
+            "Regular Length",
+            "Long Length",
+            "Micro Length",
+            "Knee Length",
+            "Midi Length",
+            "Ankle&Floor Length",
+        ),
+    ),
+    Head(
+        "collar_design_labels",
+        ("Invisible", "Shirt Collar", "Peter Pan", "Puritan Collar", "Rib Collar"),
+    ),
+    Head(
+        "lapel_design_labels",
+        ("Invisible", "Notched", "Collarless", "Shawl Collar", "Plus Size Shawl"),
+    ),
+    Head(
+        "neck_design_labels",
+        (
+            "Invisible",
+            "Turtle Neck",
+            "Ruffle Semi-High Collar",
+            "Low Turtle Neck",
+            "Draped Collar",
+        ),
+    ),
+    Head(
+        "neckline_design_labels",
+        (
+            "Invisible",
+            "Strapless Neck",
+            "Deep V Neckline",
+            "Straight Neck",
+            "V Neckline",
+            "Square Neckline",
+            "Off Shoulder",
+            "Round Neckline",
+            "Sweat Heart Neck",
+            "One Shoulder Neckline",
+        ),
+    ),
+    Head(
+        "pant_length_labels",
+        (
+            "Invisible",
+            "Short Pant",
+            "Mid Length",
+            "3/4 Length",
+            "Cropped Pant",
+            "Full Length",
+        ),
+    ),
+    Head(
+        "skirt_length_labels",
+        (
+            "Invisible",
+            "Short Length",
+            "Knee Length",
+            "Midi Length",
+            "Ankle Length",
+            "Floor Length",
+        ),
+    ),
+    Head(
+        "sleeve_length_labels",
+        (
+            "Invisible",
+            "Sleeveless",
+            "Cup Sleeves",
+            "Short Sleeves",
+            "Elbow Sleeves",
+            "3/4 Sleeves",
+            "Wrist Length",
+            "Long Sleeves",
+            "Extra Long Sleeves",
+        ),
+    ),
+)
+
+# --- DeepFashion category benchmark (Anno/list_category_cloth.txt) ----------------------------
+# 50 entries; file ids are 1-based (id 1 = index 0). Types: 1 upper (1-20), 2 lower (21-36),
+# 3 full body (37-50). Cape, Nightdress, Shirtdress and Sundress have no images.
+DEEPFASHION_CATEGORIES: tuple[str, ...] = (
+    # upper body, ids 1-20
+    "Anorak", "Blazer", "Blouse", "Bomber", "Button-Down", "Cardigan", "Flannel", "Halter",
+    "Henley", "Hoodie", "Jacket", "Jersey", "Parka", "Peacoat", "Poncho", "Sweater", "Tank",
+    "Tee", "Top", "Turtleneck",
+    # lower body, ids 21-36
+    "Capris", "Chinos", "Culottes", "Cutoffs", "Gauchos", "Jeans", "Jeggings", "Jodhpurs",
+    "Joggers", "Leggings", "Sarong", "Shorts", "Skirt", "Sweatpants", "Sweatshorts", "Trunks",
+    # full body, ids 37-50
+    "Caftan", "Cape", "Coat", "Coverup", "Dress", "Jumpsuit", "Kaftan", "Kimono", "Nightdress",
+    "Onesie", "Robe", "Romper", "Shirtdress", "Sundress",
+)  # fmt: skip
+DEEPFASHION_CATEGORY_TYPES: tuple[int, ...] = (1,) * 20 + (2,) * 16 + (3,) * 14
+DEEPFASHION_CATEGORY: HeadSpec = (Head("category", DEEPFASHION_CATEGORIES),)
+
+PRESETS: dict[str, HeadSpec] = {
+    "deepfashion6": DEEPFASHION6,
+    "fashionai8": FASHIONAI8,
+    "deepfashion_category": DEEPFASHION_CATEGORY,
+}
+
+# --- FashionAI 2018 keypoints (second track, formats.md section 3) ----------------------------
+# The 24 keypoints in the CSV column order; per category the keypoints of the official challenge
+# definition (blouse 13, outwear 14, trousers 7, skirt 4, dress 15) and the NE normaliser:
+# armpits for blouse, outwear and dress, waistband for trousers and skirt.
+FASHIONAI_KEYPOINT_NAMES: tuple[str, ...] = (
+    "neckline_left", "neckline_right", "center_front", "shoulder_left", "shoulder_right",
+    "armpit_left", "armpit_right", "waistline_left", "waistline_right", "cuff_left_in",
+    "cuff_left_out", "cuff_right_in", "cuff_right_out", "top_hem_left", "top_hem_right",
+    "waistband_left", "waistband_right", "hemline_left", "hemline_right", "crotch",
+    "bottom_left_in", "bottom_left_out", "bottom_right_in", "bottom_right_out",
+)  # fmt: skip
+_ARMPITS = ("armpit_left", "armpit_right")
+_WAISTBAND = ("waistband_left", "waistband_right")
+FASHIONAI_KEYPOINTS = KeypointHead(
+    "fashionai_keypoints",
+    FASHIONAI_KEYPOINT_NAMES,
+    (
+        ("neckline_left", "neckline_right"),
+        ("shoulder_left", "shoulder_right"),
+        ("armpit_left", "armpit_right"),
+        ("waistline_left", "waistline_right"),
+        ("cuff_left_in", "cuff_right_in"),
+        ("cuff_left_out", "cuff_right_out"),
+        ("top_hem_left", "top_hem_right"),
+        ("waistband_left", "waistband_right"),
+        ("hemline_left", "hemline_right"),
+        ("bottom_left_in", "bottom_right_in"),
+        ("bottom_left_out", "bottom_right_out"),
+    ),
+    {
+        "blouse": (
+            (
+                "neckline_left", "neckline_right", "center_front", "shoulder_left",
+                "shoulder_right", "armpit_left", "armpit_right", "cuff_left_in", "cuff_left_out",
+                "cuff_right_in", "cuff_right_out", "top_hem_left", "top_hem_right",
+            ),
+            _ARMPITS,
+        ),
+        "outwear": (
+            (
+                "neckline_left", "neckline_right", "shoulder_left", "shoulder_right",
+                "armpit_left", "armpit_right", "waistline_left", "waistline_right",
+                "cuff_left_in", "cuff_left_out", "cuff_right_in", "cuff_right_out",
+                "top_hem_left", "top_hem_right",
+            ),
+            _ARMPITS,
+        ),
+        "trousers": (
+            (
+                "waistband_left", "waistband_right", "crotch", "bottom_left_in",
+                "bottom_left_out", "bottom_right_in", "bottom_right_out",
+            ),
+            _WAISTBAND,
+        ),
+        "skirt": (
+            ("waistband_left", "waistband_right", "hemline_left", "hemline_right"),
+            _WAISTBAND,
+        ),
+        "dress": (
+            (
+                "neckline_left", "neckline_right", "center_front", "shoulder_left",
+                "shoulder_right", "armpit_left", "armpit_right", "waistline_left",
+                "waistline_right", "cuff_left_in", "cuff_left_out", "cuff_right_in",
+                "cuff_right_out", "hemline_left", "hemline_right",
+            ),
+            _ARMPITS,
+        ),
+    },
+)  # fmt: skip
+
+# --- DeepFashion landmarks (Category and Attribute benchmark, formats.md section 5) -----------
+# 8 landmarks; per clothes type (file value 1, 2, 3 = DEEPFASHION_CLOTHES_TYPES[value - 1]) the
+# landmarks in the order list_landmarks.txt writes them. No normalising pair: the landmark NE is
+# normalised by the image width/height (keypoint_scoring.landmark_error).
+DEEPFASHION_CLOTHES_TYPES: tuple[str, ...] = ("upper_body", "lower_body", "full_body")
+DEEPFASHION_LANDMARKS = KeypointHead(
+    "deepfashion_landmarks",
+    (
+        "collar_left", "collar_right", "sleeve_left", "sleeve_right",
+        "waistline_left", "waistline_right", "hem_left", "hem_right",
+    ),
+    (
+        ("collar_left", "collar_right"),
+        ("sleeve_left", "sleeve_right"),
+        ("waistline_left", "waistline_right"),
+        ("hem_left", "hem_right"),
+    ),
+    {
+        "upper_body": (
+            ("collar_left", "collar_right", "sleeve_left", "sleeve_right", "hem_left", "hem_right"),
+            None,
+        ),
+        "lower_body": (("waistline_left", "waistline_right", "hem_left", "hem_right"), None),
+        "full_body": (
+            (
+                "collar_left", "collar_right", "sleeve_left", "sleeve_right",
+                "waistline_left", "waistline_right", "hem_left", "hem_right",
+            ),
+            None,
+        ),
+    },
+)  # fmt: skip
+
+# Kept apart from PRESETS, whose consumers expect softmax heads only.
+KEYPOINT_PRESETS: dict[str, HeadSpec] = {
+    "fashionai_keypoints": (FASHIONAI_KEYPOINTS,),
+    "deepfashion_landmarks": (DEEPFASHION_LANDMARKS,),
+}
