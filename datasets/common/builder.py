@@ -249,6 +249,20 @@ class ValidatingBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
         """An empty report of this build."""
         return BuildReport(self.name, self.builder_config.name)
 
+    def _read_split_examples(
+        self,
+        rows: Mapping[str, Sequence[ImageRow]],
+        build_report: BuildReport,
+        hint: str,
+    ) -> dict[str, Iterator[tuple[str, dict[str, Any]]]]:
+        """:meth:`_split_examples` over every split of :attr:`SPLIT_ORDER` that has rows or
+        reported bad rows (a split with bad rows only still gets its report)."""
+        for split in self.SPLIT_ORDER:
+            if rows.get(split) or split in build_report.splits:
+                build_report.split(split)
+        splits = [s for s in self.SPLIT_ORDER if s in build_report.splits]
+        return self._split_examples(rows, splits, build_report, hint=hint)
+
     def _split_examples(
         self,
         rows: Mapping[str, Sequence[ImageRow]],

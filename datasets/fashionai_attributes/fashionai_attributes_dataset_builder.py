@@ -190,14 +190,8 @@ class Builder(ValidatingBuilder):
                 if path.is_file():
                     for split, row in self._read_file(root, release, path, labelled, report):
                         rows[split].append(row)
-        for split in SPLIT_ORDER:  # splits with bad rows only still need their report
-            if rows[split] or split in report.splits:
-                report.split(split)
-        return self._split_examples(
-            rows,
-            [s for s in SPLIT_ORDER if s in report.splits],
-            report,
-            hint="check that each release folder holds the Images/ its csv files list",
+        return self._read_split_examples(
+            rows, report, hint="check that each release folder holds the Images/ its csv files list"
         )
 
     def _read_file(
