@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -60,6 +60,19 @@ def _as_mask(mask: Any, name: str, shape: tuple[int, ...], hint: str) -> np.ndar
 
 def _first_bad(bad: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(bad)[0])
+
+
+def _require_finite(
+    points: np.ndarray, counted: np.ndarray, name: str, where: Callable[[int, int], str]
+) -> None:
+    """Raises naming the first counted point (``counted``: ``[N, K]``) of ``points`` with a
+    non-finite coordinate; ``where(image, keypoint)`` says which one."""
+    bad = counted[..., None] & ~np.isfinite(points)
+    if bad.any():
+        i, j, _ = _first_bad(bad)
+        raise ValueError(
+            f"{name} has a non-finite coordinate at {where(i, j)}: {points[i, j].tolist()}"
+        )
 
 
 def _category_indices(categories: Any, n: int, head: KeypointHead) -> np.ndarray:
@@ -243,14 +256,9 @@ def _checked_inputs(
             f"image {ids[i]} ({head.category_names[cat[i]]}): keypoint {head.keypoints[j]!r} has "
             f"visibility {vis[i, j]} but the category does not define it; expected -1 (absent)"
         )
-    present = vis != -1
-    bad = present[..., None] & ~np.isfinite(true)
-    if bad.any():
-        i, j, _ = _first_bad(bad)
-        raise ValueError(
-            f"true has a non-finite coordinate at image {ids[i]}, keypoint "
-            f"{head.keypoints[j]!r}: {true[i, j].tolist()}"
-        )
+    _require_finite(
+        true, vis != -1, "true", lambda i, j: f"image {ids[i]}, keypoint {head.keypoints[j]!r}"
+    )
 
     return pred, true, vis, ids, cat
 
@@ -311,13 +319,12 @@ def _score(
     """The NE overall, per category and per keypoint over the visible points of kept images."""
     n, k = true.shape[:2]
     counted = (vis == 1) & ~skip[:, None]  # [N, K]
-    bad = counted[..., None] & ~np.isfinite(pred)
-    if bad.any():
-        i, j, _ = _first_bad(bad)
-        raise ValueError(
-            f"pred has a non-finite coordinate at image {ids[i]}, keypoint "
-            f"{head.keypoints[j]!r} (ground-truth visible): {pred[i, j].tolist()}"
-        )
+    _require_finite(
+        pred,
+        counted,
+        "pred",
+        lambda i, j: f"image {ids[i]}, keypoint {head.keypoints[j]!r} (ground-truth visible)",
+    )
     ratio = np.zeros((n, k))
     if counted.any():
         d = np.linalg.norm(pred - true, axis=-1)
@@ -391,13 +398,12 @@ def mean_position_baseline(
         (n, k),
         "pass e.g. visibility >= 0 (FashionAI) to mark the annotated points",
     )
-    bad = mask[..., None] & ~np.isfinite(true)
-    if bad.any():
-        i, j, _ = _first_bad(bad)
-        raise ValueError(
-            f"train_true has a non-finite coordinate at image {i}, keypoint "
-            f"{head.keypoints[j]!r} (present): {true[i, j].tolist()}"
-        )
+    _require_finite(
+        true,
+        mask,
+        "train_true",
+        lambda i, j: f"image {i}, keypoint {head.keypoints[j]!r} (present)",
+    )
     cat = _category_indices(categories, n, head)
     weights = mask[..., None].astype(np.float64)
     filled = np.where(mask[..., None], true, 0.0)

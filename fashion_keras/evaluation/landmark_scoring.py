@@ -21,7 +21,7 @@ from fashion_keras.evaluation.keypoint_scoring import (
     _as_mask,
     _as_points,
     _check_same_shape,
-    _first_bad,
+    _require_finite,
 )
 
 _VISIBLE_HINT = (
@@ -51,13 +51,7 @@ def _landmark_inputs(
     _check_same_shape(pred, "pred", true.shape)
     vis = _as_mask(visible, "visible", true.shape[:2], _VISIBLE_HINT)
     for arr, name in ((true, "true"), (pred, "pred")):
-        bad = vis[..., None] & ~np.isfinite(arr)
-        if bad.any():
-            i, j, _ = _first_bad(bad)
-            raise ValueError(
-                f"{name} has a non-finite coordinate at image {i}, landmark {j} (visible): "
-                f"{arr[i, j].tolist()}"
-            )
+        _require_finite(arr, vis, name, lambda i, j: f"image {i}, landmark {j} (visible)")
     return pred, true, vis
 
 
