@@ -96,6 +96,17 @@ def skip_bad_rows_variant(config: ValidatingConfig) -> ValidatingConfig:
     return dataclasses.replace(config, name=config.name + SKIP_BAD_ROWS_SUFFIX, skip_bad_rows=True)
 
 
+def find_release_folders(root: epath.Path, files: Sequence[str]) -> list[str]:
+    """Release folders under ``root`` holding any of ``files`` (``"."`` when ``root`` itself is
+    one), sorted: a manual folder may hold several releases of one dataset side by side."""
+    found = []
+    candidates = [root] + sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)
+    for folder in candidates:
+        if any((folder / f).is_file() for f in files):
+            found.append("." if folder == root else folder.name)
+    return found
+
+
 class ValidatingBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base class of the builders here: a manual download read into ``train``, ``val``, ``test``.
 

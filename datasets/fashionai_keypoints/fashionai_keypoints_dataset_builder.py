@@ -29,7 +29,11 @@ import tensorflow_datasets.public_api as tfds
 from etils import epath
 
 from fashion_keras.heads import FASHIONAI_KEYPOINTS
-from fashion_keras_datasets.common.builder import ValidatingBuilder, ValidatingConfig
+from fashion_keras_datasets.common.builder import (
+    ValidatingBuilder,
+    ValidatingConfig,
+    find_release_folders,
+)
 from fashion_keras_datasets.common.errors import AnnotationError
 from fashion_keras_datasets.common.images import PreparedImage, hash_bucket
 from fashion_keras_datasets.common.report import BuildReport, SkipReport
@@ -85,12 +89,7 @@ def val_bucket(relative_path: str) -> int:
 
 def find_releases(root: epath.Path) -> list[str]:
     """Release folders under ``root`` (``"."`` when ``root`` itself is one), sorted."""
-    found = []
-    candidates = [root] + sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)
-    for folder in candidates:
-        if any((folder / f).is_file() for f in (*LABEL_FILES, *TEST_FILES)):
-            found.append("." if folder == root else folder.name)
-    return found
+    return find_release_folders(root, (*LABEL_FILES, *TEST_FILES))
 
 
 @dataclasses.dataclass(frozen=True)
