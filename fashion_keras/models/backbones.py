@@ -293,6 +293,11 @@ class Backbone(keras.Model):
         self.num_features = channels
 
     @property
+    def num_stages(self) -> int:
+        """Number of stages (groups ``layer1`` ... ``layerN`` of the learning-rate multipliers)."""
+        return len(self.stage_blocks)
+
+    @property
     def stem_layer_names(self) -> tuple[str, ...]:
         """Names of the stem's layers (everything before ``layer1``)."""
         names = []

@@ -88,7 +88,7 @@ class Summary:
 
 def _group_names(backbone: keras.Model) -> dict[str, str]:
     """Group (``stem``, ``layer1`` ...) of each backbone layer, from the backbone's stages."""
-    stages = getattr(backbone, "num_stages", None) or len(backbone.stage_blocks)
+    stages = backbone.num_stages
     groups = {name: "stem" for name in backbone.stem_layer_names}
     for i in range(stages):
         groups.update({name: f"layer{i + 1}" for name in backbone.stage_layer_names(i + 1)})

@@ -243,19 +243,13 @@ def build_optimizer(
     return optimizer
 
 
-def num_stages(backbone: keras.Model) -> int:
-    """Stages of a backbone (``Backbone`` or ``ApplicationBackbone``): groups ``layer1`` ...
-    ``layerN``."""
-    return int(getattr(backbone, "num_stages", None) or len(backbone.stage_blocks))
-
-
 def layer_groups(model: keras.Model) -> dict[str, list[str]]:
     """Layer names per group of a ``MultiHeadClassifier``: ``stem``, ``layer1`` ...
     (inside the backbone: an SE-ResNet's or a keras.applications network's stem and stages)
     and ``heads`` (the layers after the backbone: fc layers and heads)."""
     backbone = model.backbone
     groups = {"stem": list(backbone.stem_layer_names)}
-    for i in range(num_stages(backbone)):
+    for i in range(backbone.num_stages):
         groups[f"layer{i + 1}"] = list(backbone.stage_layer_names(i + 1))
     groups["heads"] = [
         layer.name for layer in model.layers if layer is not backbone and layer.weights
@@ -278,7 +272,7 @@ def lr_multiplier_patterns(
     ``[]`` when no factor differs from 1.
     """
     groups = layer_groups(model)
-    stages = num_stages(model.backbone)
+    stages = model.backbone.num_stages
     factors = parse_lr_multipliers(spec, stages) if not isinstance(spec, Mapping) else spec
     unknown = sorted(set(factors) - set(groups))
     if unknown:
