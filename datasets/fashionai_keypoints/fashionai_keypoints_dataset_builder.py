@@ -48,6 +48,7 @@ from fashion_keras_datasets.common.rows import (
 LABEL_FILES = ("Annotations/annotations.csv", "Annotations/train.csv")
 #: Test lists of a release (``image_id,image_category``, no keypoints).
 TEST_FILES = ("Tests/test.csv", "test.csv")
+HEAD = FASHIONAI_KEYPOINTS.name
 KEYPOINTS = FASHIONAI_KEYPOINTS.keypoints
 CATEGORIES = FASHIONAI_KEYPOINTS.category_names
 NUM_KEYPOINTS = len(KEYPOINTS)
@@ -117,8 +118,12 @@ class _Row:
 class Builder(ValidatingBuilder):
     """FashionAI 2018 keypoints (24 keypoints, 5 categories), from a manual download."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: 24 keypoints, visibility, defined masks, test."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release: 24 keypoints, visibility, defined masks, test.",
+        "1.1.0": "keypoints/fashionai_keypoints: one [24, 3] (x, y, v) tensor per keypoint head, "
+        "as every builder with keypoints writes them (replaces keypoints [24, 2] + visibility).",
+    }
     BUILDER_CONFIGS = [
         KeypointsConfig(
             name="default",
@@ -164,13 +169,14 @@ class Builder(ValidatingBuilder):
                 "labels": tfds.features.FeaturesDict(
                     {"category": tfds.features.ClassLabel(names=CATEGORIES)}
                 ),
-                "keypoints": tfds.features.Tensor(shape=(NUM_KEYPOINTS, 2), dtype=np.float32),
-                "visibility": tfds.features.Tensor(shape=(NUM_KEYPOINTS,), dtype=np.int32),
+                "keypoints": tfds.features.FeaturesDict(
+                    {HEAD: tfds.features.Tensor(shape=(NUM_KEYPOINTS, 3), dtype=np.float32)}
+                ),
                 "defined": tfds.features.Tensor(shape=(NUM_KEYPOINTS,), dtype=np.bool_),
                 "labelled": tfds.features.Scalar(dtype=np.bool_),
             },
             homepage="https://tianchi.aliyun.com/competition/entrance/231648",
-            metadata={"keypoints": list(KEYPOINTS)},
+            metadata={"keypoint_heads": {HEAD: list(KEYPOINTS)}},
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -257,8 +263,7 @@ class Builder(ValidatingBuilder):
             "image/height": height,
             "image/width": width,
             "labels": {"category": CATEGORIES.index(row.category)},
-            "keypoints": row.points,
-            "visibility": row.visibility,
+            "keypoints": {HEAD: np.column_stack([row.points, row.visibility]).astype(np.float32)},
             "defined": np.asarray(FASHIONAI_KEYPOINTS.defined_mask(row.category), np.bool_),
             "labelled": row.labelled,
         }

@@ -84,7 +84,9 @@ def test_report_counts_add_up_and_name_every_skip(built):
         "skirt": 1,
         "dress": 2,
     }
-    assert built.info.metadata["keypoints"] == list(FASHIONAI_KEYPOINTS.keypoints)
+    assert built.info.metadata["keypoint_heads"] == {
+        "fashionai_keypoints": list(FASHIONAI_KEYPOINTS.keypoints)
+    }
 
 
 def test_keypoints_visibility_and_defined_masks_follow_the_csv_and_taxonomy(built):
@@ -97,14 +99,14 @@ def test_keypoints_visibility_and_defined_masks_follow_the_csv_and_taxonomy(buil
             defined = np.array(FASHIONAI_KEYPOINTS.defined_mask(category))
             np.testing.assert_array_equal(ex["defined"], defined)
             cells = [tuple(int(p) for p in c.split("_")) for c in dummy.cells(i)]
-            np.testing.assert_array_equal(ex["visibility"], [c[2] for c in cells])
-            np.testing.assert_allclose(ex["keypoints"], [c[:2] for c in cells])
-            absent = ex["visibility"] == -1
-            assert (ex["keypoints"][absent] == -1).all() and absent[~defined].all()
-            assert ex["labelled"] and ex["keypoints"].dtype == np.float32
+            points = ex["keypoints"]["fashionai_keypoints"]
+            np.testing.assert_array_equal(points, cells)  # (x, y, v) rows
+            absent = points[:, 2] == -1
+            assert (points[absent] == -1).all() and absent[~defined].all()
+            assert ex["labelled"] and points.dtype == np.float32
             assert (ex["image/width"], ex["image/height"]) == (36, 48)
             seen.add(category)
-            seen.update({int(v) for v in ex["visibility"]})
+            seen.update({int(v) for v in points[:, 2]})
     assert seen == set(fkp.CATEGORIES) | {-1, 0, 1}
 
 
@@ -115,7 +117,7 @@ def test_test_split_has_categories_and_no_keypoints(built):
         assert name.startswith("test/Images/") and ex["release"] == b"test"
         category = fkp.CATEGORIES[ex["labels"]["category"]]
         assert f"/{category}/" in name and not ex["labelled"]
-        assert (ex["keypoints"] == -1).all() and (ex["visibility"] == -1).all()
+        assert (ex["keypoints"]["fashionai_keypoints"] == -1).all()
         np.testing.assert_array_equal(ex["defined"], FASHIONAI_KEYPOINTS.defined_mask(category))
 
 
