@@ -26,12 +26,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from fashion_keras.data.preprocess import (
-    DEFAULT_BBOX_MARGIN,
-    preprocess_for_eval,
-    preprocess_for_train,
-)
-from fashion_keras.heads import Head
+from fashion_keras.data import geometry
+from fashion_keras.data.preprocess import DEFAULT_BBOX_MARGIN, eval_view, train_view
+from fashion_keras.heads import AnyHead, Head, KeypointHead, keypoint_heads, softmax_heads
 
 
 class DatasetHeadsError(ValueError):
@@ -52,16 +49,30 @@ def label_features(features: Mapping[str, Any]) -> dict[str, tfds.features.Class
 
 
 def check_heads(
-    heads: Sequence[Head], features: Mapping[str, Any], dataset_name: str = "dataset"
+    heads: Sequence[AnyHead], features: Mapping[str, Any], dataset_name: str = "dataset"
 ) -> list[str]:
-    """Checks that the dataset's label classes match the heads; returns the labelled head names.
+    """Checks that the dataset's labels match the heads; returns the labelled head names.
 
     A head the dataset does not label is allowed (it is masked), but at least one head must be
-    labelled, and a head the dataset does label must have exactly the same ordered classes.
+    labelled; a softmax head the dataset does label must have exactly the same ordered classes,
+    a keypoint head the same number of keypoints (``keypoints/<head>`` features, ``(K, 3)``).
     """
     available = label_features(features)
+    points = keypoint_features(features)
     labelled = []
     for head in heads:
+        if isinstance(head, KeypointHead):
+            shape = points.get(head.name)
+            if shape is None:
+                continue
+            if tuple(shape) != (head.num_keypoints, 3):
+                raise DatasetHeadsError(
+                    f"keypoint head {head.name!r}: {head.num_keypoints} keypoints, but "
+                    f"{dataset_name}'s keypoints/{head.name} has shape {list(shape)} "
+                    f"(expected [{head.num_keypoints}, 3])"
+                )
+            labelled.append(head.name)
+            continue
         feature = available.get(head.name)
         if feature is None:
             continue
@@ -74,28 +85,37 @@ def check_heads(
     if not labelled:
         raise DatasetHeadsError(
             f"{dataset_name} labels none of the heads {[h.name for h in heads]!r}; "
-            f"it has labels for {sorted(available)!r}"
+            f"it has labels for {sorted([*available, *points])!r}"
         )
     return labelled
+
+
+def keypoint_features(features: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The shapes of a dataset's ``keypoints/<head>`` features, keyed by keypoint head name."""
+    if "keypoints" not in features or not hasattr(features["keypoints"], "keys"):
+        return {}
+    group = features["keypoints"]
+    return {name: tuple(group[name].shape) for name in group.keys()}
 
 
 _FULL_IMAGE = (0.0, 0.0, 1.0, 1.0)
 
 
-def normalize_example(example: Mapping[str, Any], heads: Sequence[Head]) -> dict[str, Any]:
+def normalize_example(example: Mapping[str, Any], heads: Sequence[AnyHead]) -> dict[str, Any]:
     """Any builder's example in the structure shared by all sources, for ``heads``.
 
     Returns:
       ``{"image": encoded bytes, "bbox": float32 [4] (the whole image when absent),
-      "labels": {head: int32, -1 = unlabelled}, "soft_labels": {head: float32 [classes]}}``.
+      "labels": {head: int32, -1 = unlabelled}, "soft_labels": {head: float32 [classes]},
+      "keypoints": {keypoint head: float32 [K, 3] (x, y, v) in photo pixels}}``.
       The soft target is the example's own ``soft_labels`` entry where it has one, else the
-      one-hot label (all zeros when unlabelled). Heads the example does not know are unlabelled.
-      Normalising a normalised example changes nothing.
+      one-hot label (all zeros when unlabelled). Heads the example does not know are unlabelled
+      (keypoints all absent, -1). Normalising a normalised example changes nothing.
     """
     labels_in = example.get("labels", {})
     soft_in = example.get("soft_labels", {})
     labels, soft = {}, {}
-    for head in heads:
+    for head in softmax_heads(heads):
         if head.name in labels_in:
             label = tf.cast(labels_in[head.name], tf.int32)
         elif head.name in example:
@@ -110,13 +130,27 @@ def normalize_example(example: Mapping[str, Any], heads: Sequence[Head]) -> dict
             # one_hot(-1) is all zeros; the weight masks it anyway.
             target = tf.one_hot(label, head.num_classes, dtype=tf.float32)
         soft[head.name] = target
+    points_in = example.get("keypoints", {})
+    points = {}
+    for head in keypoint_heads(heads):
+        if isinstance(points_in, Mapping) and head.name in points_in:
+            kp = tf.cast(points_in[head.name], tf.float32)
+            points[head.name] = tf.ensure_shape(kp, [head.num_keypoints, 3])
+        else:
+            points[head.name] = tf.fill([head.num_keypoints, 3], geometry.ABSENT)
     bbox = example["bbox"] if "bbox" in example else tf.constant(_FULL_IMAGE)
     return {
         "image": example["image"],
         "bbox": tf.cast(tf.reshape(bbox, [4]), tf.float32),
         "labels": labels,
         "soft_labels": soft,
+        "keypoints": points,
     }
+
+
+def visibility_output(head_name: str) -> str:
+    """The model output holding a keypoint head's per-keypoint visibility probabilities."""
+    return f"{head_name}_visibility"
 
 
 #: Keys the builders' image and box have in their serialized ``tf.train.Example`` records.
@@ -147,13 +181,24 @@ def serialized_feature_spec(heads: Sequence[Head]) -> dict[str, Any]:
         SERIALIZED_IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
         SERIALIZED_BBOX_KEY: tf.io.FixedLenFeature([4], tf.float32, default_value=_FULL_IMAGE),
     }
-    for head in heads:
+    for head in softmax_heads(heads):
         spec[serialized_label_key(head.name)] = tf.io.FixedLenFeature([], tf.int64, -1)
         spec[serialized_soft_label_key(head.name)] = tf.io.RaggedFeature(tf.float32)
         if head.name not in (SERIALIZED_IMAGE_KEY, SERIALIZED_BBOX_KEY):
             # a top-level ClassLabel (``category`` in deepfashion_attributes)
             spec[head.name] = tf.io.FixedLenFeature([], tf.int64, -1)
+    for head in keypoint_heads(heads):
+        absent = [[geometry.ABSENT] * 3] * head.num_keypoints
+        spec[serialized_keypoints_key(head.name)] = tf.io.FixedLenFeature(
+            [head.num_keypoints, 3], tf.float32, default_value=absent
+        )
     return spec
+
+
+def serialized_keypoints_key(head_name: str) -> str:
+    """The key of a keypoint head's ``(K, 3)`` ``(x, y, v)`` points (``keypoints/<head>``); a
+    record without it has every point absent."""
+    return f"keypoints/{head_name}"
 
 
 def parse_serialized_example(serialized: tf.Tensor, heads: Sequence[Head]) -> dict[str, Any]:
@@ -166,7 +211,7 @@ def parse_serialized_example(serialized: tf.Tensor, heads: Sequence[Head]) -> di
     heads = tuple(heads)
     parsed = tf.io.parse_single_example(serialized, serialized_feature_spec(heads))
     labels, soft = {}, {}
-    for head in heads:
+    for head in softmax_heads(heads):
         label = parsed[serialized_label_key(head.name)]
         if head.name in parsed:
             label = tf.where(label >= 0, label, parsed[head.name])
@@ -184,6 +229,9 @@ def parse_serialized_example(serialized: tf.Tensor, heads: Sequence[Head]) -> di
         "bbox": parsed[SERIALIZED_BBOX_KEY],
         "labels": labels,
         "soft_labels": soft,
+        "keypoints": {
+            h.name: parsed[serialized_keypoints_key(h.name)] for h in keypoint_heads(heads)
+        },
     }
 
 
@@ -196,14 +244,36 @@ def parse_serialized_examples(records: tf.data.Dataset, heads: Sequence[Head]) -
 
 
 def targets_from_example(
-    example: Mapping[str, Any], heads: Sequence[Head]
+    example: Mapping[str, Any],
+    heads: Sequence[AnyHead],
+    matrix: tf.Tensor | None = None,
+    image_size: int | None = None,
+    flipped: tf.Tensor | bool = False,
 ) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
-    """Targets (soft where the example has them, else one-hot) and 0/1 sample weights per head."""
+    """Targets and 0/1 sample weights per model output.
+
+    Softmax heads: the soft target where the example has one, else one-hot; weight 1 when
+    labelled. Keypoint heads: the keypoints moved into the view (``matrix``, the view's
+    ``image_size``, mirrored slots when ``flipped``; see :mod:`geometry`) as the target of both
+    the heatmaps (``<head>``) and the visibility (``<head>_visibility``) outputs; weight 1 when
+    the photo has any of the head's keypoints (the losses mask absent points themselves).
+    """
     normalized = normalize_example(example, heads)
     targets = dict(normalized["soft_labels"])
     weights = {
         name: tf.cast(label >= 0, tf.float32) for name, label in normalized["labels"].items()
     }
+    for head in keypoint_heads(heads):
+        points = normalized["keypoints"][head.name]
+        labelled = tf.cast(tf.reduce_any(points[:, 2] > geometry.ABSENT), tf.float32)
+        if matrix is not None:
+            points = geometry.transform_keypoints(
+                points, matrix, image_size, flipped, head.flip_permutation()
+            )
+        targets[head.name] = points
+        targets[visibility_output(head.name)] = points
+        weights[head.name] = labelled
+        weights[visibility_output(head.name)] = labelled
     return targets, weights
 
 
@@ -260,7 +330,7 @@ def concat_examples(sources: Sequence[tf.data.Dataset], heads: Sequence[Head]) -
 def count_labels(examples: tf.data.Dataset, heads: Sequence[Head]) -> dict[str, np.ndarray]:
     """Labelled rows per class of each head, counted by reading ``examples`` once (for data
     without a build report; unlabelled rows are not counted)."""
-    heads = tuple(heads)
+    heads = softmax_heads(heads)
     labels = examples.map(
         lambda ex: normalize_example(ex, heads)["labels"], num_parallel_calls=tf.data.AUTOTUNE
     )
@@ -321,6 +391,8 @@ def make_dataset(
     seed: int | None = None,
     shuffle_buffer: int = 2048,
     drop_remainder: bool | None = None,
+    scale: float = 0.0,
+    rotation: float = 0.0,
 ) -> tf.data.Dataset:
     """Builds the batched ``(image, targets, sample_weights)`` pipeline.
 
@@ -331,6 +403,8 @@ def make_dataset(
         ``preprocess_for_eval`` view otherwise.
       seed: makes shuffling and augmentation repeatable (new randomness each epoch).
       drop_remainder: defaults to ``training``.
+      scale, rotation: the training view's zoom and rotation ranges
+        (:func:`~fashion_keras.data.preprocess.train_view`; 0 = off).
     """
     heads = tuple(heads)
     if drop_remainder is None:
@@ -345,16 +419,23 @@ def make_dataset(
         examples = tf.data.Dataset.zip(examples, aug_seeds)
 
         def _map(example, aug_seed):
-            image = preprocess_for_train(
-                example["image"], image_size, _bbox(example), bbox_margin, seed=aug_seed
+            view = train_view(
+                example["image"],
+                image_size,
+                _bbox(example),
+                bbox_margin,
+                seed=aug_seed,
+                scale=scale,
+                rotation=rotation,
             )
-            return (image, *targets_from_example(example, heads))
+            targets = targets_from_example(example, heads, view.matrix, image_size, view.flipped)
+            return (view.image, *targets)
 
     else:
 
         def _map(example):
-            image = preprocess_for_eval(example["image"], image_size, _bbox(example), bbox_margin)
-            return (image, *targets_from_example(example, heads))
+            image, matrix = eval_view(example["image"], image_size, _bbox(example), bbox_margin)
+            return (image, *targets_from_example(example, heads, matrix, image_size))
 
     ds = examples.map(_map, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)

@@ -11,8 +11,11 @@ take an ``image_size`` crop (random for training, central for evaluation).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import tensorflow as tf
 
+from fashion_keras.data import geometry
 from fashion_keras.data.config import DEFAULT_BBOX_MARGIN
 
 #: Resize-then-crop ratio (resize 234 -> crop 224, scaled to the image size).
@@ -48,6 +51,30 @@ def crop_window(
     return tf.cast(tf.stack([y0, x0, y1 - y0, x1 - x0]), tf.int32)
 
 
+def decode_window(
+    image_bytes: tf.Tensor, bbox: tf.Tensor | None = None, margin: float = DEFAULT_BBOX_MARGIN
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """:func:`decode_and_crop` plus the pixel window ``[y, x, h, w]`` it cut from the photo."""
+
+    def _jpeg() -> tuple[tf.Tensor, tf.Tensor]:
+        window = crop_window(tf.image.extract_jpeg_shape(image_bytes), bbox, margin)
+        image = tf.image.decode_and_crop_jpeg(
+            image_bytes, window, channels=3, dct_method="INTEGER_ACCURATE"
+        )
+        return image, window
+
+    def _other() -> tuple[tf.Tensor, tf.Tensor]:
+        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+        window = crop_window(tf.shape(image), bbox, margin)
+        image = tf.image.crop_to_bounding_box(image, window[0], window[1], window[2], window[3])
+        return image, window
+
+    image, window = tf.cond(tf.io.is_jpeg(image_bytes), _jpeg, _other)
+    image.set_shape([None, None, 3])
+    window.set_shape([4])
+    return image, window
+
+
 def decode_and_crop(
     image_bytes: tf.Tensor, bbox: tf.Tensor | None = None, margin: float = DEFAULT_BBOX_MARGIN
 ) -> tf.Tensor:
@@ -56,21 +83,7 @@ def decode_and_crop(
     JPEGs are decoded with ``tf.image.decode_and_crop_jpeg`` so only the window is decoded;
     PNG/GIF/BMP/WebP fall back to a full decode followed by the same crop.
     """
-
-    def _jpeg() -> tf.Tensor:
-        window = crop_window(tf.image.extract_jpeg_shape(image_bytes), bbox, margin)
-        return tf.image.decode_and_crop_jpeg(
-            image_bytes, window, channels=3, dct_method="INTEGER_ACCURATE"
-        )
-
-    def _other() -> tf.Tensor:
-        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-        window = crop_window(tf.shape(image), bbox, margin)
-        return tf.image.crop_to_bounding_box(image, window[0], window[1], window[2], window[3])
-
-    image = tf.cond(tf.io.is_jpeg(image_bytes), _jpeg, _other)
-    image.set_shape([None, None, 3])
-    return image
+    return decode_window(image_bytes, bbox, margin)[0]
 
 
 def pad_to_square(image: tf.Tensor) -> tf.Tensor:
@@ -153,7 +166,18 @@ def preprocess_square(
     The common first half of every view: evaluation takes its central crop, test-time
     augmentation (``fashion_keras.evaluation.views.tta_views``) its corner/grid crops.
     """
-    image = decode_and_crop(image_bytes, bbox, margin)
+    return square_view(image_bytes, side, bbox, margin)[0]
+
+
+def square_view(
+    image_bytes: tf.Tensor,
+    side: int,
+    bbox: tf.Tensor | None = None,
+    margin: float = DEFAULT_BBOX_MARGIN,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """:func:`preprocess_square` plus the photo window ``[y, x, h, w]`` it shows
+    (``geometry.crop_resize_matrix(window, side)`` maps photo pixels into it)."""
+    image, window = decode_window(image_bytes, bbox, margin)
     shape = tf.shape(image)
     # the fused path pays off once the square is well above the output size (see square_resize)
     image = tf.cond(
@@ -162,7 +186,7 @@ def preprocess_square(
         lambda: _resize(pad_to_square(image), side),
     )
     image.set_shape([side, side, 3])
-    return image
+    return image, window
 
 
 def preprocess_for_eval(
@@ -176,12 +200,22 @@ def preprocess_for_eval(
     Returns float32 RGB in [0, 255] of shape (image_size, image_size, 3). Training evaluation,
     prediction and the exported ``serving_default`` signature all call this function.
     """
+    return eval_view(image_bytes, image_size, bbox, margin)[0]
+
+
+def eval_view(
+    image_bytes: tf.Tensor,
+    image_size: int,
+    bbox: tf.Tensor | None = None,
+    margin: float = DEFAULT_BBOX_MARGIN,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """:func:`preprocess_for_eval` plus its 3x3 photo -> view matrix (:mod:`geometry`)."""
     side = resize_size(image_size)
-    image = preprocess_square(image_bytes, side, bbox, margin)
+    image, window = square_view(image_bytes, side, bbox, margin)
     offset = (side - image_size) // 2
     image = image[offset : offset + image_size, offset : offset + image_size, :]
     image.set_shape([image_size, image_size, 3])
-    return image
+    return image, geometry.crop_resize_matrix(window, side, tf.constant([offset, offset]))
 
 
 def preprocess_for_train(
@@ -201,12 +235,61 @@ def preprocess_for_train(
       brightness: maximum brightness shift as a fraction of the 0-255 range.
       contrast, saturation: maximum relative change (factor drawn from [1 - c, 1 + c]).
     """
+    return train_view(
+        image_bytes, image_size, bbox, margin, seed, brightness, contrast, saturation
+    ).image
+
+
+class TrainView(NamedTuple):
+    """A training view: the image, its 3x3 photo -> view matrix and whether it is mirrored."""
+
+    image: tf.Tensor
+    matrix: tf.Tensor
+    flipped: tf.Tensor
+
+
+def train_view(
+    image_bytes: tf.Tensor,
+    image_size: int,
+    bbox: tf.Tensor | None = None,
+    margin: float = DEFAULT_BBOX_MARGIN,
+    seed: tf.Tensor | None = None,
+    brightness: float = 0.1,
+    contrast: float = 0.2,
+    saturation: float = 0.2,
+    scale: float = 0.0,
+    rotation: float = 0.0,
+) -> TrainView:
+    """:func:`preprocess_for_train` with its geometry, so keypoints can follow the image.
+
+    Args:
+      scale: when > 0, zoom the view by a factor drawn from [1 - scale, 1 + scale] about its
+        centre (after the crop and flip; the border is reflected).
+      rotation: when > 0, rotate the view by an angle drawn from [-rotation, rotation] degrees.
+      Other arguments as :func:`preprocess_for_train` (with both 0, the same image for the
+      same seed).
+    """
     if seed is None:
         seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=5)
-    image = preprocess_square(image_bytes, resize_size(image_size), bbox, margin)
-    image = tf.image.stateless_random_crop(image, [image_size, image_size, 3], seed=seeds[0])
-    image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=7)
+    side = resize_size(image_size)
+    image, window = square_view(image_bytes, side, bbox, margin)
+    # tf.image.stateless_random_crop and stateless_random_flip_left_right, with their offset
+    # and coin kept for the geometry (the same draws for the same seed)
+    size = tf.constant([image_size, image_size, 3], tf.int32)
+    offset = tf.random.stateless_uniform([3], seeds[0], maxval=size.dtype.max, dtype=tf.int32)
+    offset = offset % (tf.shape(image) - size + 1)
+    image = tf.slice(image, offset, size)
+    flipped = tf.random.stateless_uniform([], seeds[1], 0, 1.0) < 0.5
+    image = tf.cond(flipped, lambda: tf.reverse(image, [1]), lambda: image)
+    matrix = geometry.crop_resize_matrix(window, side, offset[:2])
+    matrix = tf.cond(flipped, lambda: geometry.flip_matrix(image_size) @ matrix, lambda: matrix)
+    if scale or rotation:
+        zoom = tf.random.stateless_uniform([], seeds[5], 1.0 - scale, 1.0 + scale)
+        angle = tf.random.stateless_uniform([], seeds[6], -rotation, rotation)
+        warp = geometry.scale_rotate_matrix(image_size, zoom, angle)
+        image = geometry.warp_image(image, warp)
+        matrix = warp @ matrix
     # Jitter on the 0-255 scale (contrast and saturation are scale-invariant): the same values
     # as on [0, 1], without two passes to rescale.
     if brightness:
@@ -220,4 +303,4 @@ def preprocess_for_train(
         )
     image = tf.clip_by_value(image, 0.0, 255.0)
     image.set_shape([image_size, image_size, 3])
-    return image
+    return TrainView(image, matrix, flipped)
