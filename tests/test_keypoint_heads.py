@@ -282,3 +282,102 @@ def test_valid_minimal_keypoint_spec_parses(tmp_path):
     (head,) = H.get_heads(str(path))
     assert head.flip_permutation() == (0, 2, 1)
     assert head.normaliser_indices("c") == (1, 2)
+
+
+# --- skeleton ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", ["fashionai_keypoints", "deepfashion_landmarks"])
+def test_preset_skeletons_are_valid_and_symmetric_under_flip(preset):
+    (head,) = H.get_heads(preset)
+    assert head.skeleton, "the preset draws a garment outline"
+    edges = {frozenset(e) for e in head.skeleton}
+    assert len(edges) == len(head.skeleton)  # no duplicate in either direction
+    for a, b in head.skeleton:
+        assert a != b and a in head.keypoints and b in head.keypoints
+    perm = head.flip_permutation()
+    for i, j in head.skeleton_indices():
+        mirrored = frozenset((head.keypoints[perm[i]], head.keypoints[perm[j]]))
+        assert mirrored in edges, (head.keypoints[i], head.keypoints[j])
+    # every category's points are joined: no defined keypoint is left without an edge
+    for c in head.categories:
+        defined = set(c.keypoints)
+        inner = [e for e in head.skeleton if set(e) <= defined]
+        assert {k for e in inner for k in e} == defined, c.name
+
+
+def test_fashionai_skeleton_outlines_each_garment():
+    edges = {frozenset(e) for e in H.FASHIONAI_KEYPOINTS.skeleton}
+    for a, b in [
+        ("neckline_left", "neckline_right"),
+        ("center_front", "neckline_right"),
+        ("shoulder_left", "cuff_left_out"),
+        ("cuff_right_in", "cuff_right_out"),
+        ("armpit_left", "waistline_left"),
+        ("top_hem_left", "top_hem_right"),
+        ("waistband_right", "hemline_right"),
+        ("hemline_left", "hemline_right"),
+        ("bottom_left_in", "crotch"),
+        ("waistband_left", "bottom_left_out"),
+    ]:
+        assert frozenset((a, b)) in edges, (a, b)
+    head = H.FASHIONAI_KEYPOINTS
+    assert head.skeleton_indices()[0] == (0, 1)
+
+
+def test_skeleton_round_trips_through_dict_json_and_yaml(tmp_path):
+    head = H.KeypointHead(
+        "shoe",
+        ("toe", "heel_left", "heel_right"),
+        (("heel_left", "heel_right"),),
+        {"sneaker": (("toe", "heel_left", "heel_right"), None)},
+        skeleton=[["toe", "heel_left"], ("heel_right", "toe")],
+    )
+    assert head.skeleton == (("toe", "heel_left"), ("heel_right", "toe"))  # tuples, given order
+    assert head.skeleton_indices() == ((0, 1), (2, 0))
+    d = H.heads_to_dict((head,))
+    assert d["heads"][0]["skeleton"] == [["toe", "heel_left"], ["heel_right", "toe"]]
+    assert H.heads_from_dict(json.loads(json.dumps(d))) == (head,)
+    path = tmp_path / "shoe.yaml"
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    assert H.get_heads(str(path)) == (head,)
+    # presets keep their skeleton through the dict form
+    spec = (H.FASHIONAI_KEYPOINTS, H.DEEPFASHION_LANDMARKS)
+    back = H.heads_from_dict(json.loads(json.dumps(H.heads_to_dict(spec))))
+    assert [h.skeleton for h in back] == [h.skeleton for h in spec]
+
+
+def test_specs_without_skeleton_still_load_and_keep_their_dict_form(tmp_path):
+    path = tmp_path / "kp.yaml"
+    path.write_text(_KP + _OK_KPS + "    flip_pairs: [[b_left, b_right]]\n" + _OK_CATS)
+    (head,) = H.get_heads(str(path))
+    assert head.skeleton == ()
+    assert "skeleton" not in head.to_dict()
+    path.write_text(_KP + _OK_KPS + "    skeleton: null\n" + _OK_CATS)
+    assert H.get_heads(str(path))[0].skeleton == ()
+
+
+@pytest.mark.parametrize(
+    "skeleton, message",
+    [
+        (
+            "[[a, z]]",
+            r"kp\.yaml: heads\[0\]: keypoint head 'kp': skeleton\[0\] = \['a', 'z'\]: \['z'\] "
+            r"not among the keypoints \['a', 'b_left', 'b_right'\]",
+        ),
+        ("[[a, b_left], [b_left, b_left]]", r"skeleton\[1\] = \['b_left', 'b_left'\] names the "),
+        (
+            "[[a, b_left], [b_left, b_right], [b_left, a]]",
+            r"skeleton\[2\] = \['b_left', 'a'\] is the same edge as skeleton\[0\]",
+        ),
+        ("[[a, b_left], [a, b_left]]", r"skeleton\[1\] .* same edge as skeleton\[0\]"),
+        ("[[a, b_left, b_right]]", r"skeleton\[0\] = .* must be a pair of keypoint names"),
+        ("a", r"skeleton = 'a' is not a list of \[a, b\] name pairs"),
+        ("{a: b_left}", r"skeleton = \{'a': 'b_left'\} is not a list"),
+    ],
+)
+def test_malformed_skeleton_names_the_edge(tmp_path, skeleton, message):
+    path = tmp_path / "kp.yaml"
+    path.write_text(_KP + _OK_KPS + f"    skeleton: {skeleton}\n" + _OK_CATS)
+    with pytest.raises(H.HeadSpecError, match=message):
+        H.get_heads(str(path))

@@ -43,6 +43,7 @@ from fashion_keras.heads.keypoints import (
     HeadSpec,
     KeypointCategory,
     KeypointHead,
+    visibility_output,
 )
 from fashion_keras.heads.presets import (
     DEEPFASHION6,
@@ -91,6 +92,7 @@ __all__ = [
     "HeadSpecError",
     "KeypointCategory",
     "KeypointHead",
+    "visibility_output",
     "get_heads",
     "head_from_dict",
     "heads_from_dict",

@@ -1,5 +1,17 @@
-"""Keypoint heads: ordered keypoint names, left/right pairs and, per garment category, the
-keypoints it defines and the pair that normalises the error."""
+"""Keypoint heads: ordered keypoint names, left/right pairs, an optional skeleton (the edges
+drawn between keypoints in figures) and, per garment category, the keypoints it defines and the
+pair that normalises the error.
+
+In a head spec file the skeleton is a list of ``[a, b]`` keypoint-name pairs (optional; specs
+without it load with no edges)::
+
+      - name: shoe_keypoints
+        type: keypoints
+        keypoints: [toe, heel_left, heel_right]
+        flip_pairs: [[heel_left, heel_right]]
+        skeleton: [[toe, heel_left], [toe, heel_right], [heel_left, heel_right]]
+        categories: ...
+"""
 
 from __future__ import annotations
 
@@ -29,6 +41,10 @@ class KeypointHead:
     ``{category: {"keypoints": [...], "normaliser": [a, b] | None}}``); it is stored as a tuple of
     :class:`KeypointCategory` in the given order. A category that defines one side of a flip pair
     must define the other side (a mirrored image moves the point to the other slot).
+
+    ``skeleton``: undirected edges ``(a, b)`` between keypoint names, drawn in figures (an edge
+    is drawn where the image has both of its points); each edge at most once, in either
+    direction, and never from a keypoint to itself.
     """
 
     kind: ClassVar[str] = "keypoints"
@@ -38,6 +54,7 @@ class KeypointHead:
     flip_pairs: tuple[tuple[str, str], ...]
     categories: tuple[KeypointCategory, ...]
     loss_weight: float = 1.0
+    skeleton: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         where = f"keypoint head {self.name!r}"
@@ -57,6 +74,7 @@ class KeypointHead:
                 )
         object.__setattr__(self, "keypoints", keypoints)
         object.__setattr__(self, "flip_pairs", self._checked_flip_pairs(where))
+        object.__setattr__(self, "skeleton", self._checked_skeleton(where))
         object.__setattr__(self, "categories", self._checked_categories(where))
         if isinstance(self.loss_weight, bool) or not isinstance(self.loss_weight, (int, float)):
             raise HeadSpecError(f"{where}: loss_weight = {self.loss_weight!r} is not a number")
@@ -82,6 +100,24 @@ class KeypointHead:
                     )
                 seen[k] = i
             out.append(pair)
+        return tuple(out)
+
+    def _checked_skeleton(self, where: str) -> tuple[tuple[str, str], ...]:
+        edges = self.skeleton
+        if isinstance(edges, (str, bytes)) or not isinstance(edges, Sequence):
+            raise HeadSpecError(f"{where}: skeleton = {edges!r} is not a list of [a, b] name pairs")
+        out: list[tuple[str, str]] = []
+        seen: dict[frozenset[str], int] = {}
+        for i, edge in enumerate(edges):
+            edge = _name_pair(edge, f"{where}: skeleton[{i}]", self.keypoints)
+            key = frozenset(edge)
+            if key in seen:
+                raise HeadSpecError(
+                    f"{where}: skeleton[{i}] = {list(edge)!r} is the same edge as "
+                    f"skeleton[{seen[key]}]; list each edge once (edges have no direction)"
+                )
+            seen[key] = i
+            out.append(edge)
         return tuple(out)
 
     def _checked_categories(self, where: str) -> tuple[KeypointCategory, ...]:
@@ -194,14 +230,20 @@ class KeypointHead:
             perm[i], perm[j] = j, i
         return tuple(perm)
 
+    def skeleton_indices(self) -> tuple[tuple[int, int], ...]:
+        """The skeleton's edges as head indices ``(i, j)``."""
+        return tuple((self.index(a), self.index(b)) for a, b in self.skeleton)
+
     def to_dict(self) -> dict[str, Any]:
+        """The dict / YAML / JSON form (``skeleton`` only when the head has edges, so the form
+        of a head without one is unchanged)."""
         cats: dict[str, Any] = {}
         for c in self.categories:
             cats[c.name] = {
                 "keypoints": list(c.keypoints),
                 "normaliser": None if c.normaliser is None else list(c.normaliser),
             }
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "type": "keypoints",
             "keypoints": list(self.keypoints),
@@ -209,6 +251,9 @@ class KeypointHead:
             "categories": cats,
             "loss_weight": self.loss_weight,
         }
+        if self.skeleton:
+            out["skeleton"] = [list(e) for e in self.skeleton]
+        return out
 
     # Softmax-only attributes: code written for softmax heads fails here with a clear message.
     @property
@@ -268,3 +313,9 @@ def _name_pair(value: Any, where: str, allowed: Sequence[str]) -> tuple[str, str
 
 AnyHead = Head | KeypointHead
 HeadSpec = tuple[AnyHead, ...]
+
+
+def visibility_output(head_name: str) -> str:
+    """The model output of a keypoint head's visibility probabilities (``<head>_visibility``;
+    the head's own name is its heatmap output)."""
+    return f"{head_name}_visibility"

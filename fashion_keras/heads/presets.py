@@ -204,6 +204,31 @@ FASHIONAI_KEYPOINTS = KeypointHead(
             _ARMPITS,
         ),
     },
+    skeleton=(
+        # neckline and shoulders
+        ("neckline_left", "neckline_right"),
+        ("center_front", "neckline_left"), ("center_front", "neckline_right"),
+        ("neckline_left", "shoulder_left"), ("neckline_right", "shoulder_right"),
+        # sleeves: top seam to the cuff, across the cuff, underside back to the armpit
+        ("shoulder_left", "armpit_left"), ("shoulder_right", "armpit_right"),
+        ("shoulder_left", "cuff_left_out"), ("shoulder_right", "cuff_right_out"),
+        ("cuff_left_in", "cuff_left_out"), ("cuff_right_in", "cuff_right_out"),
+        ("cuff_left_in", "armpit_left"), ("cuff_right_in", "armpit_right"),
+        # body sides: armpit to the waistline (outwear, dress) or straight to the hem (blouse)
+        ("armpit_left", "waistline_left"), ("armpit_right", "waistline_right"),
+        ("waistline_left", "top_hem_left"), ("waistline_right", "top_hem_right"),
+        ("armpit_left", "top_hem_left"), ("armpit_right", "top_hem_right"),
+        ("waistline_left", "hemline_left"), ("waistline_right", "hemline_right"),
+        ("top_hem_left", "top_hem_right"),
+        # skirt
+        ("waistband_left", "waistband_right"),
+        ("waistband_left", "hemline_left"), ("waistband_right", "hemline_right"),
+        ("hemline_left", "hemline_right"),
+        # trousers: outer seam, across the leg opening, inner seam up to the crotch
+        ("waistband_left", "bottom_left_out"), ("waistband_right", "bottom_right_out"),
+        ("bottom_left_in", "bottom_left_out"), ("bottom_right_in", "bottom_right_out"),
+        ("bottom_left_in", "crotch"), ("bottom_right_in", "crotch"),
+    ),
 )  # fmt: skip
 
 # --- DeepFashion landmarks (Category and Attribute benchmark, formats.md section 5) -----------
@@ -237,6 +262,15 @@ DEEPFASHION_LANDMARKS = KeypointHead(
             None,
         ),
     },
+    skeleton=(
+        ("collar_left", "collar_right"),
+        ("collar_left", "sleeve_left"), ("collar_right", "sleeve_right"),
+        ("collar_left", "hem_left"), ("collar_right", "hem_right"),  # upper body
+        ("collar_left", "waistline_left"), ("collar_right", "waistline_right"),  # full body
+        ("waistline_left", "waistline_right"),
+        ("waistline_left", "hem_left"), ("waistline_right", "hem_right"),
+        ("hem_left", "hem_right"),
+    ),
 )  # fmt: skip
 
 # Kept apart from PRESETS, whose consumers expect softmax heads only.

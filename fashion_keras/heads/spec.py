@@ -47,8 +47,9 @@ def head_from_dict(d: Mapping[str, Any], where: str = "head") -> AnyHead:
 
 def keypoint_head_from_dict(d: Mapping[str, Any], where: str = "head") -> KeypointHead:
     """Builds a :class:`KeypointHead` from its dict form (``type: keypoints``, see the module
-    docstring): ``name``, ``keypoints``, ``flip_pairs``?, ``categories``, ``loss_weight``?."""
-    allowed = ("name", "type", "keypoints", "flip_pairs", "categories", "loss_weight")
+    docstring): ``name``, ``keypoints``, ``flip_pairs``?, ``categories``, ``loss_weight``?,
+    ``skeleton``? (``[[a, b], ...]`` edges between keypoint names; none when absent)."""
+    allowed = ("name", "type", "keypoints", "flip_pairs", "skeleton", "categories", "loss_weight")
     unknown = sorted(set(d) - set(allowed))
     if unknown:
         raise HeadSpecError(
@@ -77,6 +78,7 @@ def keypoint_head_from_dict(d: Mapping[str, Any], where: str = "head") -> Keypoi
             d.get("flip_pairs") or (),
             categories,
             d.get("loss_weight", 1.0),
+            () if d.get("skeleton") is None else d["skeleton"],
         )
     except HeadSpecError as e:
         raise HeadSpecError(f"{where}: {e}") from None
