@@ -28,7 +28,14 @@ import tensorflow_datasets as tfds
 
 from fashion_keras.data import geometry
 from fashion_keras.data.preprocess import DEFAULT_BBOX_MARGIN, eval_view, train_view
-from fashion_keras.heads import AnyHead, Head, KeypointHead, keypoint_heads, softmax_heads
+from fashion_keras.heads import (
+    AnyHead,
+    Head,
+    KeypointHead,
+    keypoint_heads,
+    softmax_heads,
+    visibility_output,
+)
 
 
 class DatasetHeadsError(ValueError):
@@ -146,11 +153,6 @@ def normalize_example(example: Mapping[str, Any], heads: Sequence[AnyHead]) -> d
         "soft_labels": soft,
         "keypoints": points,
     }
-
-
-def visibility_output(head_name: str) -> str:
-    """The model output holding a keypoint head's per-keypoint visibility probabilities."""
-    return f"{head_name}_visibility"
 
 
 #: Keys the builders' image and box have in their serialized ``tf.train.Example`` records.

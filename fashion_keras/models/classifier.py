@@ -8,8 +8,20 @@ from typing import Any
 
 import keras
 
-from fashion_keras.heads import Head, HeadSpec, get_heads, heads_from_dict, heads_to_dict
+from fashion_keras.heads import (
+    AnyHead,
+    Head,
+    HeadSpec,
+    KeypointHead,
+    get_heads,
+    heads_from_dict,
+    heads_to_dict,
+    keypoint_heads,
+    softmax_heads,
+    visibility_output,
+)
 from fashion_keras.models.backbones import get_backbone
+from fashion_keras.models.keypoint_layers import KeypointHeatmapHead
 from fashion_keras.models.layers import ImageNormalization
 from fashion_keras.models.presets import IMAGENET_MEAN, IMAGENET_STD
 
@@ -24,10 +36,11 @@ def _resolve_heads(heads: Any) -> HeadSpec:
         return heads_from_dict(heads)
     if isinstance(heads, Iterable) and not isinstance(heads, (str, bytes)):
         heads = tuple(heads)
-        if heads and all(isinstance(h, Head) for h in heads):
+        if heads and all(isinstance(h, AnyHead) for h in heads):
             return get_heads(heads)
     raise ValueError(
-        f"MultiHeadClassifier: heads = {heads!r} must be a non-empty tuple of Head objects or "
+        f"MultiHeadClassifier: heads = {heads!r} must be a non-empty tuple of Head / KeypointHead "
+        "objects or "
         "its dict form ({'heads': [...]})"
     )
 
@@ -82,7 +95,13 @@ class MultiHeadClassifier(keras.Model):
     layers are added only when ``dropout > 0``, so features pass through exactly one dropout
     before each Dense.
 
-    Outputs: a dict ``{head.name: (batch, head.num_classes)}`` in head order.
+    Keypoint heads (:class:`~fashion_keras.heads.KeypointHead`) sit on the backbone's feature
+    map: a :class:`~fashion_keras.models.keypoint_layers.KeypointHeatmapHead` named after the
+    head gives heatmap logits at ``keypoint_stride`` and per-keypoint visibility probabilities.
+
+    Outputs: a dict ``{head.name: (batch, head.num_classes)}`` for the softmax heads and, per
+    keypoint head, ``{head.name: (batch, size / stride, size / stride, K)}`` heatmap logits
+    and ``{head.name + "_visibility": (batch, K)}``, in head order.
 
     Args:
       backbone: the feature extractor (its input must accept the normalised image).
@@ -94,6 +113,9 @@ class MultiHeadClassifier(keras.Model):
       mean: per-channel RGB mean subtracted from the [0, 255] input; ``None``: the backbone's
         own (``ApplicationBackbone.mean``), else the ImageNet mean.
       std: per-channel RGB standard deviation dividing the input; ``None`` as for ``mean``.
+      keypoint_filters: channels of the keypoint heads' deconvolutions (256 in SimpleBaselines).
+      keypoint_stride: input pixels per heatmap cell (4 or 8; a power of two dividing the
+        backbone's output stride).
       preprocessing: input preprocessing the data pipeline (not the model) applies, an opaque
         JSON-serialisable dict such as ``{"bbox_margin": 0.2}``; kept as ``model.preprocessing``
         and in the saved config (``None``: not recorded, as in models saved before it existed).
@@ -111,6 +133,8 @@ class MultiHeadClassifier(keras.Model):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         preprocessing: Mapping[str, Any] | None = None,
+        keypoint_filters: int = 256,
+        keypoint_stride: int = 4,
         **kwargs: Any,
     ) -> None:
         if mean is None:
@@ -128,6 +152,7 @@ class MultiHeadClassifier(keras.Model):
         reserved = {"image", "normalize", "pool", "dropout", backbone.name}
         reserved |= {f"fc{i + 1}" for i in range(fc_layers)}
         reserved |= {f"fc{i + 1}_dropout" for i in range(fc_layers)}
+        reserved |= {visibility_output(h.name) for h in keypoint_heads(heads)}
         clashes = sorted(h.name for h in heads if h.name in reserved)
         if clashes:
             raise ValueError(
@@ -138,20 +163,32 @@ class MultiHeadClassifier(keras.Model):
         # --- functional graph ---
         inputs = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="image")
         x = ImageNormalization(mean, std, name="normalize")(inputs)
-        x = backbone(x)
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        features = backbone(x)
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
         for i in range(fc_layers):
             x = keras.layers.Dense(fc_units, activation="relu", name=f"fc{i + 1}")(x)
             if dropout > 0:
                 x = keras.layers.Dropout(dropout, name=f"fc{i + 1}_dropout")(x)
         if fc_layers == 0 and dropout > 0:
             x = keras.layers.Dropout(dropout, name="dropout")(x)
-        outputs = {
-            h.name: keras.layers.Dense(
-                h.num_classes, activation="softmax", dtype="float32", name=h.name
-            )(x)
-            for h in heads
-        }
+        points = keypoint_heads(heads)
+        num_deconv = _num_deconv(backbone, image_size, keypoint_stride) if points else 0
+        outputs = {}
+        for h in heads:
+            if h in points:
+                heatmaps, visibility = KeypointHeatmapHead(
+                    h.num_keypoints,
+                    filters=keypoint_filters,
+                    num_deconv=num_deconv,
+                    input_stride=keypoint_stride * 2**num_deconv,
+                    name=h.name,
+                )(features)
+                outputs[h.name] = heatmaps
+                outputs[visibility_output(h.name)] = visibility
+            else:
+                outputs[h.name] = keras.layers.Dense(
+                    h.num_classes, activation="softmax", dtype="float32", name=h.name
+                )(x)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # --- config ---
@@ -164,10 +201,22 @@ class MultiHeadClassifier(keras.Model):
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         self._preprocessing_json = preprocessing_json
+        self.keypoint_filters = keypoint_filters
+        self.keypoint_stride = keypoint_stride
 
     @property
     def head_names(self) -> tuple[str, ...]:
         return tuple(h.name for h in self.heads)
+
+    @property
+    def softmax_heads(self) -> tuple[Head, ...]:
+        """The softmax (attribute) heads, in order."""
+        return softmax_heads(self.heads)
+
+    @property
+    def keypoint_heads(self) -> tuple[KeypointHead, ...]:
+        """The keypoint heads, in order."""
+        return keypoint_heads(self.heads)
 
     @property
     def preprocessing(self) -> dict[str, Any] | None:
@@ -189,6 +238,8 @@ class MultiHeadClassifier(keras.Model):
             "mean": list(self.mean),
             "std": list(self.std),
             "preprocessing": self.preprocessing,
+            "keypoint_filters": self.keypoint_filters,
+            "keypoint_stride": self.keypoint_stride,
         }
 
     @classmethod
@@ -205,6 +256,28 @@ class MultiHeadClassifier(keras.Model):
         from fashion_keras.training import metrics, optimizers  # noqa: F401
 
         super().compile_from_config(config)
+
+
+def _num_deconv(backbone: keras.Model, image_size: int | None, stride: int) -> int:
+    """Deconvolutions that take the backbone's feature map to ``stride`` (its output stride
+    read from a static input size, else 32 as for every backbone here)."""
+    if (
+        isinstance(stride, bool)
+        or not isinstance(stride, int)
+        or stride < 1
+        or stride & (stride - 1)
+    ):
+        raise ValueError(
+            f"MultiHeadClassifier: keypoint_stride = {stride!r} must be a power of two (4 or 8)"
+        )
+    side = backbone.output_shape[1]
+    output_stride = image_size // side if image_size and side else 32
+    if output_stride < stride or output_stride % stride:
+        raise ValueError(
+            f"MultiHeadClassifier: keypoint_stride = {stride} does not divide the backbone's "
+            f"output stride {output_stride}; use 4 or 8"
+        )
+    return (output_stride // stride).bit_length() - 1
 
 
 def build_model(
