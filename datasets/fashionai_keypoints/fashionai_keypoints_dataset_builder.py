@@ -122,7 +122,8 @@ class Builder(ValidatingBuilder):
     RELEASE_NOTES = {
         "1.0.0": "Initial release: 24 keypoints, visibility, defined masks, test.",
         "1.1.0": "keypoints/fashionai_keypoints: one [24, 3] (x, y, v) tensor per keypoint head, "
-        "as every builder with keypoints writes them (replaces keypoints [24, 2] + visibility).",
+        "as every builder with keypoints writes them (replaces keypoints [24, 2] + visibility); "
+        "keypoint_categories/fashionai_keypoints: the garment category of the head's taxonomy.",
     }
     BUILDER_CONFIGS = [
         KeypointsConfig(
@@ -171,6 +172,9 @@ class Builder(ValidatingBuilder):
                 ),
                 "keypoints": tfds.features.FeaturesDict(
                     {HEAD: tfds.features.Tensor(shape=(NUM_KEYPOINTS, 3), dtype=np.float32)}
+                ),
+                "keypoint_categories": tfds.features.FeaturesDict(
+                    {HEAD: tfds.features.ClassLabel(names=CATEGORIES)}
                 ),
                 "defined": tfds.features.Tensor(shape=(NUM_KEYPOINTS,), dtype=np.bool_),
                 "labelled": tfds.features.Scalar(dtype=np.bool_),
@@ -264,6 +268,7 @@ class Builder(ValidatingBuilder):
             "image/width": width,
             "labels": {"category": CATEGORIES.index(row.category)},
             "keypoints": {HEAD: np.column_stack([row.points, row.visibility]).astype(np.float32)},
+            "keypoint_categories": {HEAD: CATEGORIES.index(row.category)},
             "defined": np.asarray(FASHIONAI_KEYPOINTS.defined_mask(row.category), np.bool_),
             "labelled": row.labelled,
         }

@@ -114,7 +114,10 @@ def normalize_example(example: Mapping[str, Any], heads: Sequence[AnyHead]) -> d
     Returns:
       ``{"image": encoded bytes, "bbox": float32 [4] (the whole image when absent),
       "labels": {head: int32, -1 = unlabelled}, "soft_labels": {head: float32 [classes]},
-      "keypoints": {keypoint head: float32 [K, 3] (x, y, v) in photo pixels}}``.
+      "keypoints": {keypoint head: float32 [K, 3] (x, y, v) in photo pixels},
+      "keypoint_categories": {keypoint head: int32 index into the head's categories, -1 =
+      unknown}}`` (builders with keypoints write ``keypoints/<head>`` and
+      ``keypoint_categories/<head>``).
       The soft target is the example's own ``soft_labels`` entry where it has one, else the
       one-hot label (all zeros when unlabelled). Heads the example does not know are unlabelled
       (keypoints all absent, -1). Normalising a normalised example changes nothing.
@@ -138,13 +141,18 @@ def normalize_example(example: Mapping[str, Any], heads: Sequence[AnyHead]) -> d
             target = tf.one_hot(label, head.num_classes, dtype=tf.float32)
         soft[head.name] = target
     points_in = example.get("keypoints", {})
-    points = {}
+    categories_in = example.get("keypoint_categories", {})
+    points, categories = {}, {}
     for head in keypoint_heads(heads):
         if isinstance(points_in, Mapping) and head.name in points_in:
             kp = tf.cast(points_in[head.name], tf.float32)
             points[head.name] = tf.ensure_shape(kp, [head.num_keypoints, 3])
         else:
             points[head.name] = tf.fill([head.num_keypoints, 3], geometry.ABSENT)
+        if isinstance(categories_in, Mapping) and head.name in categories_in:
+            categories[head.name] = tf.cast(categories_in[head.name], tf.int32)
+        else:
+            categories[head.name] = tf.constant(-1, tf.int32)
     bbox = example["bbox"] if "bbox" in example else tf.constant(_FULL_IMAGE)
     return {
         "image": example["image"],
@@ -152,6 +160,7 @@ def normalize_example(example: Mapping[str, Any], heads: Sequence[AnyHead]) -> d
         "labels": labels,
         "soft_labels": soft,
         "keypoints": points,
+        "keypoint_categories": categories,
     }
 
 
@@ -194,6 +203,7 @@ def serialized_feature_spec(heads: Sequence[Head]) -> dict[str, Any]:
         spec[serialized_keypoints_key(head.name)] = tf.io.FixedLenFeature(
             [head.num_keypoints, 3], tf.float32, default_value=absent
         )
+        spec[f"keypoint_categories/{head.name}"] = tf.io.FixedLenFeature([], tf.int64, -1)
     return spec
 
 
@@ -233,6 +243,10 @@ def parse_serialized_example(serialized: tf.Tensor, heads: Sequence[Head]) -> di
         "soft_labels": soft,
         "keypoints": {
             h.name: parsed[serialized_keypoints_key(h.name)] for h in keypoint_heads(heads)
+        },
+        "keypoint_categories": {
+            h.name: tf.cast(parsed[f"keypoint_categories/{h.name}"], tf.int32)
+            for h in keypoint_heads(heads)
         },
     }
 

@@ -96,6 +96,8 @@ def test_keypoints_visibility_and_defined_masks_follow_the_csv_and_taxonomy(buil
             i = next(i for i in range(len(dummy.ROWS)) if name.endswith(dummy.image_id(i)))
             category = dummy.ROWS[i][1]
             assert fkp.CATEGORIES[ex["labels"]["category"]] == category
+            kp_category = ex["keypoint_categories"]["fashionai_keypoints"]
+            assert FASHIONAI_KEYPOINTS.category_names[kp_category] == category
             defined = np.array(FASHIONAI_KEYPOINTS.defined_mask(category))
             np.testing.assert_array_equal(ex["defined"], defined)
             cells = [tuple(int(p) for p in c.split("_")) for c in dummy.cells(i)]
