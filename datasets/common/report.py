@@ -38,7 +38,8 @@ class SkipReport:
         {"dataset": ..., "split": ..., "rows": total, "kept": n,
          "skipped": {reason: count}, "adjusted": {reason: count},
          "examples": {reason: ["file:line: detail", ...]},
-         "heads": {head: {"labelled": n, "classes": {class: n}}}}
+         "heads": {head: {"labelled": n, "classes": {class: n}}},
+         "counts": {name: n}}   # only when something was counted with count()
 
     ``rows == kept + sum(skipped.values())``: every row read is either written or reported.
     Skip reasons starting with ``bad_row:`` are annotation problems tolerated by
@@ -54,6 +55,7 @@ class SkipReport:
         self.adjusted: dict[str, int] = {}
         self.examples: dict[str, list[str]] = {}
         self.heads: dict[str, dict[str, int]] = {}
+        self.counts: dict[str, int] = {}  # facts about kept rows that changed nothing
         self.files: dict[str, None] = {}  # the annotation files of the skipped rows, in order
 
     def _example(self, reason: str, where: str, detail: str) -> None:
@@ -86,6 +88,13 @@ class SkipReport:
         """Counts one kept row whose data was changed (e.g. a clamped bbox)."""
         self.adjusted[reason] = self.adjusted.get(reason, 0) + 1
         self._example(reason, where, detail)
+
+    def count(self, name: str, where: str = "", detail: str = "") -> None:
+        """Counts one kept row under ``name`` (e.g. rows with landmarks); the row's data is not
+        changed, so it is neither skipped nor adjusted. With ``where``, keeps it as an example."""
+        self.counts[name] = self.counts.get(name, 0) + 1
+        if where:
+            self._example(name, where, detail)
 
     def admit_image(
         self,
@@ -142,7 +151,12 @@ class SkipReport:
     def merge(self, other: SkipReport) -> None:
         """Adds the counts of ``other`` (the same split, counted apart) to this report."""
         self.num_kept += other.num_kept
-        for counts, more in ((self.skipped, other.skipped), (self.adjusted, other.adjusted)):
+        pairs = (
+            (self.skipped, other.skipped),
+            (self.adjusted, other.adjusted),
+            (self.counts, other.counts),
+        )
+        for counts, more in pairs:
             for reason, n in more.items():
                 counts[reason] = counts.get(reason, 0) + n
         for reason, examples in other.examples.items():
@@ -163,7 +177,7 @@ class SkipReport:
         return self.num_kept + self.num_skipped
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "dataset": self.dataset,
             "split": self.split,
             "rows": self.num_rows,
@@ -175,6 +189,9 @@ class SkipReport:
                 h: {"labelled": sum(c.values()), "classes": dict(c)} for h, c in self.heads.items()
             },
         }
+        if self.counts:
+            out["counts"] = dict(sorted(self.counts.items()))
+        return out
 
     def format(self) -> str:
         """A human-readable multi-line summary."""
@@ -220,8 +237,11 @@ def format_split_report(d: Mapping[str, Any], *, classes: bool = False) -> str:
         if classes:
             for h, c in heads.items():
                 lines.append(f"    {h}: " + ", ".join(f"{k} {v}" for k, v in c["classes"].items()))
+    counts = d.get("counts", {})
+    if counts:
+        lines.append(f"  counted: {_counts(counts)}")
     for reason, examples in sorted(d.get("examples", {}).items()):
-        n = skipped.get(reason, 0) + adjusted.get(reason, 0)
+        n = skipped.get(reason, 0) + adjusted.get(reason, 0) + counts.get(reason, 0)
         more = f" (first {len(examples)} of {n})" if n > len(examples) else ""
         lines.append(f"  {reason}{more}:")
         lines.extend(f"    {e}" for e in examples)

@@ -2,8 +2,10 @@
 
 Reads the manual download ``<manual_dir>/Anno_fine/`` + ``<manual_dir>/img/`` and yields one
 example per row of ``<split>.txt`` with the image bytes unchanged, the garment bbox, the six
-DeepFashion-6 attribute labels and the category. Class lists come from ``fashion_keras.heads``.
-All row checks go through ``fashion_keras_datasets.common``.
+DeepFashion-6 attribute labels, the category and, from the optional
+``<split>_landmarks.txt``, the landmarks (``keypoints/deepfashion_landmarks``, all -1 without the
+file; see :mod:`fashion_keras_datasets.deepfashion_category.landmarks`). Class lists come from
+``fashion_keras.heads``. All row checks go through ``fashion_keras_datasets.common``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import tensorflow_datasets.public_api as tfds
 from absl import logging
 from etils import epath
 
-from fashion_keras.heads import DEEPFASHION6, DEEPFASHION_CATEGORIES
+from fashion_keras.heads import DEEPFASHION6, DEEPFASHION_CATEGORIES, DEEPFASHION_CATEGORY_TYPES
 from fashion_keras_datasets.common.builder import RowPolicy, ValidatingBuilder, ValidatingConfig
 from fashion_keras_datasets.common.errors import AnnotationError, describe_dir
 from fashion_keras_datasets.common.images import PreparedImage
@@ -33,14 +35,16 @@ from fashion_keras_datasets.common.rows import (
     read_rows,
     resolve_image_path,
 )
+from fashion_keras_datasets.deepfashion_category import landmarks as lm
 
 ANNO_DIR = "Anno_fine"
 IMG_DIR = "img"
 # TFDS split names are the file stems in Anno_fine/ (train.txt, val.txt, test.txt).
 SPLITS = ("train", "val", "test")
 REQUIRED_SPLITS = ("train", "val")
-# Files of one split, by role; rows line up by row number.
-ROLES = {"paths": "", "attr": "_attr", "cate": "_cate", "bbox": "_bbox"}
+# Files of one split, by role; rows line up by row number. Landmarks are optional in every split.
+ROLES = {"paths": "", "attr": "_attr", "cate": "_cate", "bbox": "_bbox", "landmarks": "_landmarks"}
+REQUIRED_ROLES = ("paths", "attr", "cate", "bbox")
 ATTR_GROUPS = tuple((h.name, h.classes) for h in DEEPFASHION6)
 NUM_ATTR_COLUMNS = sum(len(c) for _, c in ATTR_GROUPS)
 UNLABELLED = -1
@@ -72,6 +76,7 @@ class _Row:
     category: int  # 0-based; UNLABELLED without <split>_cate.txt
     bbox: tuple[float, float, float, float] | None  # pixels; None without <split>_bbox.txt
     bbox_row: Row | None
+    landmarks: lm.Landmarks | None  # None: not read (no <split>_landmarks.txt)
 
     @property
     def key(self) -> str:
@@ -81,12 +86,14 @@ class _Row:
 class Builder(ValidatingBuilder):
     """DeepFashion fine-grained attributes (DeepFashion-6), from a manual download."""
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release: six attribute heads, category and bbox.",
         "1.1.0": "Shared validation: image size limits, 16-bit/alpha/CMYK conversion, images "
         "duplicated across splits kept out of val/test, build report with per-head counts, "
         "`default_skip_bad_rows` config.",
+        "1.2.0": "`keypoints/deepfashion_landmarks` (8 x (x, y, v)) from the optional "
+        "`Anno_fine/<split>_landmarks.txt`; `info.metadata['keypoint_heads']`.",
     }
     BUILDER_CONFIGS = [
         ValidatingConfig(
@@ -113,7 +120,12 @@ class Builder(ValidatingBuilder):
         test_bbox.txt      optional  absent: the whole image is used as the box
         list_attr_cloth.txt    optional  if present, checked: {NUM_ATTR_COLUMNS} rows
                                `name type` whose types group the columns as below
-        list_category_cloth.txt, <split>_landmarks.txt   optional  not read
+        train_landmarks.txt, val_landmarks.txt, test_landmarks.txt   optional  16 numbers
+                           per line: the x y of the landmarks of the row's clothes type
+                           (from its category: upper 6, lower 4, full 8) then zero padding;
+                           `0 0` is an absent point. Absent: landmarks -1. Read only with the
+                           split's <split>_cate.txt
+        list_category_cloth.txt    optional  not read
 
     Splits are named like the files: train, val and (if test.txt exists) test.
     The rows of a split's files line up by row number (no count or header lines). The
@@ -137,8 +149,10 @@ class Builder(ValidatingBuilder):
                     }
                 ),
                 "category": tfds.features.ClassLabel(names=DEEPFASHION_CATEGORIES),
+                **lm.features(),
             },
             homepage="http://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/AttributePrediction.html",
+            metadata=lm.metadata(),
         )
 
     @property
@@ -149,7 +163,9 @@ class Builder(ValidatingBuilder):
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         root = self._manual_root(dl_manager)
         self._require(
-            root, [split_file(s, role) for s in REQUIRED_SPLITS for role in ROLES], [IMG_DIR]
+            root,
+            [split_file(s, role) for s in REQUIRED_SPLITS for role in REQUIRED_ROLES],
+            [IMG_DIR],
         )
         _check_attr_list(root / ANNO_DIR / "list_attr_cloth.txt")
         names = list(REQUIRED_SPLITS)
@@ -178,6 +194,16 @@ class Builder(ValidatingBuilder):
             report.adjust(
                 "bbox_file_absent", row.where, f"no {split_file(split, 'bbox')}: whole image"
             )
+        keypoints = lm.example_value(
+            row.landmarks,
+            image.info,
+            self.builder_config.policy,
+            report,
+            where=row.where,
+            missing=f"no {split_file(split, 'landmarks')} read: landmarks -1",
+        )
+        if keypoints is None:
+            return None
         return {
             "image": image.data,
             "image/filename": row.name,
@@ -187,6 +213,7 @@ class Builder(ValidatingBuilder):
                 for head in DEEPFASHION6
             },
             "category": row.category,
+            lm.FEATURE: keypoints,
         }
 
 
@@ -196,16 +223,25 @@ def _read_split(
     """Reads and validates all annotation files of ``split``: its valid rows.
 
     A malformed row raises, or (``skip_bad_rows``) leaves out its row number in every file of
-    the split (the files line up by row). Files whose row counts differ always raise.
+    the split (the files line up by row). Files whose row counts differ always raise. The
+    landmarks of a split are read only with its ``<split>_cate.txt`` (the category tells the
+    clothes type that places them); without it the build report notes the file as not read.
     """
     files = {role: root / split_file(split, role) for role in ROLES}
     paths = read_rows(files["paths"], keep_blank=True)
     build_report.add_file(files["paths"], len(paths))
     report = build_report.split(split)
     rows: dict[str, list[Row] | None] = {"paths": paths}
-    for role in ("attr", "cate", "bbox"):
+    for role in ("attr", "cate", "bbox", "landmarks"):
         path = files[role]
-        if split not in REQUIRED_SPLITS and not path.is_file():
+        if (split not in REQUIRED_SPLITS or role == "landmarks") and not path.is_file():
+            rows[role] = None
+            continue
+        if role == "landmarks" and rows["cate"] is None:
+            build_report.note(
+                f"{path}: not read: without {files['cate'].name} the clothes type of its rows "
+                "is unknown (landmarks -1)"
+            )
             rows[role] = None
             continue
         rows[role] = read_rows(path, keep_blank=True)
@@ -261,6 +297,10 @@ def _parse_line(root: epath.Path, line: dict[str, Row | None], seen: dict[str, i
         )
     if line["bbox"] is not None:
         bbox = parse_bbox(line["bbox"])
+    landmarks = None
+    if line["landmarks"] is not None and category is not None:
+        clothes_type = DEEPFASHION_CATEGORY_TYPES[category]
+        landmarks = lm.parse_fine_row(line["landmarks"], clothes_type)
     seen[same] = row.line  # only valid rows: a bad row is no later row's original
     return _Row(
         name=row.fields[0],
@@ -270,6 +310,7 @@ def _parse_line(root: epath.Path, line: dict[str, Row | None], seen: dict[str, i
         category=UNLABELLED if category is None else category,
         bbox=bbox,
         bbox_row=line["bbox"],
+        landmarks=landmarks,
     )
 
 

@@ -6,6 +6,8 @@ yields one example per row of the partition file, with the 50-entry category lab
 in the files, 0-based here), the body type (upper, lower, full) and the garment bbox. The
 ``attributes`` config also reads ``list_attr_cloth.txt`` (1000 ``name type`` rows; names contain
 spaces, the type is the last token) and ``list_attr_img.txt`` (1000 values of 1/-1/0 per image).
+Every config reads the optional ``list_landmarks.txt`` into ``keypoints/deepfashion_landmarks``
+(see :mod:`.landmarks`; all -1 for an image without a landmark row, or without the file).
 Class lists come from ``fashion_keras.heads``; every row check goes through ``common``.
 """
 
@@ -33,6 +35,7 @@ from fashion_keras_datasets.common.rows import (
     read_counted_rows,
     resolve_image_path,
 )
+from fashion_keras_datasets.deepfashion_category import landmarks as lm
 
 ANNO_DIRS = ("Anno", "Anno_coarse")  # the 2016 release / the later split into Anno_coarse
 IMG_DIR = "img"
@@ -42,6 +45,7 @@ PARTITION_FILE = "Eval/list_eval_partition.txt"
 CATEGORY_LIST_FILE = "list_category_cloth.txt"
 ATTR_LIST_FILE = "list_attr_cloth.txt"
 ATTR_IMG_FILE = "list_attr_img.txt"
+LANDMARK_FILE = "list_landmarks.txt"
 SPLITS = ("train", "val", "test")  # also the duplicate order: train first
 BODY_TYPES = ("upper_body", "lower_body", "full_body")  # types 1, 2, 3
 NUM_ATTRIBUTES = 1000
@@ -71,6 +75,8 @@ class _Row:
     bbox: tuple[float, float, float, float]
     bbox_where: str
     attributes: np.ndarray | None
+    landmarks: lm.Landmarks | None  # None: no landmark row for the image
+    has_landmark_file: bool  # whether the release has list_landmarks.txt
 
     @property
     def key(self) -> str:
@@ -80,8 +86,12 @@ class _Row:
 class Builder(ValidatingBuilder):
     """DeepFashion category benchmark (50 categories, top-k), from a manual download."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: category, body type, bbox, optional attributes."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release: category, body type, bbox, optional attributes.",
+        "1.1.0": "`keypoints/deepfashion_landmarks` (8 x (x, y, v)) from the optional "
+        "`Anno/list_landmarks.txt`; `info.metadata['keypoint_heads']`.",
+    }
     BUILDER_CONFIGS = [
         CategoryConfig(name="category", description="Category, body type and bbox."),
         CategoryConfig(
@@ -104,10 +114,14 @@ class Builder(ValidatingBuilder):
         {ATTR_LIST_FILE}      config `attributes`: {NUM_ATTRIBUTES} `attribute_name attribute_type`
                                  rows (names contain spaces; the type is the last token)
         {ATTR_IMG_FILE}        config `attributes`: `image_name` + {NUM_ATTRIBUTES} values 1/-1/0
+        {LANDMARK_FILE}       optional  `image_name clothes_type [variation_type]` then
+                                 `visibility x y` per landmark (6 upper, 4 lower, 8 full
+                                 body; visibility 0 visible, 1 occluded, 2 truncated)
       {PARTITION_FILE}  REQUIRED  `image_name evaluation_status` (train|val|test)
 
     Every file: line 1 the number of rows, line 2 a header, then whitespace-separated rows.
     Files are joined by image_name; the partition file decides which images are read.
+    Images without a landmark row (or a release without {LANDMARK_FILE}) get landmarks -1.
     """
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -124,9 +138,11 @@ class Builder(ValidatingBuilder):
         }
         if self.builder_config.with_attributes:
             features["attributes"] = tfds.features.Tensor(shape=(NUM_ATTRIBUTES,), dtype=np.int8)
+        features.update(lm.features())
         return self._dataset_info(
             features,
             homepage="http://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/AttributePrediction.html",
+            metadata=lm.metadata(),
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -165,6 +181,9 @@ class Builder(ValidatingBuilder):
             secondary["attributes"] = _read_keyed(
                 root / anno / ATTR_IMG_FILE, _parse_attributes, file_problem
             )
+        landmark_path = root / anno / LANDMARK_FILE
+        if landmark_path.is_file():
+            secondary["landmarks"] = _read_keyed(landmark_path, lm.parse_coarse_row, file_problem)
         rows = _join_partition(root, partition, secondary, policy, report)
         return self._split_examples(
             rows,
@@ -182,14 +201,31 @@ class Builder(ValidatingBuilder):
         box = report.admit_box(row.bbox, image.info, row.bbox_where)
         if box is None:
             return None
+        category_type = DEEPFASHION_CATEGORY_TYPES[row.category]
+        if row.has_landmark_file:
+            missing = f"{row.name}: no row in {LANDMARK_FILE}: landmarks -1"
+        else:
+            missing = f"no {LANDMARK_FILE} in the release: landmarks -1"
+        keypoints = lm.example_value(
+            row.landmarks,
+            image.info,
+            self.builder_config.policy,
+            report,
+            where=row.where,
+            missing=missing,
+            category_type=category_type,
+        )
+        if keypoints is None:
+            return None
         example = {
             "image": image.data,
             "image/filename": row.name,
             "bbox": tfds.features.BBox(*box),
             "labels": {
                 "category": row.category,
-                "category_type": DEEPFASHION_CATEGORY_TYPES[row.category] - 1,
+                "category_type": category_type - 1,
             },
+            lm.FEATURE: keypoints,
         }
         if self.builder_config.with_attributes:
             example["attributes"] = row.attributes
@@ -326,6 +362,8 @@ def _join(
     where: dict[str, str] = {}
     for kind, keyed in secondary.items():
         entry = keyed.get(same)
+        if entry is None and kind == "landmarks":
+            continue  # optional: the image gets landmarks -1 (counted in the report)
         if entry is None:
             file = {"category": CATEGORY_FILE, "bbox": BBOX_FILE, "attributes": ATTR_IMG_FILE}[kind]
             raise prow.error(
@@ -343,6 +381,8 @@ def _join(
         bbox=values["bbox"],
         bbox_where=where["bbox"],
         attributes=values.get("attributes"),
+        landmarks=values.get("landmarks"),
+        has_landmark_file="landmarks" in secondary,
     )
 
 

@@ -20,7 +20,7 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -186,17 +186,18 @@ def generate_demo(
     root = os.path.abspath(os.fspath(root))
     if os.path.exists(root) and os.listdir(root) and not overwrite:
         raise FileExistsError(f"{root} exists and is not empty; pass overwrite=True to replace it")
-    tmp = _tmp_sibling(root)
+    tmp = tmp_sibling(root)
     try:
         _write_demo_tree(tmp, counts, seed, max_side)
-        _replace_dir(tmp, root)
+        replace_dir(tmp, root)
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
     return counts
 
 
-def _tmp_sibling(root: str) -> str:
+def tmp_sibling(root: str) -> str:
+    """A new temporary sibling path of ``root`` (its parent created), for an atomic replace."""
     parent = os.path.dirname(root)
     os.makedirs(parent, exist_ok=True)
     return os.path.join(
@@ -232,7 +233,7 @@ def _write_demo_tree(tmp: str, counts: dict[str, int], seed: int, max_side: int)
         f.write("\n")
 
 
-def _replace_dir(src: str, dst: str) -> None:
+def replace_dir(src: str, dst: str) -> None:
     """Renames ``src`` to ``dst``, replacing ``dst`` if it exists."""
     if os.path.exists(dst):
         trash = f"{dst}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -245,13 +246,41 @@ def _replace_dir(src: str, dst: str) -> None:
         os.rename(src, dst)
 
 
-def read_marker(root: str | os.PathLike) -> dict[str, Any] | None:
-    """The generator marker of a demo folder, or None if absent or unreadable."""
+def read_marker(root: str | os.PathLike, name: str = MARKER_NAME) -> dict[str, Any] | None:
+    """The generator marker ``name`` of a demo folder, or None if absent or unreadable."""
     try:
-        with open(os.path.join(os.fspath(root), MARKER_NAME), encoding="utf-8") as f:
+        with open(os.path.join(os.fspath(root), name), encoding="utf-8") as f:
             return json.load(f)
     except (OSError, ValueError):
         return None
+
+
+def cached_tree(
+    root: str, expected: dict[str, Any], write: Callable[[str], None], marker: str = MARKER_NAME
+) -> str:
+    """``root``, first written by ``write(tmp)`` unless its marker file ``marker`` equals
+    ``expected`` (``write`` fills the new folder ``tmp``, its marker last).
+
+    Concurrent callers are safe: each writes its own temporary sibling and the first complete
+    copy wins.
+    """
+    if read_marker(root, marker) == expected:
+        return root
+    tmp = tmp_sibling(root)
+    try:
+        write(tmp)
+        # Another process may have installed a complete copy meanwhile: keep that one (it may
+        # be in use) and drop ours. Otherwise replace the missing or stale folder.
+        if read_marker(root, marker) != expected:
+            try:
+                replace_dir(tmp, root)
+            except OSError:
+                if read_marker(root, marker) != expected:
+                    raise
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
 
 
 def default_cache_dir() -> str:
@@ -282,24 +311,11 @@ def demo_manual_dir(
     if (num_train, num_val, num_test, seed) != (3000, 500, 500, 0):
         name += f"_s{seed}_{num_train}_{num_val}_{num_test}"
     root = os.path.join(cache_dir, "demo", name, "manual")
-    expected = _marker(counts, seed, MAX_SIDE)
-    if read_marker(root) == expected:
-        return root
-    tmp = _tmp_sibling(root)
-    try:
-        _write_demo_tree(tmp, counts, seed, MAX_SIDE)
-        # Another process may have installed a complete copy meanwhile: keep that one (it may
-        # be in use) and drop ours. Otherwise replace the missing or stale folder.
-        if read_marker(root) != expected:
-            try:
-                _replace_dir(tmp, root)
-            except OSError:
-                if read_marker(root) != expected:
-                    raise
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return cached_tree(
+        root,
+        _marker(counts, seed, MAX_SIDE),
+        lambda tmp: _write_demo_tree(tmp, counts, seed, MAX_SIDE),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

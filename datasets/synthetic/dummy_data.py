@@ -26,7 +26,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from fashion_keras.heads import DEEPFASHION_CATEGORIES, DEEPFASHION_CATEGORY_TYPES, FASHIONAI8
+from fashion_keras.heads import (
+    DEEPFASHION_CATEGORIES,
+    DEEPFASHION_CATEGORY_TYPES,
+    DEEPFASHION_LANDMARKS,
+    FASHIONAI8,
+)
 from fashion_keras_datasets.common.images import hash_bucket
 
 #: The datasets/ folder (the ``fashion_keras_datasets`` package), holding one folder per builder.
@@ -292,12 +297,45 @@ def _counted(header: str, rows: Sequence[str]) -> list[str]:
     return [str(len(rows)), header, *rows]
 
 
+#: Where each landmark sits on the 36 x 48 dummy images (x, y), moved by a row's offset.
+_LANDMARK_SPOTS = {
+    "collar_left": (12, 9),
+    "collar_right": (24, 9),
+    "sleeve_left": (7, 20),
+    "sleeve_right": (29, 20),
+    "waistline_left": (9, 25),
+    "waistline_right": (27, 25),
+    "hem_left": (8, 39),
+    "hem_right": (28, 39),
+}
+#: DeepFashion visibility codes cycled over the landmarks (0 visible, 1 occluded, 2 truncated).
+_LANDMARK_CODES = (0, 0, 1, 0, 2, 0, 0)
+#: Rows of DEEPFASHION_CATEGORY_ROWS without a row in list_landmarks.txt (landmarks -1).
+DEEPFASHION_ROWS_WITHOUT_LANDMARKS = (14,)
+
+
+def deepfashion_landmarks(i: int) -> tuple[int, list[tuple[int, int, int]]] | None:
+    """Row ``i`` of ``DEEPFASHION_CATEGORY_ROWS`` in ``list_landmarks.txt``: its clothes type
+    (1-based, the category's) and ``(visibility, x, y)`` per landmark of the type in file order
+    (truncated ones at 0 0); None when the image has no landmark row."""
+    if i in DEEPFASHION_ROWS_WITHOUT_LANDMARKS:
+        return None
+    clothes_type = DEEPFASHION_CATEGORY_TYPES[DEEPFASHION_CATEGORY_ROWS[i][2] - 1]
+    names = DEEPFASHION_LANDMARKS.categories[clothes_type - 1].keypoints
+    triples = []
+    for j, name in enumerate(names):
+        code = _LANDMARK_CODES[(i + j) % len(_LANDMARK_CODES)]
+        x, y = _LANDMARK_SPOTS[name]
+        triples.append((code, 0, 0) if code == 2 else (code, x + i % 3, y + i % 2))
+    return clothes_type, triples
+
+
 def write_deepfashion_category(root: str) -> None:
     """Writes the DeepFashion category benchmark dummy release (``Anno/``, ``Eval/``, ``img/``)."""
     _fresh(root, "DeepFashion")
     rng = np.random.default_rng(0)
     written: dict[int, bytes] = {}
-    cat_rows, bbox_rows, part_rows, attr_rows = [], [], [], []
+    cat_rows, bbox_rows, part_rows, attr_rows, landmark_rows = [], [], [], [], []
     width = max(len(r[0]) for r in DEEPFASHION_CATEGORY_ROWS) + 2
     for i, (name, split, cat, box, kind) in enumerate(DEEPFASHION_CATEGORY_ROWS):
         path = os.path.join(root, name)
@@ -308,6 +346,11 @@ def write_deepfashion_category(root: str) -> None:
         part_rows.append(f"{name:<{width}}{split}")
         values = rng.choice(["-1", "-1", "-1", "0", "1"], NUM_ATTRIBUTES)
         attr_rows.append(f"{name:<{width}}" + " ".join(values))
+        landmarks = deepfashion_landmarks(i)
+        if landmarks is not None:
+            clothes_type, triples = landmarks
+            cells = "  ".join(f"{v} {x:03d} {y:03d}" for v, x, y in triples)
+            landmark_rows.append(f"{name:<{width}}{clothes_type}  {cells}")
     anno = os.path.join(root, "Anno")
     # the category file lists the images in another order: files are joined by name
     _write_text(
@@ -327,6 +370,14 @@ def write_deepfashion_category(root: str) -> None:
         os.path.join(anno, "list_attr_img.txt"), _counted("image_name  attribute_labels", attr_rows)
     )
     _write_text(
+        os.path.join(anno, "list_landmarks.txt"),
+        _counted(
+            "image_name  clothes_type  landmark_visibility_1  landmark_location_x_1  "
+            "landmark_location_y_1  ...",
+            landmark_rows,
+        ),
+    )
+    _write_text(
         os.path.join(anno, "list_attr_cloth.txt"),
         _counted(
             "attribute_name  attribute_type",
@@ -343,6 +394,53 @@ def write_deepfashion_category(root: str) -> None:
             ],
         ),
     )
+
+
+# --- DeepFashion fine-grained attributes ---------------------------------------------------------
+
+#: Where each landmark sits in a garment box, as fractions (x, y) of its width and height.
+_BOX_SPOTS = {
+    "collar_left": (0.35, 0.0),
+    "collar_right": (0.65, 0.0),
+    "sleeve_left": (0.0, 0.35),
+    "sleeve_right": (1.0, 0.35),
+    "waistline_left": (0.1, 0.5),
+    "waistline_right": (0.9, 0.5),
+    "hem_left": (0.05, 1.0),
+    "hem_right": (0.95, 1.0),
+}
+#: Splits of the fine-grained dummy data given a ``<split>_landmarks.txt`` (test has none).
+DEEPFASHION_FINE_LANDMARK_SPLITS = ("train", "val")
+
+
+def deepfashion_fine_landmarks(category: int, box: Sequence[int], i: int) -> list[int]:
+    """The 16 numbers of one ``Anno_fine/<split>_landmarks.txt`` row: the ``x y`` of the
+    landmarks of the 1-based ``category``'s clothes type inside its pixel ``box``, in file order,
+    then zero padding; the second landmark of every third row (``i``: the row) is absent (0 0)."""
+    clothes_type = DEEPFASHION_CATEGORY_TYPES[category - 1]
+    x1, y1, x2, y2 = box
+    values: list[int] = []
+    for j, name in enumerate(DEEPFASHION_LANDMARKS.categories[clothes_type - 1].keypoints):
+        fx, fy = _BOX_SPOTS[name]
+        absent = j == 1 and i % 3 == 1
+        values += [0, 0] if absent else [round(x1 + fx * (x2 - x1)), round(y1 + fy * (y2 - y1))]
+    return values + [0] * (2 * DEEPFASHION_LANDMARKS.num_keypoints - len(values))
+
+
+def write_deepfashion_attributes_landmarks(root: str) -> None:
+    """Adds ``Anno_fine/<split>_landmarks.txt`` (train and val) to the fine-grained dummy data
+    (written by ``fashion_keras_datasets.synthetic.demo``), from each row's category and box."""
+    anno = os.path.join(root, "Anno_fine")
+    for split in DEEPFASHION_FINE_LANDMARK_SPLITS:
+        with open(os.path.join(anno, f"{split}_cate.txt"), encoding="utf-8") as f:
+            categories = [int(line) for line in f.read().split()]
+        with open(os.path.join(anno, f"{split}_bbox.txt"), encoding="utf-8") as f:
+            boxes = [[int(v) for v in line.split()] for line in f.read().splitlines()]
+        rows = [
+            " ".join(str(v) for v in deepfashion_fine_landmarks(c, b, i))
+            for i, (c, b) in enumerate(zip(categories, boxes, strict=True))
+        ]
+        _write_text(os.path.join(anno, f"{split}_landmarks.txt"), rows)
 
 
 # --- custom CSV -----------------------------------------------------------------------------------
@@ -407,6 +505,8 @@ def write_custom_csv(root: str) -> None:
 WRITERS: dict[str, Callable[[str], None]] = {
     "fashionai_attributes": write_fashionai,
     "deepfashion_category": write_deepfashion_category,
+    # adds the landmark files to the dummy data written by synthetic/demo.py
+    "deepfashion_attributes": write_deepfashion_attributes_landmarks,
     "custom_csv": write_custom_csv,
 }
 

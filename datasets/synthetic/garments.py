@@ -12,20 +12,26 @@ Every DeepFashion-6 head is drawn visibly:
   mid-colour cotton, dark leather with a sheen, noisy fuzzy-edged faux fur, ribbed knit);
 - fit: the silhouette (narrow and tapered, wide and flared, straight).
 
+:func:`render_garment_keypoints` also draws the other FashionAI keypoint categories (a skirt,
+trousers, an open jacket over a top) and returns the garment's 24 FashionAI keypoints in pixels.
+
 Drawing is deterministic: the same random generator state gives the same pixels. Only numpy and
-PIL are used. :mod:`fashion_keras_datasets.synthetic.demo` writes the drawings as a release.
+PIL are used. :mod:`fashion_keras_datasets.synthetic.demo` and ``keypoints_demo`` write the
+drawings as releases.
 """
 
 from __future__ import annotations
 
 import colorsys
+import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fashion_keras.heads import DEEPFASHION6, Head
+from fashion_keras.heads import DEEPFASHION6, FASHIONAI_KEYPOINTS, Head
 from fashion_keras_datasets.synthetic.drawing import (
     Canvas,
     Poly,
@@ -116,13 +122,18 @@ def _garment_geometry(rng: np.random.Generator, labels: dict[str, str]) -> dict[
     parts: list[Poly] = [torso]
     skirt_len = _SKIRT_LENGTH[labels["length"]] * rng.uniform(0.93, 1.07)
     hem_y = 1.0
+    points: dict[str, tuple[float, float]] = {}  # FashionAI keypoints, garment units
     if skirt_len > 0:
         hem_y = 1.0 + skirt_len
         hem = waist + flare * skirt_len
         parts.append([(-waist, 1.0), (waist, 1.0), (hem, hem_y), (-hem, hem_y)])
+        points |= _pair("waistline", waist, 1.0) | _pair("hemline", hem, hem_y)
     else:  # a top: a slightly wider hem band ending at the waist
         parts.append([(-waist, 0.9), (waist, 0.9), (waist * 1.04, 1.08), (-waist * 1.04, 1.08)])
         hem_y = 1.08
+        points |= _pair("top_hem", waist * 1.04, hem_y)
+    # the armpits of a sleeveless garment; a sleeve moves them to where it meets the body
+    points |= _pair("shoulder", shoulder, _SHOULDER_Y) | _pair("armpit", armpit, _ARMPIT_Y)
 
     angle = math.radians(rng.uniform(20.0, 32.0))
     sleeves: list[Poly] = []
@@ -134,21 +145,33 @@ def _garment_geometry(rng: np.random.Generator, labels: dict[str, str]) -> dict[
         arms.append(_arm_band(side, shoulder, armpit, angle, 1.05, 0.075, 0.06))
         if sleeve_len > 0:
             sleeves.append(_arm_band(side, shoulder, armpit, angle, sleeve_len, half, cuff))
+            # the sleeve's end: its outer edge (vertex 2, away from the body) and inner edge
+            name = "left" if side < 0 else "right"  # FashionAI's left is the image's left
+            points[f"cuff_{name}_out"], points[f"cuff_{name}_in"] = sleeves[-1][2], sleeves[-1][3]
+            body_side = [(side * shoulder, _SHOULDER_Y), (side * armpit, _ARMPIT_Y)]
+            points[f"armpit_{name}"] = _underarm(sleeves[-1], body_side + [(side * waist, 1.0)])
     parts.extend(sleeves)
 
     neck = labels["neckline"]
     # The three openings differ in outline, width and depth so they survive a 64 px input:
     # crew = small shallow half-disc, V = deep narrow point, square = wide deep rectangle.
+    # neckline_left/right: where the opening meets the top edge; center_front: its lowest point
     if neck == "crew_neckline":
         cut: Poly = [(nw * math.cos(t), 0.16 * math.sin(t)) for t in np.linspace(0.0, math.pi, 13)]
+        points |= _pair("neckline", nw, 0.0) | {"center_front": (0.0, 0.16)}
     elif neck == "v_neckline":
         cut = [(-nw, 0.0), (nw, 0.0), (0.0, 0.46)]
+        points |= _pair("neckline", nw, 0.0) | {"center_front": (0.0, 0.46)}
     elif neck == "square_neckline":
         sq = min(0.2, shoulder - 0.06)
         cut = [(-sq, 0.0), (sq, 0.0), (sq, 0.27), (-sq, 0.27)]
+        # the opening's side meets the slope from the neck (nw, 0) to the shoulder
+        corner_y = _SHOULDER_Y * max(0.0, sq - nw) / (shoulder - nw)
+        points |= _pair("neckline", sq, corner_y) | {"center_front": (0.0, 0.27)}
     else:  # no_neckline: a closed collar band above the shoulder line
         cut = []
         parts.append([(-nw, -0.07), (nw, -0.07), (nw, 0.02), (-nw, 0.02)])
+        points |= _pair("neckline", nw, -0.07) | {"center_front": (0.0, -0.07)}
     neck_stub = [(-0.085, -0.3), (0.085, -0.3), (0.085, 0.05), (-0.085, 0.05)]
     return {
         "parts": parts,
@@ -156,10 +179,45 @@ def _garment_geometry(rng: np.random.Generator, labels: dict[str, str]) -> dict[
         "arms": arms,
         "cut": cut,
         "neck_stub": neck_stub,
+        "skin": arms + [neck_stub] + ([cut] if cut else []),
         "hem_y": hem_y,
         "waist": waist,
         "is_dress": skirt_len > 0,
+        "category": "dress" if skirt_len > 0 else "blouse",
+        "keypoints": points,
     }
+
+
+def _pair(name: str, half_width: float, y: float) -> dict[str, tuple[float, float]]:
+    """``{name_left: (-half_width, y), name_right: (half_width, y)}`` (left = the image's left)."""
+    return {f"{name}_left": (-half_width, y), f"{name}_right": (half_width, y)}
+
+
+def _underarm(sleeve: Poly, body_side: Poly) -> tuple[float, float]:
+    """Where the sleeve's underside meets the body's side in the outline: the crossing of the
+    sleeve's inner edge (vertex 3 to 4) with the side, else of its end (2 to 3: a wide sleeve
+    whose inner corner lies on the body), else the body's armpit corner."""
+    for a, b in ((sleeve[3], sleeve[4]), (sleeve[2], sleeve[3])):
+        for c, d in zip(body_side[:-1], body_side[1:], strict=True):
+            hit = _crossing(a, b, c, d)
+            if hit is not None:
+                return hit
+    return body_side[1]
+
+
+def _crossing(
+    a: tuple[float, float], b: tuple[float, float], c: tuple[float, float], d: tuple[float, float]
+) -> tuple[float, float] | None:
+    """The crossing point of the segments ``ab`` and ``cd``, or None."""
+    rx, ry, sx, sy = b[0] - a[0], b[1] - a[1], d[0] - c[0], d[1] - c[1]
+    den = rx * sy - ry * sx
+    if abs(den) < 1e-12:
+        return None
+    t = ((c[0] - a[0]) * sy - (c[1] - a[1]) * sx) / den
+    u = ((c[0] - a[0]) * ry - (c[1] - a[1]) * rx) / den
+    if 0.0 <= t <= 1.0 and 0.0 <= u <= 1.0:
+        return a[0] + t * rx, a[1] + t * ry
+    return None
 
 
 def _arm_band(
@@ -178,6 +236,95 @@ def _arm_band(
         (jx - px * w0, jy - py * w0),
         (side * armpit * 0.97, _ARMPIT_Y),
     ]
+
+
+# Lower garments: origin at the waistband's top centre, y down, in the units of the tops.
+_WAISTBAND_HALF_WIDTH = 0.34
+_WAISTBAND_DEPTH = 0.12
+_SKIRT_FLARE = {"tight": 0.05, "conventional": 0.2, "loose": 0.45}  # per unit of length
+_LOWER_SKIRT_LENGTH = {"maxi_length": 1.45, "mini_length": 0.6, "no_dress": 0.95}
+_LEG_HALF_WIDTH = {"tight": 0.07, "conventional": 0.11, "loose": 0.17}  # at the bottom
+_TROUSER_LENGTH = {"maxi_length": 1.9, "mini_length": 0.85, "no_dress": 1.9}  # mini: shorts
+_CROTCH_Y = 0.5
+_JACKET_HEM_Y = 1.3
+
+
+def _outwear_geometry(rng: np.random.Generator, labels: dict[str, str]) -> dict[str, Any]:
+    """An open jacket down to the hips over a top (drawn as ``inner``) that shows in the front
+    opening; the sleeves follow ``labels["sleeve"]``."""
+    geom = _garment_geometry(rng, {**labels, "length": "no_dress", "neckline": "crew_neckline"})
+    waist = geom["waist"]
+    hip = waist * 1.08
+    geom["parts"][1] = [(-waist, 0.95), (waist, 0.95), (hip, _JACKET_HEM_Y), (-hip, _JACKET_HEM_Y)]
+    low = _JACKET_HEM_Y + 0.06  # past the hem: the front stays open to the bottom
+    geom["cut"] = [(-0.075, 0.0), (0.075, 0.0), (0.13, low), (-0.13, low)]
+    geom["skin"] = geom["arms"] + [geom["neck_stub"]]
+    geom["inner"] = [[(-0.16, 0.04), (0.16, 0.04), (0.16, _JACKET_HEM_Y), (-0.16, _JACKET_HEM_Y)]]
+    geom["hem_y"] = _JACKET_HEM_Y
+    points = {k: v for k, v in geom["keypoints"].items() if not k.startswith("top_hem")}
+    points.pop("center_front")
+    points |= _pair("waistline", waist, 1.0) | _pair("top_hem", hip, _JACKET_HEM_Y)
+    return geom | {"category": "outwear", "keypoints": points}
+
+
+def _lower_geometry(
+    parts: list[Poly], legs: list[Poly], wb: float, points: dict[str, tuple[float, float]]
+) -> dict[str, Any]:
+    """The geometry dict of a skirt or trousers: ``parts`` below a waistband of half-width
+    ``wb``, bare legs and a top tucked in above the waist (``inner``)."""
+    d = _WAISTBAND_DEPTH
+    band: Poly = [(-wb, 0.0), (wb, 0.0), (wb, d), (-wb, d)]
+    top: Poly = [(-wb * 0.92, -0.45), (wb * 0.92, -0.45), (wb, 0.02), (-wb, 0.02)]
+    return {
+        "parts": [band, *parts],
+        "sleeves": [],
+        "arms": legs,
+        "cut": [],
+        "neck_stub": top,
+        "skin": legs,
+        "inner": [top],
+        "band": (wb, d),
+        "hem_y": extent(parts)[3],
+        "waist": wb,
+        "is_dress": False,
+        "keypoints": _pair("waistband", wb, 0.0) | points,
+    }
+
+
+def _skirt_geometry(rng: np.random.Generator, labels: dict[str, str]) -> dict[str, Any]:
+    """A skirt flared by ``fit``, mini, knee (``no_dress``) or maxi long."""
+    wb = _WAISTBAND_HALF_WIDTH * rng.uniform(0.92, 1.08)
+    length = _LOWER_SKIRT_LENGTH[labels["length"]] * rng.uniform(0.93, 1.07)
+    hem = wb + _SKIRT_FLARE[labels["fit"]] * length
+    body: Poly = [(-wb, _WAISTBAND_DEPTH - 0.02), (wb, _WAISTBAND_DEPTH - 0.02), (hem, length)]
+    body.append((-hem, length))
+    legs = [_leg(side * 0.13, length - 0.3, length + 0.7) for side in (-1.0, 1.0)]
+    geom = _lower_geometry([body], legs, wb, _pair("hemline", hem, length))
+    return geom | {"category": "skirt"}
+
+
+def _trousers_geometry(rng: np.random.Generator, labels: dict[str, str]) -> dict[str, Any]:
+    """Trousers (shorts for ``mini_length``): two legs below the crotch, wide or narrow by ``fit``."""
+    wb = _WAISTBAND_HALF_WIDTH * rng.uniform(0.92, 1.08)
+    length = _TROUSER_LENGTH[labels["length"]] * rng.uniform(0.95, 1.05)
+    bw = _LEG_HALF_WIDTH[labels["fit"]] * rng.uniform(0.9, 1.1)
+    centre = max(wb * 0.5, bw + 0.05) + 0.03 * length  # each leg's centre at the bottom
+    inner, outer = centre - bw, centre + bw
+    top = _WAISTBAND_DEPTH - 0.02
+    body: Poly = [(-wb, top), (wb, top), (outer, length), (inner, length), (0.0, _CROTCH_Y)]
+    body += [(-inner, length), (-outer, length)]
+    legs = [_leg(side * centre, _CROTCH_Y, length + 0.5) for side in (-1.0, 1.0)]
+    points = (
+        {"crotch": (0.0, _CROTCH_Y)}
+        | {"bottom_left_in": (-inner, length), "bottom_left_out": (-outer, length)}
+        | {"bottom_right_in": (inner, length), "bottom_right_out": (outer, length)}
+    )
+    return _lower_geometry([body], legs, wb, points) | {"category": "trousers"}
+
+
+def _leg(x: float, y0: float, y1: float) -> Poly:
+    """A bare leg: a slightly tapering band centred on ``x`` from ``y0`` down to ``y1``."""
+    return [(x - 0.08, y0), (x + 0.08, y0), (x + 0.055, y1), (x - 0.055, y1)]
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -209,8 +356,14 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
     return out + 7.0 * noise(rng, (height, width, 1))
 
 
+_Geometry = Callable[[np.random.Generator, dict[str, str]], dict[str, Any]]
+
+
 def _layout(
-    rng: np.random.Generator, labels: dict[str, str], max_side: int
+    rng: np.random.Generator,
+    labels: dict[str, str],
+    max_side: int,
+    geometry: _Geometry = _garment_geometry,
 ) -> tuple[Canvas, dict[str, Any]]:
     """The image size, the garment's geometry and where it sits: ``(canvas, geometry)``."""
     width = int(
@@ -219,7 +372,7 @@ def _layout(
     height = int(
         rng.integers(round(_HEIGHT_RANGE[0] * max_side), round(_HEIGHT_RANGE[1] * max_side) + 1)
     )
-    geom = _garment_geometry(rng, labels)
+    geom = geometry(rng, labels)
     ex0, ey0, ex1, ey1 = extent(geom["parts"])
     ey0 = min(ey0, -0.1)  # keep a bit of neck in the picture
     fill = rng.uniform(0.55, 0.9)
@@ -285,6 +438,9 @@ def _seam_mask(canvas: Canvas, geom: dict[str, Any]) -> np.ndarray:
     if geom["is_dress"]:
         ww = geom["waist"] * 1.05
         draw.line([canvas.pt(-ww, 1.0), canvas.pt(ww, 1.0)], fill=255, width=canvas.width_px(0.06))
+    if "band" in geom:  # the lower edge of a waistband
+        bw, by = geom["band"]
+        draw.line([canvas.pt(-bw, by), canvas.pt(bw, by)], fill=255, width=w)
     return mask(seam_img)
 
 
@@ -301,26 +457,24 @@ def _padded_bbox(rng: np.random.Generator, garment: np.ndarray) -> tuple[int, in
     )
 
 
-def render_garment(
-    rng: np.random.Generator, labels: dict[str, str], max_side: int = MAX_SIDE
-) -> tuple[Image.Image, tuple[int, int, int, int]]:
-    """Draws one garment with the given class names per head.
-
-    Returns:
-      The RGB image and its pixel bounding box ``(x1, y1, x2, y2)`` (x2/y2 exclusive).
-    """
+def _render(
+    rng: np.random.Generator, labels: dict[str, str], max_side: int, geometry: _Geometry
+) -> tuple[Image.Image, tuple[int, int, int, int], Canvas, dict[str, Any], np.ndarray]:
+    """Draws one garment: ``(image, bbox, canvas, geometry, garment mask)``."""
     if max_side < 24:
         raise ValueError(f"max_side = {max_side}: expected >= 24 pixels")
-    canvas, geom = _layout(rng, labels, max_side)
+    canvas, geom = _layout(rng, labels, max_side, geometry)
     width, height = canvas.width, canvas.height
     img = _background(rng, width, height)
     fabric, texture = labels["fabric"], labels["texture"]
 
     skin = _skin_colour(rng)
-    # arms, neck and the skin showing through the neckline opening
-    skin_polys = geom["arms"] + [geom["neck_stub"]] + ([geom["cut"]] if geom["cut"] else [])
-    skin_mask = mask(canvas.polys(skin_polys))
+    # arms (legs), neck and the skin showing through the neckline opening
+    skin_mask = mask(canvas.polys(geom["skin"]))
     img[skin_mask] = skin
+    if geom.get("inner"):  # a second garment under or above this one (a plain cotton top)
+        inner = mask(canvas.polys(geom["inner"]))
+        img[inner] = _fabric_colour(rng, "cotton") + 4.0 * noise(rng, (int(inner.sum()), 1))
 
     garment = _garment_mask(rng, canvas, geom, fabric)
     base, cloth = _cloth(rng, canvas, fabric)
@@ -341,4 +495,109 @@ def render_garment(
     light = rng.uniform(0.92, 1.08) + rng.uniform(-0.08, 0.08) * (xx / width - 0.5)
     img = img * light[..., None]
     out = Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8), "RGB")
-    return out, _padded_bbox(rng, garment)
+    return out, _padded_bbox(rng, garment), canvas, geom, garment
+
+
+def render_garment(
+    rng: np.random.Generator, labels: dict[str, str], max_side: int = MAX_SIDE
+) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """Draws one garment with the given class names per head.
+
+    Returns:
+      The RGB image and its pixel bounding box ``(x1, y1, x2, y2)`` (x2/y2 exclusive).
+    """
+    image, bbox, *_ = _render(rng, labels, max_side, _garment_geometry)
+    return image, bbox
+
+
+# --- FashionAI keypoints ------------------------------------------------------------------------
+
+#: How each FashionAI keypoint category is drawn (blouse and dress: as :func:`render_garment`).
+_CATEGORY_GEOMETRY: dict[str, _Geometry] = {
+    "blouse": _garment_geometry,
+    "outwear": _outwear_geometry,
+    "trousers": _trousers_geometry,
+    "skirt": _skirt_geometry,
+    "dress": _garment_geometry,
+}
+if set(_CATEGORY_GEOMETRY) != set(FASHIONAI_KEYPOINTS.category_names):
+    raise ImportError(
+        f"fashion_keras_datasets.synthetic.garments draws the FashionAI categories "
+        f"{sorted(_CATEGORY_GEOMETRY)}, got {sorted(FASHIONAI_KEYPOINTS.category_names)}"
+    )
+#: The keypoint categories in the taxonomy's order (all of them can be drawn).
+KEYPOINT_CATEGORIES: tuple[str, ...] = FASHIONAI_KEYPOINTS.category_names
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GarmentDrawing:
+    """One drawn garment with its FashionAI keypoints.
+
+    Attributes:
+      image: the RGB image.
+      bbox: the garment's padded pixel box ``(x1, y1, x2, y2)`` (x2/y2 exclusive).
+      category: its FashionAI keypoint category.
+      keypoints: float32 ``[24, 3]`` rows ``(x, y, v)`` in the order of
+        ``FASHIONAI_KEYPOINTS.keypoints``: the pixel index (x right, y down; whole numbers, as
+        PIL truncates polygon vertices to pixels before drawing), v = 1 (visible; nothing in the drawing hides a point), and ``(-1, -1, -1)`` for a
+        keypoint the category does not define or the garment lacks (the cuffs of a sleeveless
+        top). ``_left`` points are on the image's left, as in the FashionAI annotations.
+      mask: bool ``[H, W]``, where the garment's cloth is.
+    """
+
+    image: Image.Image
+    bbox: tuple[int, int, int, int]
+    category: str
+    keypoints: np.ndarray
+    mask: np.ndarray
+
+
+def keypoint_category(labels: dict[str, str]) -> str:
+    """The FashionAI category of what :func:`render_garment` draws: a dress or a blouse (a top)."""
+    return "blouse" if labels["length"] == "no_dress" else "dress"
+
+
+def render_garment_keypoints(
+    rng: np.random.Generator,
+    labels: dict[str, str],
+    max_side: int = MAX_SIDE,
+    *,
+    category: str | None = None,
+) -> GarmentDrawing:
+    """Draws one garment of a FashionAI ``category`` and returns it with its keypoints.
+
+    ``category`` None draws what :func:`render_garment` draws (the same pixels from the same
+    generator state), a blouse or a dress by ``labels["length"]``. ``"blouse"`` and ``"dress"``
+    must agree with that length; ``"skirt"`` (mini, knee for ``no_dress``, maxi) and
+    ``"trousers"`` (shorts for ``mini_length``) use ``length``, ``fit``, ``fabric`` and
+    ``texture``; ``"outwear"`` is an open jacket over a plain top, its sleeves by ``sleeve``.
+    """
+    drawn = keypoint_category(labels)
+    category = drawn if category is None else category
+    if category not in _CATEGORY_GEOMETRY:
+        raise ValueError(f"category {category!r}: expected one of {list(KEYPOINT_CATEGORIES)}")
+    if category in ("blouse", "dress") and category != drawn:
+        raise ValueError(
+            f"category {category!r} with length {labels['length']!r}: a blouse is drawn for "
+            "length 'no_dress', a dress for the other lengths"
+        )
+    image, bbox, canvas, geom, garment = _render(
+        rng, labels, max_side, _CATEGORY_GEOMETRY[category]
+    )
+    return GarmentDrawing(image, bbox, category, _keypoint_rows(canvas, geom, category), garment)
+
+
+def _keypoint_rows(canvas: Canvas, geom: dict[str, Any], category: str) -> np.ndarray:
+    """The ``[24, 3]`` ``(x, y, v)`` rows of the geometry's keypoints, in pixels."""
+    names = FASHIONAI_KEYPOINTS.keypoints
+    defined = FASHIONAI_KEYPOINTS.defined_mask(category)
+    points: dict[str, tuple[float, float]] = geom["keypoints"]
+    extra = sorted(set(points) - {k for k, d in zip(names, defined, strict=True) if d})
+    if geom["category"] != category or extra:  # a drawing bug, never the caller's input
+        raise RuntimeError(f"{geom['category']} geometry drawn as {category}: extra {extra}")
+    rows = np.full((len(names), 3), -1.0, np.float32)
+    for k, name in enumerate(names):
+        if name in points:
+            x, y = canvas.pt(*points[name])
+            rows[k] = (math.floor(x), math.floor(y), 1.0)  # the pixel PIL draws the corner at
+    return rows

@@ -277,7 +277,8 @@ def test_stock_tfds_build_cli(tmp_path, name, config, splits):
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    builder = tfds.builder_from_directory(str(tmp_path / name / config / "1.0.0"))
+    (version,) = (tmp_path / name / config).iterdir()  # the builder's VERSION
+    builder = tfds.builder_from_directory(str(version))
     assert {s: builder.info.splits[s].num_examples for s in builder.info.splits} == splits
     report = builder.info.metadata["report"]
     assert report["rows_in"] == report["rows_written"] + report["rows_reported"]
