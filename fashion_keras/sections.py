@@ -141,8 +141,13 @@ def add_arguments(
                 help=help_text,
             )
         elif is_literal(f):
+            choices = literal_choices(f)
             parser.add_argument(
-                flag_name(f.name), choices=literal_choices(f), default=None, help=help_text
+                flag_name(f.name),
+                type=type(choices[0]),  # Literal[4, 8] parses ints
+                choices=choices,
+                default=None,
+                help=help_text,
             )
         else:
             parser.add_argument(flag_name(f.name), type=kind, default=None, help=help_text)

@@ -30,6 +30,8 @@ def create_model(
     fc_units: int = 1024,
     dropout: float = 0.0,
     preprocessing: Mapping[str, Any] | None = None,
+    keypoint_filters: int = 256,
+    keypoint_stride: int = 4,
 ) -> MultiHeadClassifier:
     """Builds a :class:`MultiHeadClassifier` whose backbone is loaded from ``weights`` and whose
     mean/std follow that checkpoint (like ``timm.create_model(name, pretrained=True)``).
@@ -55,6 +57,8 @@ def create_model(
       dropout: dropout rate in [0, 1).
       preprocessing: the data pipeline's input preprocessing, kept in the model (e.g.
         ``{"bbox_margin": 0.2}``; see :class:`MultiHeadClassifier`).
+      keypoint_filters, keypoint_stride: the keypoint heads' deconvolution width and heatmap
+        stride (see :class:`MultiHeadClassifier`; only used when ``heads`` has keypoint heads).
 
     Raises:
       ValueError: an unknown backbone or head spec, or a bad size argument.
@@ -76,6 +80,8 @@ def create_model(
         fc_units=fc_units,
         dropout=dropout,
         preprocessing=preprocessing,
+        keypoint_filters=keypoint_filters,
+        keypoint_stride=keypoint_stride,
     )
 
 

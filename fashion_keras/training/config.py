@@ -82,10 +82,16 @@ class ModelConfig(Section):
     fc_layers: int = option(0, "Fully connected layers before the heads (0, 2 or 4).")
     fc_units: int = option(1024, "Units of each fully connected layer.")
     dropout: float = option(0.0, "Dropout before the heads.")
+    keypoint_filters: int = option(
+        256, "Channels of the keypoint heads' deconvolutions (SimpleBaselines: 256)."
+    )
+    keypoint_stride: Literal[4, 8] = option(
+        4, "Input pixels per keypoint heatmap cell (3 deconvolutions on stride 32 give 4)."
+    )
 
     def validate(self) -> None:
         super().validate()
-        sections.check_positive_ints(self, ("image_size", "fc_units"))
+        sections.check_positive_ints(self, ("image_size", "fc_units", "keypoint_filters"))
         if self.image_size is not None and self.image_size < 32:
             raise ValueError(f"config field 'image_size' must be >= 32, got {self.image_size!r}")
         if self.fc_layers < 0:
@@ -142,6 +148,23 @@ class OptimizationConfig(Section):
         "layer1..layer4 (stages = all four) and heads, e.g. 'stem=0.01,stages=0.1'; unlisted "
         "groups use 1.",
     )
+    augment_scale: float = option(
+        0.0,
+        "Training view: zoom by a factor drawn from [1 - s, 1 + s] about the centre (keypoints "
+        "follow; 0 = off).",
+    )
+    augment_rotation: float = option(
+        0.0, "Training view: rotate by an angle drawn from [-r, r] degrees (0 = off)."
+    )
+    keypoint_sigma: float = option(
+        2.0, "Keypoint heads: the target Gaussian's sigma in heatmap cells (0: bilinear one-hot)."
+    )
+    keypoint_occluded: Literal["count", "ignore"] = option(
+        "count",
+        "Keypoint heads: whether occluded points (v = 0, position annotated) count in the "
+        "heatmap loss; absent points (v = -1) never do. The FashionAI NE scores visible ones "
+        "only.",
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -167,6 +190,19 @@ class OptimizationConfig(Section):
         if self.fine_tune_lr is not None and not self.fine_tune_lr > 0:
             raise ValueError(f"config field 'fine_tune_lr' must be > 0, got {self.fine_tune_lr!r}")
         parse_lr_multipliers(self.lr_multipliers)
+        if not 0.0 <= self.augment_scale < 1.0:
+            raise ValueError(
+                f"config field 'augment_scale' must be in [0, 1), got {self.augment_scale!r}"
+            )
+        if not 0.0 <= self.augment_rotation <= 45.0:
+            raise ValueError(
+                "config field 'augment_rotation' must be in [0, 45] degrees, got "
+                f"{self.augment_rotation!r}"
+            )
+        if not self.keypoint_sigma >= 0:
+            raise ValueError(
+                f"config field 'keypoint_sigma' must be >= 0, got {self.keypoint_sigma!r}"
+            )
 
 
 @dataclasses.dataclass

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from fashion_keras.data import pipeline, sources
-from fashion_keras.heads import Head
+from fashion_keras.heads import AnyHead, softmax_heads
 from fashion_keras.training import distribute
 from fashion_keras.training.config import TrainConfig
 
@@ -22,11 +22,11 @@ class RunData:
     train: tf.data.Dataset
     val: tf.data.Dataset | None
     num_train: int  # training examples (defines an epoch)
-    train_counts: dict[str, np.ndarray]  # labelled training rows per class of each head
+    train_counts: dict[str, np.ndarray]  # labelled training rows per class of each softmax head
     val_counts: dict[str, np.ndarray] | None = None  # the same for validation (None: no val)
 
 
-def load_examples(cfg: TrainConfig, heads: Sequence[Head]) -> sources.TrainingData:
+def load_examples(cfg: TrainConfig, heads: Sequence[AnyHead]) -> sources.TrainingData:
     """Train/val examples for a resolved config: the demo data, ``--dataset`` + ``--data-dir``,
     or several ``--sources`` mixed (joint training)."""
     builders, weights = sources.builders_for(cfg.data, heads)
@@ -52,28 +52,29 @@ def num_examples(cfg: TrainConfig, examples: tf.data.Dataset) -> int:
 
 def run_data(
     cfg: TrainConfig,
-    heads: Sequence[Head],
+    heads: Sequence[AnyHead],
     train_examples: tf.data.Dataset | None = None,
     val_examples: tf.data.Dataset | None = None,
 ) -> RunData:
     """The configured dataset (or the examples given), the training and validation label
     counts (from the build reports, else counted in one pass), and with ``--balance-classes`` the class-balanced
     training stream."""
+    classes = softmax_heads(heads)  # the heads with class labels to count
     if train_examples is None:
         loaded = load_examples(cfg, heads)
         train, val, n = loaded.train, loaded.val, loaded.num_train
         try:
-            counts = sources.label_counts(loaded.builders, cfg.data.train_split, heads)
-            val_counts = sources.label_counts(loaded.builders, cfg.data.val_split, heads)
+            counts = sources.label_counts(loaded.builders, cfg.data.train_split, classes)
+            val_counts = sources.label_counts(loaded.builders, cfg.data.val_split, classes)
         except ValueError:  # no build report: count them
-            counts = pipeline.count_labels(train.take(n), heads)
-            val_counts = None if val is None else pipeline.count_labels(val, heads)
+            counts = pipeline.count_labels(train.take(n), classes)
+            val_counts = None if val is None else pipeline.count_labels(val, classes)
     else:
         train, val, n = train_examples, val_examples, num_examples(cfg, train_examples)
-        counts = pipeline.count_labels(train.take(n), heads)
-        val_counts = None if val is None else pipeline.count_labels(val, heads)
+        counts = pipeline.count_labels(train.take(n), classes)
+        val_counts = None if val is None else pipeline.count_labels(val, classes)
     if cfg.data.balance_classes:
-        by_name = {h.name: h for h in heads}
+        by_name = {h.name: h for h in classes}
         head = by_name.get(cfg.data.balance_classes)
         if head is None:
             raise ValueError(
@@ -85,7 +86,7 @@ def run_data(
 
 
 def input_batches(
-    cfg: TrainConfig, heads: Sequence[Head], examples: tf.data.Dataset, training: bool
+    cfg: TrainConfig, heads: Sequence[AnyHead], examples: tf.data.Dataset, training: bool
 ) -> tf.data.Dataset:
     """The batches of one split: the augmented training view (shuffled, repeated) or the
     evaluation view, with the run's input size and garment-box margin."""
@@ -97,12 +98,14 @@ def input_batches(
         training=training,
         bbox_margin=cfg.preprocess.bbox_margin,
         seed=cfg.runtime.seed if training else None,
+        scale=cfg.optimization.augment_scale,
+        rotation=cfg.optimization.augment_rotation,
     )
     return ds.repeat() if training else ds
 
 
 def training_dataset(
-    cfg: TrainConfig, heads: Sequence[Head], train_examples: tf.data.Dataset
+    cfg: TrainConfig, heads: Sequence[AnyHead], train_examples: tf.data.Dataset
 ) -> tf.data.Dataset:
     """The repeated, augmented, batched training pipeline (auto-shard policy DATA)."""
     return distribute.shard_by_data(input_batches(cfg, heads, train_examples, training=True))
@@ -110,7 +113,7 @@ def training_dataset(
 
 def validation_dataset(
     cfg: TrainConfig,
-    heads: Sequence[Head],
+    heads: Sequence[AnyHead],
     val_examples: tf.data.Dataset,
     strategy: tf.distribute.Strategy,
 ) -> tf.data.Dataset:

@@ -15,6 +15,10 @@ Imbalanced classes: each head may weight its classes (the focal loss's per-class
 split's label counts with ``--class-weights balanced`` (``N / (K n_c)``) or ``sqrt`` (its square
 root, milder); either is scaled so the weight averages 1 over the training labels, which keeps
 the loss on the scale of the unweighted one. Unlabelled (masked) rows are not counted.
+
+Keypoint heads get :class:`~fashion_keras.training.keypoint_losses.KeypointHeatmapLoss` on
+their heatmaps and :class:`~fashion_keras.training.keypoint_losses.KeypointVisibilityLoss` on
+``<head>_visibility`` (:func:`keypoint_losses`), masked the same way.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from collections.abc import Mapping, Sequence
 import keras
 import numpy as np
 
-from fashion_keras.heads import Head
+from fashion_keras.heads import AnyHead, Head, keypoint_heads, softmax_heads, visibility_output
+from fashion_keras.training.keypoint_losses import KeypointHeatmapLoss, KeypointVisibilityLoss
 
 MASKED_REDUCTION = "mean_with_sample_weight"
 
@@ -79,6 +84,7 @@ def focal_losses(
     if not alpha > 0:
         raise ValueError(f"focal alpha must be > 0, got {alpha!r}")
     weights = weights or {}
+    heads = softmax_heads(heads)
 
     def head_alpha(h: Head) -> float | list[float]:
         w = weights.get(h.name)
@@ -96,10 +102,24 @@ def focal_losses(
     }
 
 
+def keypoint_losses(
+    heads: Sequence[AnyHead], stride: int, sigma: float = 2.0, count_occluded: bool = True
+) -> dict[str, keras.losses.Loss]:
+    """The heatmap and visibility losses of every keypoint head, keyed by model output."""
+    out: dict[str, keras.losses.Loss] = {}
+    for h in keypoint_heads(heads):
+        out[h.name] = KeypointHeatmapLoss(
+            stride=stride, sigma=sigma, count_occluded=count_occluded, name=f"{h.name}_heatmap"
+        )
+        out[visibility_output(h.name)] = KeypointVisibilityLoss(name=visibility_output(h.name))
+    return out
+
+
 def loss_weights(
-    heads: Sequence[Head], overrides: Mapping[str, float] | None = None
+    heads: Sequence[AnyHead], overrides: Mapping[str, float] | None = None
 ) -> dict[str, float]:
-    """Per-head loss weights: the taxonomy's defaults, optionally overridden by head name."""
+    """Per-output loss weights: the taxonomy's defaults (a keypoint head's for both its
+    outputs), optionally overridden by head name."""
     weights = {h.name: h.loss_weight for h in heads}
     for name, value in (overrides or {}).items():
         if name not in weights:
@@ -107,4 +127,6 @@ def loss_weights(
         if not value >= 0:
             raise ValueError(f"loss weight for head {name!r} must be >= 0, got {value!r}")
         weights[name] = float(value)
+    for h in keypoint_heads(heads):
+        weights[visibility_output(h.name)] = weights[h.name]
     return weights

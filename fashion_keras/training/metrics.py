@@ -14,7 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from fashion_keras.heads import Head
+from fashion_keras.heads import AnyHead, Head, keypoint_heads, softmax_heads
+from fashion_keras.models.keypoint_layers import heatmap_to_image, soft_argmax
 
 MEAN_ACCURACY = "mean_accuracy"
 
@@ -53,15 +54,58 @@ class BalancedAccuracy(keras.metrics.Metric):
         return {**super().get_config(), "num_classes": self.num_classes}
 
 
-def head_metrics(heads: Sequence[Head]) -> dict[str, list[keras.metrics.Metric]]:
+@keras.saving.register_keras_serializable(package="fashion_keras")
+class KeypointDistance(keras.metrics.Metric):
+    """Mean distance, in input pixels, between the soft-argmax of a keypoint head's heatmaps and
+    the visible (v = 1) true keypoints ``(N, K, 3)``, over the rows the sample weight keeps."""
+
+    def __init__(self, stride: int, name: str = "distance", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.stride = int(stride)
+        self.total = self.add_variable((), "zeros", name="total")
+        self.count = self.add_variable((), "zeros", name="count")
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        y_true = ops.cast(y_true, "float32")
+        x, y, _ = soft_argmax(y_pred)
+        dx = heatmap_to_image(x, self.stride) - y_true[..., 0]
+        dy = heatmap_to_image(y, self.stride) - y_true[..., 1]
+        mask = ops.cast(ops.round(y_true[..., 2]) == 1.0, "float32")
+        if sample_weight is not None:
+            mask = mask * ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
+        self.total.assign_add(ops.sum(ops.sqrt(dx * dx + dy * dy) * mask))
+        self.count.assign_add(ops.sum(mask))
+
+    def result(self) -> Any:
+        return ops.divide_no_nan(self.total, self.count)
+
+    def reset_state(self) -> None:
+        self.total.assign(0.0)
+        self.count.assign(0.0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "stride": self.stride}
+
+
+def distance_metric(head_name: str) -> str:
+    """The log key of a keypoint head's :class:`KeypointDistance` (``<head>_distance``)."""
+    return f"{head_name}_distance"
+
+
+def head_metrics(
+    heads: Sequence[AnyHead], keypoint_stride: int = 4
+) -> dict[str, list[keras.metrics.Metric]]:
     """``weighted_metrics`` for ``compile``: accuracy and balanced accuracy per head (logged as
     ``<head>_accuracy``, ``<head>_balanced_accuracy``), and top-3/top-5 (``<head>_top3``,
-    ``<head>_top5``) for heads with more than 10 classes."""
+    ``<head>_top5``) for heads with more than 10 classes; per keypoint head the mean distance
+    of its visible points in input pixels (``<head>_distance``)."""
     # Keras prefixes metric names with the output name only when a model has several outputs;
     # a one-head model gets the prefix here, so the logs read the same for any number of heads.
-    prefix = f"{heads[0].name}_" if len(heads) == 1 else ""
+    prefix = f"{heads[0].name}_" if len(heads) == 1 and not keypoint_heads(heads) else ""
     metrics: dict[str, list[keras.metrics.Metric]] = {}
-    for h in heads:
+    for h in keypoint_heads(heads):
+        metrics[h.name] = [KeypointDistance(keypoint_stride, name="distance")]
+    for h in softmax_heads(heads):
         metrics[h.name] = [
             keras.metrics.CategoricalAccuracy(name=f"{prefix}accuracy"),
             BalancedAccuracy(h.num_classes, name=f"{prefix}balanced_accuracy"),
@@ -77,7 +121,7 @@ def per_head_accuracy(
 ) -> dict[str, float]:
     """Picks ``<prefix><head>_accuracy`` out of Keras logs, keyed by head name."""
     out = {}
-    for h in heads:
+    for h in softmax_heads(heads):
         key = f"{prefix}{h.name}_accuracy"
         if key in logs:
             out[h.name] = float(logs[key])

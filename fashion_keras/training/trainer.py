@@ -67,18 +67,21 @@ def compile_model(
     steps_per_epoch: int,
     class_weights: Mapping[str, np.ndarray | None] | None = None,
 ) -> None:
-    """Compiles with masked per-head focal losses (per-class weights where given), loss
-    weights and weighted accuracies."""
+    """Compiles with masked per-head focal losses (per-class weights where given), the keypoint
+    heads' heatmap and visibility losses, loss weights and weighted accuracies / distances."""
     opt = cfg.optimization
     lr_multipliers = lr_multiplier_patterns(model, opt.lr_multipliers)
-    focal = losses_lib.focal_losses(
+    losses = losses_lib.focal_losses(
         heads, opt.focal_gamma, opt.focal_alpha, opt.label_smoothing, class_weights
     )
+    stride = cfg.model.keypoint_stride
+    count_occluded = opt.keypoint_occluded == "count"
+    losses.update(losses_lib.keypoint_losses(heads, stride, opt.keypoint_sigma, count_occluded))
     model.compile(
         optimizer=build_optimizer(opt, steps_per_epoch, lr_multipliers),
-        loss=focal,
+        loss=losses,
         loss_weights=losses_lib.loss_weights(heads),
-        weighted_metrics=metrics_lib.head_metrics(heads),
+        weighted_metrics=metrics_lib.head_metrics(heads, stride),
         jit_compile=cfg.runtime.jit_compile,
     )
 
@@ -126,6 +129,8 @@ def build_model(cfg: TrainConfig, heads: Sequence[Head]) -> keras.Model:
         fc_units=m.fc_units,
         dropout=m.dropout,
         preprocessing={"bbox_margin": cfg.preprocess.bbox_margin},
+        keypoint_filters=m.keypoint_filters,
+        keypoint_stride=m.keypoint_stride,
     )
 
 
