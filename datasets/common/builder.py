@@ -98,11 +98,17 @@ def skip_bad_rows_variant(config: ValidatingConfig) -> ValidatingConfig:
 
 def find_release_folders(root: epath.Path, files: Sequence[str]) -> list[str]:
     """Release folders under ``root`` holding any of ``files`` (``"."`` when ``root`` itself is
-    one), sorted: a manual folder may hold several releases of one dataset side by side."""
+    one), sorted: a manual folder may hold several releases of one dataset side by side.
+
+    A subfolder that only holds files ``root`` itself lists as its own (``Tests/test.csv`` of a
+    release at the root, matched as ``test.csv`` in ``Tests/``) is part of that release."""
     found = []
     candidates = [root] + sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)
     for folder in candidates:
-        if any((folder / f).is_file() for f in files):
+        matched = [f for f in files if (folder / f).is_file()]
+        if folder != root:  # Tests/test.csv of the root release is not a release "Tests"
+            matched = [f for f in matched if f"{folder.name}/{f}" not in files]
+        if matched:
             found.append("." if folder == root else folder.name)
     return found
 

@@ -93,7 +93,8 @@ class Builder(ValidatingBuilder):
         "duplicated across splits kept out of val/test, build report with per-head counts, "
         "`default_skip_bad_rows` config.",
         "1.2.0": "`keypoints/deepfashion_landmarks` (8 x (x, y, v)) from the optional "
-        "`Anno_fine/<split>_landmarks.txt`; `info.metadata['keypoint_heads']`.",
+        "`Anno_fine/<split>_landmarks.txt`, its clothes type in "
+        "`keypoint_categories/deepfashion_landmarks`; `info.metadata['keypoint_heads']`.",
     }
     BUILDER_CONFIGS = [
         ValidatingConfig(
@@ -213,7 +214,7 @@ class Builder(ValidatingBuilder):
                 for head in DEEPFASHION6
             },
             "category": row.category,
-            lm.FEATURE: keypoints,
+            **keypoints,
         }
 
 

@@ -90,7 +90,8 @@ class Builder(ValidatingBuilder):
     RELEASE_NOTES = {
         "1.0.0": "Initial release: category, body type, bbox, optional attributes.",
         "1.1.0": "`keypoints/deepfashion_landmarks` (8 x (x, y, v)) from the optional "
-        "`Anno/list_landmarks.txt`; `info.metadata['keypoint_heads']`.",
+        "`Anno/list_landmarks.txt`, its clothes type in `keypoint_categories/deepfashion_landmarks`; "
+        "`info.metadata['keypoint_heads']`.",
     }
     BUILDER_CONFIGS = [
         CategoryConfig(name="category", description="Category, body type and bbox."),
@@ -225,7 +226,7 @@ class Builder(ValidatingBuilder):
                 "category": row.category,
                 "category_type": category_type - 1,
             },
-            lm.FEATURE: keypoints,
+            **keypoints,
         }
         if self.builder_config.with_attributes:
             example["attributes"] = row.attributes

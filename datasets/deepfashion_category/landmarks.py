@@ -35,6 +35,8 @@ from fashion_keras_datasets.common.rows import Row, expect_num_fields, parse_int
 
 HEAD = DEEPFASHION_LANDMARKS
 FEATURE = "keypoints"
+#: The garment type of the landmark row among the head's categories (upper/lower/full body).
+CATEGORY_FEATURE = "keypoint_categories"
 NUM_LANDMARKS = HEAD.num_keypoints
 ABSENT = -1.0
 #: DeepFashion visibility code -> v (0 visible -> 1, 1 occluded -> 0, 2 truncated -> -1).
@@ -49,11 +51,14 @@ OUTSIDE_IMAGE = "landmark_outside_image"
 
 
 def features() -> dict[str, Any]:
-    """The ``keypoints`` feature (merged into a builder's features)."""
+    """The ``keypoints`` and ``keypoint_categories`` features (merged into a builder's)."""
     return {
         FEATURE: tfds.features.FeaturesDict(
             {HEAD.name: tfds.features.Tensor(shape=(NUM_LANDMARKS, 3), dtype=np.float32)}
-        )
+        ),
+        CATEGORY_FEATURE: tfds.features.FeaturesDict(
+            {HEAD.name: tfds.features.ClassLabel(names=HEAD.category_names)}
+        ),
     }
 
 
@@ -182,8 +187,9 @@ def example_value(
     missing: str,
     category_type: int | None = None,
 ) -> dict[str, np.ndarray] | None:
-    """The ``keypoints`` value of one example whose other features were admitted, counted in
-    ``report``; None when the row was skipped.
+    """The ``keypoints`` and ``keypoint_categories`` values of one example whose other features
+    were admitted (the landmark row's clothes type; -1 without a row), counted in ``report``;
+    None when the row was skipped.
 
     A visible or occluded landmark outside the image (``0 <= x <= width``, ``0 <= y <= height``)
     is a bad row: it raises, or (``skip_bad_rows``) skips the row. Without landmarks the row is
@@ -194,7 +200,7 @@ def example_value(
     """
     if landmarks is None:
         report.count(WITHOUT_LANDMARKS, where, missing)
-        return {HEAD.name: absent()}
+        return {FEATURE: {HEAD.name: absent()}, CATEGORY_FEATURE: {HEAD.name: -1}}
     width, height = info.width, info.height
     for k in np.flatnonzero(landmarks.points[:, 2] != ABSENT):
         x, y = (float(v) for v in landmarks.points[k, :2])
@@ -218,4 +224,7 @@ def example_value(
             f"clothes_type {landmarks.clothes_type} ({type_name(landmarks.clothes_type)}) but "
             f"the image's category is {type_name(category_type)}; landmarks kept as listed",
         )
-    return {HEAD.name: landmarks.points}
+    return {
+        FEATURE: {HEAD.name: landmarks.points},
+        CATEGORY_FEATURE: {HEAD.name: landmarks.clothes_type - 1},
+    }

@@ -125,6 +125,9 @@ def test_coarse_landmarks_fill_the_slots_of_each_clothes_type(category_build):
             got = ex["keypoints"][HEAD]
             np.testing.assert_array_equal(got, expected_coarse(i), err_msg=name)
             entry = dummy_data.deepfashion_landmarks(i)
+            # the row's clothes type, among the head's categories (-1 without a row)
+            want_category = -1 if entry is None else entry[0] - 1
+            assert ex["keypoint_categories"][HEAD] == want_category, name
             if entry is not None:
                 seen_types.add(entry[0])
             seen_v.update(float(v) for v in got[:, 2])

@@ -301,3 +301,22 @@ def test_dummy_data_is_what_the_writer_writes(tmp_path):
         }
 
     assert files(tmp_path / "fresh") == files(DUMMY)
+
+
+def test_a_release_at_the_root_keeps_its_tests_folder(tmp_path):
+    """Tests/test.csv of a release at the root is that release's test list, not a release
+    of its own called Tests (whose image paths would not resolve)."""
+    from etils import epath
+
+    from fashion_keras_datasets.fashionai_keypoints.fashionai_keypoints_dataset_builder import (
+        find_releases,
+    )
+
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "train.csv").write_text("x\n")
+    (tmp_path / "Tests").mkdir()
+    (tmp_path / "Tests" / "test.csv").write_text("x\n")
+    assert find_releases(epath.Path(tmp_path)) == ["."]
+    (tmp_path / "round2").mkdir()
+    (tmp_path / "round2" / "test.csv").write_text("x\n")
+    assert find_releases(epath.Path(tmp_path)) == [".", "round2"]
