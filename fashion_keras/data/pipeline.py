@@ -347,6 +347,8 @@ def count_labels(examples: tf.data.Dataset, heads: Sequence[Head]) -> dict[str, 
     """Labelled rows per class of each head, counted by reading ``examples`` once (for data
     without a build report; unlabelled rows are not counted)."""
     heads = softmax_heads(heads)
+    if not heads:
+        return {}
     labels = examples.map(
         lambda ex: normalize_example(ex, heads)["labels"], num_parallel_calls=tf.data.AUTOTUNE
     )

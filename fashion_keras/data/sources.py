@@ -19,7 +19,7 @@ import tensorflow_datasets as tfds
 
 from fashion_keras.data import pipeline
 from fashion_keras.data.config import DataConfig
-from fashion_keras.heads import Head
+from fashion_keras.heads import AnyHead, Head, get_heads, keypoint_heads, softmax_heads
 
 log = logging.getLogger("fashion_keras")
 
@@ -29,6 +29,7 @@ DATASET_MODULES = {
     "deepfashion_category": "fashion_keras_datasets.deepfashion_category",
     "fashionai_attributes": "fashion_keras_datasets.fashionai_attributes",
     "custom_csv": "fashion_keras_datasets.custom_csv",
+    "fashionai_keypoints": "fashion_keras_datasets.fashionai_keypoints",
 }
 SKIP_BAD_ROWS_SUFFIX = "_skip_bad_rows"  # as in fashion_keras_datasets/common/builder.py
 
@@ -220,10 +221,11 @@ def builders_for(
     if data.uses_demo_data:
         log.warning(
             "No --data-dir given: using the embedded SYNTHETIC demo data (drawn garments in the "
-            "DeepFashion Anno_fine layout). Accuracies on it say nothing about real photos; "
-            "pass --data-dir with the real release for a real model."
+            "DeepFashion Anno_fine layout; with keypoint heads, in the FashionAI keypoints "
+            "layout). Accuracies on it say nothing about real photos; pass --data-dir with the "
+            "real release for a real model."
         )
-        return [demo_builder()], None
+        return demo_builders(get_heads(data.heads) if heads is None else heads), None
     if data.sources:
         chosen = parse_sources(data.sources)
     else:
@@ -240,6 +242,29 @@ def builders_for(
         for s in chosen
     ]
     return builders, weights
+
+
+def demo_builders(
+    heads: Sequence[AnyHead], cache_dir: str | None = None
+) -> list[tfds.core.DatasetBuilder]:
+    """The demo data for ``heads``: the attribute demo for softmax heads, the keypoints demo
+    for keypoint heads, both (trained jointly, each masking the other's heads) for both."""
+    builders = []
+    if softmax_heads(heads):
+        builders.append(demo_builder(cache_dir))
+    if keypoint_heads(heads):
+        builders.append(keypoints_demo_builder(cache_dir))
+    return builders
+
+
+def keypoints_demo_builder(cache_dir: str | None = None) -> tfds.core.DatasetBuilder:
+    """The FashionAI-keypoints-layout synthetic demo (all five categories, their keypoints
+    where the drawing put them), prepared by the real ``fashionai_keypoints`` builder."""
+    from fashion_keras_datasets.synthetic.keypoints_demo import demo_keypoints_manual_dir
+
+    manual_dir = demo_keypoints_manual_dir(cache_dir)
+    data_dir = os.path.join(os.path.dirname(os.path.abspath(manual_dir)), "tfds")
+    return get_builder("fashionai_keypoints", manual_dir, data_dir)
 
 
 def demo_builder(cache_dir: str | None = None) -> tfds.core.DatasetBuilder:
@@ -274,6 +299,7 @@ def label_counts(
     build reports (``info.metadata["report"]``; unlabelled rows are not counted). A head a
     builder does not label counts 0 there. Raises ``ValueError`` when a builder stores no
     report for the split (prepare it again)."""
+    heads = softmax_heads(heads)
     counts = {h.name: np.zeros(h.num_classes, np.int64) for h in heads}
     for builder in builders:
         report = (builder.info.metadata or {}).get("report") or {}

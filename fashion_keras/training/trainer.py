@@ -26,9 +26,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fashion_keras.evaluation import reports
+from fashion_keras.evaluation import keypoint_predictions, reports
 from fashion_keras.export import export_saved_model
-from fashion_keras.heads import Head, get_heads
+from fashion_keras.heads import AnyHead, Head, get_heads, keypoint_heads, softmax_heads
 from fashion_keras.models import create_model
 from fashion_keras.models.applications import is_application
 from fashion_keras.models.factory import check_weights, default_image_size
@@ -210,7 +210,7 @@ def _callbacks(
     history_csv = os.path.join(out, "history.csv")
     return [
         # First, so the loggers and checkpoints below see the mean over heads.
-        metrics_lib.MeanHeadAccuracy(heads),
+        metrics_lib.MeanHeadAccuracy(softmax_heads(heads)),
         # Several replicas: the same BatchNorm statistics on all of them (and on every worker).
         distribute.SyncMovingStatistics(),
         # double_checkpoint: a process killed while saving falls back to the previous backup.
@@ -224,7 +224,7 @@ def _callbacks(
         # after the CSVLogger: redraws training_curves.png from history.csv every epoch
         reports.TrainingCurves(
             os.path.join(out, "training_curves.png"),
-            heads,
+            softmax_heads(heads),
             csv_path=history_csv,
             baselines=baselines,
         ),
@@ -258,21 +258,42 @@ def _restore_best(
 def _final_validation(
     model: keras.Model,
     cfg: TrainConfig,
-    heads: Sequence[Head],
+    heads: Sequence[AnyHead],
     val_ds: tf.data.Dataset,
-    train_counts: Mapping[str, np.ndarray],
-) -> tuple[dict[str, float], dict[str, Any]]:
-    """Keras' validation metrics and the per-head report (baselines, per-class truth)."""
+    data: inputs.RunData,
+) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
+    """Keras' validation metrics, the per-head report (baselines, per-class truth) of the
+    softmax heads and the keypoint heads' NE against the mean-position baseline."""
     val_metrics = model.evaluate(val_ds, return_dict=True, verbose=0)
     val_metrics = {k: float(v) for k, v in val_metrics.items()}
-    mean = metrics_lib.mean_accuracy(val_metrics, heads)
-    if mean is not None:
-        val_metrics[metrics_lib.MEAN_ACCURACY] = mean
-    report = validation.validation_report(model, val_ds, heads, train_counts)
-    print("\nValidation per head:\n" + validation.format_table(report, heads))
-    logdir = os.path.join(cfg.runtime.output_dir, "logs")
-    validation.write_tensorboard(report, logdir, cfg.optimization.epochs)
-    return val_metrics, report
+    classes = softmax_heads(heads)
+    report: dict[str, Any] = {}
+    if classes:
+        mean = metrics_lib.mean_accuracy(val_metrics, classes)
+        if mean is not None:
+            val_metrics[metrics_lib.MEAN_ACCURACY] = mean
+        report = validation.validation_report(model, val_ds, classes, data.train_counts)
+        print("\nValidation per head:\n" + validation.format_table(report, classes))
+        logdir = os.path.join(cfg.runtime.output_dir, "logs")
+        validation.write_tensorboard(report, logdir, cfg.optimization.epochs)
+    keypoints = {}
+    if keypoint_heads(heads):
+        predictions = keypoint_predictions.predict_keypoints(
+            model,
+            data.val,
+            heads,
+            cfg.model.image_size,
+            bbox_margin=cfg.preprocess.bbox_margin,
+            batch_size=cfg.optimization.batch_size,
+        )
+        truth = keypoint_predictions.ground_truth(data.train.take(data.num_train), heads)
+        for name, p in predictions.items():
+            result = keypoint_predictions.evaluate_keypoints(p, truth[name])
+            print(f"\nValidation keypoints, {name} (photo pixels):\n{result.table()}")
+            keypoints[name] = result.to_json()
+            if result.score is not None:
+                val_metrics[f"{name}_ne_percent"] = float(result.score.percent)
+    return val_metrics, report, keypoints
 
 
 def _write_metrics(cfg: TrainConfig, **sections: Any) -> None:
@@ -331,6 +352,15 @@ def _baselines(
     return out
 
 
+def _monitor(heads: Sequence[AnyHead], validated: bool) -> tuple[str, str]:
+    """The best-checkpoint criterion: the mean accuracy over the softmax heads, else the first
+    keypoint head's mean distance (lower is better)."""
+    prefix = "val_" if validated else ""
+    if softmax_heads(heads):
+        return f"{prefix}{metrics_lib.MEAN_ACCURACY}", "max"
+    return f"{prefix}{metrics_lib.distance_metric(keypoint_heads(heads)[0].name)}", "min"
+
+
 def _train(
     config: TrainConfig,
     *,
@@ -356,7 +386,7 @@ def _train(
     data = inputs.run_data(cfg, heads, train_examples, val_examples)
     opt = cfg.optimization
     steps_per_epoch = _steps(data.num_train, opt.batch_size, opt.steps_per_epoch)
-    weights = losses_lib.class_weights(heads, data.train_counts, opt.class_weights)
+    weights = losses_lib.class_weights(softmax_heads(heads), data.train_counts, opt.class_weights)
     train_ds = inputs.training_dataset(cfg, heads, data.train)
     val_ds = None
     if data.val is not None:
@@ -371,10 +401,11 @@ def _train(
 
     run_folder.write_config(cfg, heads)
     _log_start(cfg, model, strategy.num_replicas_in_sync, steps_per_epoch)
+    monitor, mode = _monitor(heads, val_ds is not None)
     checkpoint = checkpointing.AtomicModelCheckpoint(
         os.path.join(cfg.runtime.output_dir, "checkpoints", "best.keras"),
-        monitor="val_mean_accuracy" if val_ds is not None else "mean_accuracy",
-        mode="max",
+        monitor=monitor,
+        mode=mode,
         save_best_only=True,
     )
     extra = [_throughput(cfg, steps_per_epoch), *callbacks]
@@ -392,10 +423,11 @@ def _train(
         verbose=_verbosity(cfg),
     )
     final = _restore_best(model, cfg, checkpoint)
-    val_metrics, report = {}, {}
+    val_metrics, report, keypoints = {}, {}, {}
     if val_ds is not None:
-        val_metrics, report = _final_validation(model, cfg, heads, val_ds, data.train_counts)
-    _write_metrics(cfg, val=val_metrics, heads=report, final_weights=final)
+        val_metrics, report, keypoints = _final_validation(model, cfg, heads, val_ds, data)
+    sections = {"keypoints": keypoints} if keypoints else {}
+    _write_metrics(cfg, val=val_metrics, heads=report, final_weights=final, **sections)
     save_atomically(model, os.path.join(cfg.runtime.output_dir, "model.keras"))
     export_path = None
     if export:
