@@ -65,6 +65,20 @@ def _check_sizes(fc_layers: int, fc_units: int, dropout: float, image_size: int 
         )
 
 
+def _check_names(heads: HeadSpec, backbone: keras.Model, fc_layers: int) -> None:
+    """Raises ``ValueError`` when a head's name is taken by a layer or output of the model."""
+    reserved = {"image", "normalize", "pool", "dropout", backbone.name}
+    reserved |= {f"fc{i + 1}" for i in range(fc_layers)}
+    reserved |= {f"fc{i + 1}_dropout" for i in range(fc_layers)}
+    reserved |= {visibility_output(h.name) for h in keypoint_heads(heads)}
+    clashes = sorted(h.name for h in heads if h.name in reserved)
+    if clashes:
+        raise ValueError(
+            f"MultiHeadClassifier: head name(s) {clashes!r} clash with layer names of the "
+            f"model ({', '.join(sorted(reserved))}); rename the heads"
+        )
+
+
 def _preprocessing_json(preprocessing: Mapping[str, Any] | None) -> str | None:
     """``preprocessing`` as JSON text (``None`` stays ``None``); raises ``ValueError`` unless it
     is a mapping with string keys that JSON can hold."""
@@ -149,16 +163,7 @@ class MultiHeadClassifier(keras.Model):
         _check_sizes(fc_layers, fc_units, dropout, image_size)
         preprocessing_json = _preprocessing_json(preprocessing)
         dropout = float(dropout)
-        reserved = {"image", "normalize", "pool", "dropout", backbone.name}
-        reserved |= {f"fc{i + 1}" for i in range(fc_layers)}
-        reserved |= {f"fc{i + 1}_dropout" for i in range(fc_layers)}
-        reserved |= {visibility_output(h.name) for h in keypoint_heads(heads)}
-        clashes = sorted(h.name for h in heads if h.name in reserved)
-        if clashes:
-            raise ValueError(
-                f"MultiHeadClassifier: head name(s) {clashes!r} clash with layer names of the "
-                f"model ({', '.join(sorted(reserved))}); rename the heads"
-            )
+        _check_names(heads, backbone, fc_layers)
 
         # --- functional graph ---
         inputs = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="image")

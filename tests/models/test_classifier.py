@@ -251,3 +251,48 @@ def test_forward_under_jax_backend() -> None:
         pytest.skip("jax is not installed (pip install 'jax[cpu]')")
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert proc.stdout.strip().endswith("OK")
+
+
+# --- keypoint heads ----------------------------------------------------------------------------
+
+
+def _kp_model(stride: int = 4) -> MultiHeadClassifier:
+    from fashion_keras.heads import FASHIONAI_KEYPOINTS
+
+    heads = (Head("colour", ("dark", "light")), FASHIONAI_KEYPOINTS)
+    return build_model(
+        "seresnet_tiny", heads, image_size=SIZE, keypoint_filters=8, keypoint_stride=stride
+    )
+
+
+@pytest.mark.parametrize("stride", [4, 8])
+def test_keypoint_heads_give_heatmaps_at_their_stride_and_visibility(stride):
+    model = _kp_model(stride)
+    out = _np(model(_images()))
+    assert set(out) == {"colour", "fashionai_keypoints", "fashionai_keypoints_visibility"}
+    assert out["fashionai_keypoints"].shape == (2, SIZE // stride, SIZE // stride, 24)
+    assert out["fashionai_keypoints_visibility"].shape == (2, 24)
+    assert out["colour"].shape == (2, 2)
+    assert [h.name for h in model.keypoint_heads] == ["fashionai_keypoints"]
+    assert [h.name for h in model.softmax_heads] == ["colour"]
+
+
+def test_a_keypoint_model_saves_and_loads_with_the_same_outputs(tmp_path):
+    model = _kp_model(8)
+    path = str(tmp_path / "kp.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.keypoint_stride == 8 and loaded.keypoint_filters == 8
+    a, b = _np(model(_images())), _np(loaded(_images()))
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-5)
+
+
+def test_bad_keypoint_settings_are_named():
+    from fashion_keras.heads import FASHIONAI_KEYPOINTS
+
+    with pytest.raises(ValueError, match="keypoint_stride = 3 must be a power of two"):
+        build_model("seresnet_tiny", (FASHIONAI_KEYPOINTS,), image_size=SIZE, keypoint_stride=3)
+    clash = Head("fashionai_keypoints_visibility", ("a", "b"))
+    with pytest.raises(ValueError, match="clash with layer names"):
+        build_model("seresnet_tiny", (FASHIONAI_KEYPOINTS, clash), image_size=SIZE)

@@ -1,6 +1,8 @@
 """Keypoint heads train beside softmax heads: targets masked per source, NE reported."""
 
 import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -132,3 +134,22 @@ def test_a_keypoint_only_run_keeps_the_best_epoch_by_distance(tmp_path):
     T.train(cfg, train_examples=_keypoint_rows(16), val_examples=_keypoint_rows(8, 7), export=False)
     best = json.loads((tmp_path / "run" / "checkpoints" / "best.json").read_text())
     assert best["monitor"] == "val_kp_distance"
+
+
+@pytest.mark.slow
+def test_the_keypoint_demo_learns_far_below_the_mean_position_baseline(tmp_path):
+    """``python -m fashion_keras.train --heads fashionai_keypoints`` on the synthetic demo (the
+    README's command, demo preset): its NE on the demo val split beats the baseline by far."""
+    run = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "fashion_keras.train", "--heads", "fashionai_keypoints"]
+        + ["--output-dir", str(run), "--verbose", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    kp = json.loads((run / "metrics.json").read_text())["keypoints"]["fashionai_keypoints"]
+    assert kp["images"] > 50 and kp["skipped_images"] == 0
+    assert set(kp["per_category"]) == {"blouse", "outwear", "trousers", "skirt", "dress"}
+    assert kp["ne_percent"] < kp["baseline"]["ne_percent"] / 1.5
+    assert "Validation keypoints, fashionai_keypoints" in done.stdout
