@@ -1,16 +1,21 @@
 """Clients for TF Serving (``tensorflow_model_server`` or :mod:`serving.server`): gRPC and REST.
 
 Both send encoded photos to a signature taking image bytes (``serving_default`` by default) and
-return, per photo, every head's top-k classes with their names. The names come from the model's
-own outputs (``<head>_probs`` with ``<head>_class_names``), never from a copy of the class
-lists, so a client keeps working when a new model version changes its heads or classes.
+return, per photo, every head's top-k classes with their names and every keypoint head's
+keypoints (``x``, ``y`` in the photo's pixels, visibility ``score``) with theirs. The names come
+from the model's own outputs (``<head>_probs`` with ``<head>_class_names``, ``<head>_keypoints``
+and ``<head>_scores`` with ``<head>_keypoint_names``), never from a copy of the class or
+keypoint lists, so a client keeps working when a new model version changes its heads.
 
 >>> with GrpcClient("127.0.0.1:8500", "fashion", timeout=5) as client:
 ...     [pred] = client.classify([open("shirt.jpg", "rb").read()], top_k=3)
 >>> pred.model_version, pred.heads["sleeve"][0].class_name, pred.heads["sleeve"][0].probability
+>>> pred.keypoints["fashionai_keypoints"][0]  # a model with a keypoint head
+KeypointScore(keypoint_index=0, keypoint_name='neckline_left', x=212.4, y=88.0, score=0.93)
 
 Each class is named as in ``python -m fashion_keras.predict``: ``class_index``, ``class_name``,
-``probability``; each prediction carries ``model_name`` and ``model_version``, the version that
+``probability``; each keypoint ``keypoint_index``, ``keypoint_name``, ``x``, ``y``, ``score``;
+each prediction carries ``model_name`` and ``model_version``, the version that
 answered. gRPC's ``PredictResponse.model_spec`` says it. TF Serving's REST API cannot: its
 predict answer is ``{"predictions": ...}`` alone (its handler serialises only the response's
 outputs), so :class:`RestClient` first resolves the version it means (a pinned ``version``, else
@@ -55,15 +60,26 @@ from tensorflow_serving.apis import (
 
 from serving import DEFAULT_GRPC_PORT, DEFAULT_MODEL_NAME, DEFAULT_REST_PORT
 from serving.ports import PortFile
-from serving.results import ClassScore, ClientError, Prediction, top_classes
+from serving.results import (
+    ClassScore,
+    ClientError,
+    KeypointScore,
+    Prediction,
+    keypoint_lists,
+    predictions,
+    top_classes,
+)
 
 __all__ = [
     "ClassScore",
     "ClientError",
     "GrpcClient",
+    "KeypointScore",
     "Prediction",
     "RestClient",
+    "keypoint_lists",
     "main",
+    "predictions",
     "top_classes",
 ]
 
@@ -196,16 +212,14 @@ class GrpcClient:
     def classify(
         self, images: Sequence[bytes], top_k: int = 3, *, signature_name: str | None = None
     ) -> list[Prediction]:
-        """Top-k classes of every head for each encoded photo (JPEG/PNG/...)."""
+        """Top-k classes of every head and the keypoints of every keypoint head (photo
+        pixels) for each encoded photo (JPEG/PNG/...)."""
         signature_name = signature_name or self.signature_name
         name = self.image_input_name(signature_name)
         array = np.array(list(images), dtype=object)
         spec, outputs = self.predict({name: array}, signature_name=signature_name)
         version = spec.version.value if spec.HasField("version") else None
-        return [
-            Prediction(spec.name or self.model_name, version, heads)
-            for heads in top_classes(outputs, top_k)
-        ]
+        return predictions(spec.name or self.model_name, version, outputs, top_k)
 
     def close(self) -> None:
         self._channel.close()
@@ -315,23 +329,22 @@ class RestClient:
     def classify(
         self, images: Sequence[bytes], top_k: int = 3, *, signature_name: str | None = None
     ) -> list[Prediction]:
-        """Top-k classes of every head for each encoded photo, over REST, with the version
-        that answered (see :meth:`resolve_version`)."""
+        """Top-k classes of every head and the keypoints of every keypoint head (photo pixels)
+        for each encoded photo, over REST, with the version that answered (see
+        :meth:`resolve_version`)."""
         body = {
             "signature_name": signature_name or self.signature_name,
             "instances": [{"b64": base64.b64encode(b).decode("ascii")} for b in images],
         }
         version, answer = self._predict_on_version(body)
-        predictions = answer.get("predictions")
-        if not isinstance(predictions, list) or not all(isinstance(p, dict) for p in predictions):
+        rows = answer.get("predictions")
+        if not isinstance(rows, list) or not all(isinstance(p, dict) for p in rows):
             raise ClientError(
                 "INVALID_RESPONSE",
                 f"{self.model_url()}:predict returned no per-example output objects",
             )
-        outputs = {k: [p[k] for p in predictions] for k in predictions[0]} if predictions else {}
-        return [
-            Prediction(self.model_name, version, heads) for heads in top_classes(outputs, top_k)
-        ]
+        outputs = {k: [p[k] for p in rows] for k in rows[0]} if rows else {}
+        return predictions(self.model_name, version, outputs, top_k)
 
 
 # -- command line -------------------------------------------------------------------------------
@@ -360,7 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signature", default=DEFAULT_SIGNATURE, help="signature name")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
     sub = p.add_subparsers(dest="command", required=True)
-    predict = sub.add_parser("predict", help="classify photos; one JSON line per photo")
+    predict = sub.add_parser(
+        "predict", help="classify photos (and find keypoints); one JSON line per photo"
+    )
     predict.add_argument("images", nargs="+", help="encoded photos (JPEG/PNG/GIF/BMP/WebP)")
     predict.add_argument("--top-k", type=int, default=3)
     sub.add_parser("status", help="the model's version status (JSON)")
@@ -419,8 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"serving.client: error: cannot read image {path!r}: {e}", file=sys.stderr
                     )
                     return 2
-            predictions = client.classify(images, top_k=args.top_k)
-            for path, pred in zip(args.images, predictions, strict=True):
+            results = client.classify(images, top_k=args.top_k)
+            for path, pred in zip(args.images, results, strict=True):
                 print(json.dumps({"image": path, **pred.to_dict()}))
         else:
             result = client.status() if args.command == "status" else client.metadata()

@@ -1,11 +1,13 @@
 """What the clients return: each photo's :class:`Prediction`, each head's top :class:`ClassScore`
-list, read from a model's ``<head>_probs`` and ``<head>_class_names`` outputs, and
-:class:`ClientError`.
+list, read from a model's ``<head>_probs`` and ``<head>_class_names`` outputs, each keypoint
+head's :class:`KeypointScore` list, read from ``<head>_keypoints``, ``<head>_scores`` and
+``<head>_keypoint_names``, and :class:`ClientError`.
 
 The names are those of ``python -m fashion_keras.predict``: a class has ``class_index`` (its
-position in ``<head>_probs``), ``class_name`` and ``probability``; a prediction has
-``model_name`` and ``model_version`` (the version that answered). :mod:`serving.client`
-re-exports them.
+position in ``<head>_probs``), ``class_name`` and ``probability``; a keypoint, likewise,
+``keypoint_index``, ``keypoint_name``, its ``x`` and ``y`` (pixels of the photo sent) and
+``score`` (its visibility probability); a prediction has ``model_name`` and ``model_version``
+(the version that answered). :mod:`serving.client` re-exports them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import numpy as np
 
 PROBS_SUFFIX = "_probs"
 NAMES_SUFFIX = "_class_names"
+KEYPOINTS_SUFFIX = "_keypoints"
+SCORES_SUFFIX = "_scores"
+KEYPOINT_NAMES_SUFFIX = "_keypoint_names"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,21 +44,52 @@ class ClassScore:
 
 
 @dataclasses.dataclass(frozen=True)
+class KeypointScore:
+    """One keypoint of one keypoint head: its index in ``<head>_keypoints``, its name, its
+    position ``(x, y)`` in the pixels of the photo sent (integer ``x``: the centre of pixel
+    column ``x``) and its visibility probability ``score``."""
+
+    keypoint_index: int
+    keypoint_name: str
+    x: float
+    y: float
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"keypoint_index", "keypoint_name", "x", "y", "score"}``."""
+        return {
+            "keypoint_index": self.keypoint_index,
+            "keypoint_name": self.keypoint_name,
+            "x": round(self.x, 4),
+            "y": round(self.y, 4),
+            "score": round(self.score, 6),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
 class Prediction:
-    """One photo's result: the model and the version that answered, and each head's top
-    classes (``model_version`` is None only when a server's gRPC answer names none)."""
+    """One photo's result: the model and the version that answered, each head's top classes
+    and each keypoint head's keypoints (``model_version`` is None only when a server's gRPC
+    answer names none)."""
 
     model_name: str
     model_version: int | None
     heads: dict[str, list[ClassScore]]
+    keypoints: dict[str, list[KeypointScore]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"model_name", "model_version", "heads": {head: [class, ...]}}``."""
-        return {
+        """``{"model_name", "model_version", "heads": {head: [class, ...]}}``, plus
+        ``"keypoints": {head: [keypoint, ...]}`` when the model has keypoint heads."""
+        out: dict[str, Any] = {
             "model_name": self.model_name,
             "model_version": self.model_version,
             "heads": {h: [c.to_dict() for c in scores] for h, scores in self.heads.items()},
         }
+        if self.keypoints:
+            out["keypoints"] = {
+                h: [k.to_dict() for k in points] for h, points in self.keypoints.items()
+            }
+        return out
 
 
 class ClientError(Exception):
@@ -69,11 +105,27 @@ def top_classes(outputs: Mapping[str, Any], top_k: int = 3) -> list[dict[str, li
     """Per example, each head's ``top_k`` classes from ``<head>_probs`` + ``<head>_class_names``."""
     if top_k < 1:
         raise ValueError(f"top_k = {top_k} must be >= 1")
-    heads = sorted(k[: -len(PROBS_SUFFIX)] for k in outputs if k.endswith(PROBS_SUFFIX))
-    if not heads:
+    per_head = _class_outputs(outputs)
+    if not per_head:
         raise ValueError(
             f"the response has no '<head>{PROBS_SUFFIX}' output; outputs: {sorted(outputs)}"
         )
+    size = len(next(iter(per_head.values()))[0])
+    result = []
+    for i in range(size):
+        example = {}
+        for head, (probs, names) in per_head.items():
+            order = np.argsort(-probs[i], kind="stable")[:top_k]
+            example[head] = [
+                ClassScore(int(j), _text(names[i, j]), float(probs[i, j])) for j in order
+            ]
+        result.append(example)
+    return result
+
+
+def _class_outputs(outputs: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{head: (probs [N, C], class names [N, C])}`` of the softmax heads in ``outputs``."""
+    heads = sorted(k[: -len(PROBS_SUFFIX)] for k in outputs if k.endswith(PROBS_SUFFIX))
     per_head = {}
     for head in heads:
         names_key = head + NAMES_SUFFIX
@@ -90,17 +142,80 @@ def top_classes(outputs: Mapping[str, Any], top_k: int = 3) -> list[dict[str, li
                 f"shape {list(names.shape)}; expected matching [batch, num_classes]"
             )
         per_head[head] = (probs, names)
+    return per_head
+
+
+def keypoint_lists(outputs: Mapping[str, Any]) -> list[dict[str, list[KeypointScore]]]:
+    """Per example, each keypoint head's keypoints from ``<head>_keypoints`` (``[N, K, 2]``
+    x, y), ``<head>_scores`` (``[N, K]``) and ``<head>_keypoint_names`` (``[N, K]``), in head
+    order; ``[]`` when ``outputs`` has no keypoint head."""
+    heads = sorted(k[: -len(KEYPOINTS_SUFFIX)] for k in outputs if k.endswith(KEYPOINTS_SUFFIX))
+    per_head = {}
+    for head in heads:
+        keys = [head + s for s in (KEYPOINTS_SUFFIX, SCORES_SUFFIX, KEYPOINT_NAMES_SUFFIX)]
+        missing = [k for k in keys if k not in outputs]
+        if missing:
+            raise ValueError(
+                f"the response has {keys[0]} but no {' / '.join(missing)} output for its scores "
+                f"and names; outputs: {sorted(outputs)}"
+            )
+        coords = np.asarray(outputs[keys[0]], dtype=np.float64)
+        scores = np.asarray(outputs[keys[1]], dtype=np.float64)
+        names = np.asarray(outputs[keys[2]], dtype=object)
+        if (
+            coords.ndim != 3
+            or coords.shape[2:] != (2,)
+            or scores.shape != coords.shape[:2]
+            or names.shape != coords.shape[:2]
+        ):
+            raise ValueError(
+                f"{head}: {keys[0]} has shape {list(coords.shape)}, {keys[1]} "
+                f"{list(scores.shape)} and {keys[2]} {list(names.shape)}; expected "
+                "[batch, K, 2], [batch, K] and [batch, K]"
+            )
+        per_head[head] = (coords, scores, names)
+    if not per_head:
+        return []
     size = len(next(iter(per_head.values()))[0])
-    result = []
-    for i in range(size):
-        example = {}
-        for head, (probs, names) in per_head.items():
-            order = np.argsort(-probs[i], kind="stable")[:top_k]
-            example[head] = [
-                ClassScore(int(j), _text(names[i, j]), float(probs[i, j])) for j in order
+    return [
+        {
+            head: [
+                KeypointScore(
+                    j, _text(names[i, j]), float(xy[i, j, 0]), float(xy[i, j, 1]), float(s[i, j])
+                )
+                for j in range(xy.shape[1])
             ]
-        result.append(example)
-    return result
+            for head, (xy, s, names) in per_head.items()
+        }
+        for i in range(size)
+    ]
+
+
+def predictions(
+    model_name: str, model_version: int | None, outputs: Mapping[str, Any], top_k: int = 3
+) -> list[Prediction]:
+    """One :class:`Prediction` per example of a predict answer's ``outputs``: each softmax
+    head's top ``top_k`` classes and each keypoint head's keypoints."""
+    if top_k < 1:
+        raise ValueError(f"top_k = {top_k} must be >= 1")
+    points = keypoint_lists(outputs)
+    if not _class_outputs(outputs):
+        if not points:
+            raise ValueError(
+                f"the response has no '<head>{PROBS_SUFFIX}' or '<head>{KEYPOINTS_SUFFIX}' "
+                f"output; outputs: {sorted(outputs)}"
+            )
+        return [Prediction(model_name, model_version, {}, p) for p in points]
+    classes = top_classes(outputs, top_k)
+    if points and len(points) != len(classes):
+        raise ValueError(
+            f"the response's class outputs hold {len(classes)} examples but its keypoint "
+            f"outputs {len(points)}; expected the same batch"
+        )
+    return [
+        Prediction(model_name, model_version, c, points[i] if points else {})
+        for i, c in enumerate(classes)
+    ]
 
 
 def _text(value: Any) -> str:

@@ -17,11 +17,21 @@ one method that decodes/preprocesses it and calls the same output function, and
   xmax)`` normalised in the float feature :data:`EXAMPLE_BBOX_KEY` (the dataset builders' own
   feature names); the box crop is the one training evaluation applies.
 
-Outputs, per head: ``<head>_probs`` (float32 [None, num_classes], rows sum to 1),
+Outputs, per softmax head: ``<head>_probs`` (float32 [None, num_classes], rows sum to 1),
 ``<head>_class`` (int64 [None], argmax), ``<head>_label`` (string [None], the class name read
 from the head's class list, shipped as the asset ``assets/<head>.classes.txt``) and
 ``<head>_class_names`` (string [None, num_classes], every class name in ``<head>_probs`` column
 order, so a remote client can name its top-k classes without a copy of the class list).
+
+Per keypoint head (:class:`~fashion_keras.heads.KeypointHead`): ``<head>_keypoints`` (float32
+[None, K, 2], ``(x, y)`` by the heatmaps' soft-argmax, in pixel-index coordinates of the input
+photo: for ``serving_default`` and ``predict_examples`` the encoded photo's own pixels, mapped
+back through the inverse of the evaluation view's geometry
+(:func:`~fashion_keras.data.preprocess.eval_view`), for ``predict_images`` the given S x S
+image's), ``<head>_scores`` (float32 [None, K], each keypoint's visibility probability) and
+``<head>_keypoint_names`` (string [None, K], the keypoint names in ``<head>_keypoints`` order).
+The values are those of :func:`fashion_keras.evaluation.keypoint_predictions.predict_keypoints`
+(no test-time augmentation).
 """
 
 from __future__ import annotations
@@ -34,9 +44,19 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from fashion_keras.data import geometry
 from fashion_keras.data.config import DEFAULT_BBOX_MARGIN
-from fashion_keras.data.preprocess import preprocess_for_eval
-from fashion_keras.heads import Head, heads_to_dict
+from fashion_keras.data.preprocess import eval_view
+from fashion_keras.heads import (
+    AnyHead,
+    Head,
+    KeypointHead,
+    heads_to_dict,
+    keypoint_heads,
+    softmax_heads,
+    visibility_output,
+)
+from fashion_keras.models.keypoint_layers import heatmap_to_image, spatial_log_softmax
 
 log = logging.getLogger("fashion_keras")
 
@@ -55,10 +75,35 @@ SIGNATURES = {
 }
 
 
-def output_names(head: Head) -> tuple[str, str, str, str]:
-    """The output names of a head: probabilities, class index, class name, all class names."""
+def output_names(head: AnyHead) -> tuple[str, ...]:
+    """The output names of a head: for a softmax head probabilities, class index, class name and
+    all class names; for a keypoint head coordinates, scores and keypoint names."""
     n = head.name
+    if isinstance(head, KeypointHead):
+        return f"{n}_keypoints", f"{n}_scores", f"{n}_keypoint_names"
     return f"{n}_probs", f"{n}_class", f"{n}_label", f"{n}_class_names"
+
+
+def _heatmap_coordinates(logits: tf.Tensor, stride: int) -> tf.Tensor:
+    """``(N, K, 2)`` view-pixel ``(x, y)``: the soft-argmax of ``(N, H, W, K)`` heatmap logits
+    (as ``keypoint_predictions.keypoint_outputs`` reads them, without TTA)."""
+    probs = tf.exp(spatial_log_softmax(logits))
+    h, w = tf.shape(probs)[1], tf.shape(probs)[2]
+    x = tf.einsum("nhwk,w->nk", probs, tf.cast(tf.range(w), tf.float32))
+    y = tf.einsum("nhwk,h->nk", probs, tf.cast(tf.range(h), tf.float32))
+    return heatmap_to_image(tf.stack([x, y], axis=-1), stride)
+
+
+def _keypoint_stride(model: keras.Model, heads: Sequence[KeypointHead]) -> int:
+    """Input pixels per heatmap cell of the keypoint heads (``model.keypoint_stride``)."""
+    stride = getattr(model, "keypoint_stride", None)
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(
+            f"keypoint heads {[h.name for h in heads]!r}: model.keypoint_stride = {stride!r} "
+            "must be the heatmaps' stride (an int >= 1); export a MultiHeadClassifier, which "
+            "records it"
+        )
+    return stride
 
 
 def model_bbox_margin(model: keras.Model) -> float | None:
@@ -83,13 +128,15 @@ def _class_table(head: Head, asset_dir: str) -> tf.lookup.StaticHashTable:
 
 
 class ServingModule:
-    """A classifier's inference for each input type (see the module docstring).
+    """A model's inference for each input type (see the module docstring).
 
     Args:
-      model: a built model with a fixed square image input and one softmax output per head.
+      model: a built model with a fixed square image input and, per head, its outputs: a
+        softmax output named after a softmax head; heatmap logits named after a keypoint head
+        and ``<head>_visibility`` probabilities (a ``MultiHeadClassifier``'s outputs).
       asset_dir: a folder for the class-list files the lookup tables read (they are copied into
         the SavedModel's ``assets/``).
-      heads: defaults to ``model.heads``.
+      heads: defaults to ``model.heads``; softmax and keypoint heads in any mix.
       bbox_margin: the garment-box margin of the ``predict_examples`` crop; default: the one
         the model was trained with (``model.preprocessing``), else 0.1.
       training_data: the ``DataConfig`` (as a dict) the model was trained on, for the metadata.
@@ -100,7 +147,7 @@ class ServingModule:
         model: keras.Model,
         asset_dir: str,
         *,
-        heads: Sequence[Head] | None = None,
+        heads: Sequence[AnyHead] | None = None,
         bbox_margin: float | None = None,
         training_data: Mapping[str, Any] | None = None,
     ) -> None:
@@ -123,18 +170,30 @@ class ServingModule:
             bbox_margin = DEFAULT_BBOX_MARGIN
         self.bbox_margin = float(bbox_margin)
         self.training_data = dict(training_data) if training_data is not None else None
-        self.tables = {h.name: _class_table(h, asset_dir) for h in self.heads}
+        self.softmax_heads = softmax_heads(self.heads)
+        self.keypoint_heads = keypoint_heads(self.heads)
+        self.keypoint_stride = (
+            _keypoint_stride(model, self.keypoint_heads) if self.keypoint_heads else None
+        )
+        self.tables = {h.name: _class_table(h, asset_dir) for h in self.softmax_heads}
 
     def trackables(self) -> list[Any]:
         """What the SavedModel must hold: the model and the class-name tables."""
         return [self.model, *self.tables.values()]
 
-    def outputs(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The named outputs of every head for a float32 image batch (the model's view)."""
+    def outputs(self, images: tf.Tensor, matrices: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+        """The named outputs of every head for a float32 image batch (the model's view).
+
+        ``matrices`` (``[N, 3, 3]``, photo -> view) take keypoints back to photo pixels;
+        without them keypoints are in the pixels of ``images``.
+        """
         probs = self.model(images, training=False)
         batch = tf.shape(images, out_type=tf.int64)[0]
         out = {}
         for h in self.heads:
+            if isinstance(h, KeypointHead):
+                out.update(self._keypoint_outputs(h, probs, batch, matrices))
+                continue
             p_name, c_name, l_name, n_name = output_names(h)
             table = self.tables[h.name]
             p = tf.cast(probs[h.name], tf.float32)
@@ -146,37 +205,61 @@ class ServingModule:
             out[n_name] = tf.identity(tf.tile(names[None], [batch, 1]), name=n_name)
         return out
 
-    def _eval_views(self, image_bytes: tf.Tensor, bboxes: tf.Tensor | None) -> tf.Tensor:
+    def _keypoint_outputs(
+        self,
+        head: KeypointHead,
+        model_out: Mapping[str, tf.Tensor],
+        batch: tf.Tensor,
+        matrices: tf.Tensor | None,
+    ) -> dict[str, tf.Tensor]:
+        k_name, s_name, n_name = output_names(head)
+        coords = _heatmap_coordinates(model_out[head.name], self.keypoint_stride)
+        if matrices is not None:
+            coords = geometry.to_photo(coords, matrices)
+        scores = tf.cast(model_out[visibility_output(head.name)], tf.float32)
+        names = tf.constant(head.keypoints, tf.string)
+        return {
+            k_name: tf.identity(coords, name=k_name),
+            s_name: tf.identity(scores, name=s_name),
+            n_name: tf.identity(tf.tile(names[None], [batch, 1]), name=n_name),
+        }
+
+    def _eval_views(
+        self, image_bytes: tf.Tensor, bboxes: tf.Tensor | None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """The evaluation views ``[N, S, S, 3]`` and their photo -> view matrices ``[N, 3, 3]``."""
         size, margin = self.image_size, self.bbox_margin
-        spec = tf.TensorSpec([size, size, 3], tf.float32)
+        spec = (tf.TensorSpec([size, size, 3], tf.float32), tf.TensorSpec([3, 3], tf.float32))
         if bboxes is None:
             return tf.map_fn(
-                lambda b: preprocess_for_eval(b, size, None, margin),
+                lambda b: eval_view(b, size, None, margin),
                 image_bytes,
                 fn_output_signature=spec,
             )
         return tf.map_fn(
-            lambda x: preprocess_for_eval(x[0], size, x[1], margin),
+            lambda x: eval_view(x[0], size, x[1], margin),
             (image_bytes, bboxes),
             fn_output_signature=spec,
         )
 
     def predict_images(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Preprocessed float32 RGB 0-255 images of the model's input size."""
+        """Preprocessed float32 RGB 0-255 images of the model's input size (keypoints in their
+        pixels)."""
         return self.outputs(tf.cast(images, tf.float32))
 
     def predict_image_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Encoded whole photos (no garment box)."""
-        return self.outputs(self._eval_views(image_bytes, None))
+        """Encoded whole photos (no garment box; keypoints in the photos' pixels)."""
+        return self.outputs(*self._eval_views(image_bytes, None))
 
     def predict_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Serialized ``tf.train.Example`` protos with the image and an optional box."""
+        """Serialized ``tf.train.Example`` protos with the image and an optional box (keypoints
+        in the photos' pixels)."""
         spec = {
             EXAMPLE_IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
             EXAMPLE_BBOX_KEY: tf.io.FixedLenFeature([4], tf.float32, [0.0, 0.0, 1.0, 1.0]),
         }
         parsed = tf.io.parse_example(examples, spec)
-        return self.outputs(self._eval_views(parsed[EXAMPLE_IMAGE_KEY], parsed[EXAMPLE_BBOX_KEY]))
+        return self.outputs(*self._eval_views(parsed[EXAMPLE_IMAGE_KEY], parsed[EXAMPLE_BBOX_KEY]))
 
     def endpoints(self) -> dict[str, tuple[Callable[[tf.Tensor], dict], list[tf.TensorSpec]]]:
         """Signature name -> (method, input signature), for ``ExportArchive.add_endpoint``."""
@@ -220,5 +303,15 @@ class ServingModule:
                 "pad_to_square": "mean colour",
                 "resize_then_centre_crop": True,
             },
+            **({"keypoints": self._keypoint_metadata()} if self.keypoint_heads else {}),
             **({"training_data": self.training_data} if self.training_data else {}),
+        }
+
+    def _keypoint_metadata(self) -> dict[str, Any]:
+        return {
+            "heatmap_stride": self.keypoint_stride,
+            "coordinates": "x, y pixel indices (integer x: the centre of pixel column x) of the "
+            "input: the encoded photo (serving_default, predict_examples) or the S x S image "
+            "(predict_images)",
+            "scores": "visibility probability per keypoint",
         }

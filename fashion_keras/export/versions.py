@@ -29,7 +29,7 @@ from fashion_keras.export.serving_module import (
     SIGNATURES,
     ServingModule,
 )
-from fashion_keras.heads import Head
+from fashion_keras.heads import AnyHead
 
 METADATA_FILE = "fashion_keras.json"
 #: TF Serving replays this TFRecord file of ``PredictionLog`` protos when it loads a version.
@@ -79,7 +79,7 @@ def export_saved_model(
     model: keras.Model,
     export_base: str,
     *,
-    heads: Sequence[Head] | None = None,
+    heads: Sequence[AnyHead] | None = None,
     version: int | None = None,
     bbox_margin: float | None = None,
     training_data: Mapping[str, Any] | None = None,
@@ -87,7 +87,8 @@ def export_saved_model(
     """Exports ``model`` (dict outputs keyed by head name) as ``<export_base>/<version>``.
 
     Args:
-      model: a built model with a square image input and one softmax output per head.
+      model: a built model with a square image input and the outputs of its heads (a
+        ``MultiHeadClassifier``: softmax and keypoint heads, see :class:`ServingModule`).
       heads: defaults to ``model.heads``.
       version: defaults to :func:`next_version`.
       bbox_margin: the garment-box margin of ``predict_examples``; default: the model's own.

@@ -47,6 +47,7 @@ def test_tf_serving_layout_and_metadata(exported):
     meta = E.load_metadata(path)
     assert meta["image_size"] == SIZE
     assert [h["name"] for h in meta["heads"]] == [h.name for h in HEADS]
+    assert "keypoints" not in meta, "a softmax-only export's metadata is unchanged"
     assert E.next_version(base) == 2
 
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 from PIL import Image
 
 from fashion_keras import export as E
-from fashion_keras.heads import get_heads
+from fashion_keras.heads import KeypointHead, get_heads
 from fashion_keras.models import build_model
 from serving import CONFIG_DIR, startup
 from serving.model_config import ModelConfig
@@ -51,6 +51,35 @@ def tiny_export(tmp_path_factory) -> tuple[object, str]:
             base = str(tmp_path_factory.mktemp("serving_export"))
             _cache["export"] = (model, E.export_saved_model(model, base))
         return _cache["export"]
+
+
+#: A small keypoint head served next to the softmax head ``sleeve`` by :func:`keypoint_export`.
+POINTS = KeypointHead(
+    "garment_points",
+    ("collar_left", "collar_right", "hem_left", "hem_right"),
+    (("collar_left", "collar_right"), ("hem_left", "hem_right")),
+    {"top": (("collar_left", "collar_right", "hem_left", "hem_right"), None)},
+)
+KEYPOINT_SIZE = 64
+
+
+def keypoint_export(tmp_path_factory) -> tuple[object, str]:
+    """(keras model, version dir) of a tiny export with the softmax head ``sleeve`` and the
+    keypoint head :data:`POINTS`, made once per test process. Its keypoint kernels are drawn
+    large, so the untrained heatmaps peak in different places per keypoint and photo."""
+    with _lock:
+        if "keypoint_export" not in _cache:
+            model = build_model(
+                "seresnet_tiny", (HEADS[1], POINTS), image_size=KEYPOINT_SIZE, keypoint_filters=16
+            )
+            layer = model.get_layer(POINTS.name)
+            rng = np.random.default_rng(5)
+            for w, scale in [(d.kernel, 3.0) for d in layer.deconvs] + [(layer.final.kernel, 60.0)]:
+                fan_in = int(np.prod(w.shape[:-1]))
+                w.assign(rng.normal(0.0, scale / np.sqrt(fan_in), w.shape).astype("float32"))
+            base = str(tmp_path_factory.mktemp("serving_keypoint_export"))
+            _cache["keypoint_export"] = (model, E.export_saved_model(model, base))
+        return _cache["keypoint_export"]
 
 
 def add_version(version_dir: str, base: str, version: int) -> str:
