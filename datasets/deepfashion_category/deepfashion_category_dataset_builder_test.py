@@ -1,9 +1,10 @@
-"""TFDS builder test for deepfashion_category on dummy_data/ (see synthetic/dummy_data.py)."""
+"""TFDS builder test for deepfashion_category on dummy_data/ (rows in
+synthetic/deepfashion_dummy_data.py)."""
 
 import tensorflow_datasets as tfds
 
 from fashion_keras_datasets.deepfashion_category import deepfashion_category_dataset_builder
-from fashion_keras_datasets.synthetic import dummy_data
+from fashion_keras_datasets.synthetic import deepfashion_dummy_data
 
 
 class DeepfashionCategoryTest(tfds.testing.DatasetBuilderTestCase):
@@ -13,7 +14,7 @@ class DeepfashionCategoryTest(tfds.testing.DatasetBuilderTestCase):
     BUILDER_CONFIG_NAMES_TO_TEST = ["category", "attributes"]
     # After skipping a missing image and a box outside its image (train) and an image of each
     # evaluation split that duplicates a train image.
-    SPLITS = dummy_data.DEEPFASHION_CATEGORY_SPLITS
+    SPLITS = deepfashion_dummy_data.DEEPFASHION_CATEGORY_SPLITS
     DL_EXTRACT_RESULT = {}
     SKIP_CHECKSUMS = True
 

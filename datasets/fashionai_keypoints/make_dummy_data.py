@@ -27,7 +27,7 @@ from fashion_keras_datasets.fashionai_keypoints.fashionai_keypoints_dataset_buil
     VAL_PERCENT,
     val_bucket,
 )
-from fashion_keras_datasets.synthetic.dummy_data import write_image
+from fashion_keras_datasets.synthetic.dummy_files import write_image
 
 DUMMY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dummy_data")
 README_TEXT = """SYNTHETIC DATA - NOT FashionAI.
@@ -37,7 +37,7 @@ builder's tests. The layout and the annotation format are those of the real keyp
 the images are drawn rectangles and the keypoints random points on them, and some rows are
 meant to be skipped (see fashion_keras_datasets/fashionai_keypoints/make_dummy_data.py).
 """
-#: Size of the drawn images (``synthetic.dummy_data.drawing``): width 36, height 48.
+#: Size of the drawn images (``synthetic.dummy_files.drawing``): width 36, height 48.
 WIDTH, HEIGHT = 36, 48
 
 #: (release, category, split wanted, image kind); "copy:<n>" = the bytes of row n, "outside" =

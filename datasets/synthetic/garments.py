@@ -14,6 +14,8 @@ Every DeepFashion-6 head is drawn visibly:
 
 :func:`render_garment_keypoints` also draws the other FashionAI keypoint categories (a skirt,
 trousers, an open jacket over a top) and returns the garment's 24 FashionAI keypoints in pixels.
+The shapes, in garment units, come from :mod:`fashion_keras_datasets.synthetic.garment_geometry`
+(tops and dresses) and :mod:`fashion_keras_datasets.synthetic.category_geometry` (the others).
 
 Drawing is deterministic: the same random generator state gives the same pixels. Only numpy and
 PIL are used. :mod:`fashion_keras_datasets.synthetic.demo` and ``keypoints_demo`` write the
@@ -32,9 +34,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from fashion_keras.heads import DEEPFASHION6, FASHIONAI_KEYPOINTS, Head
+from fashion_keras_datasets.synthetic.category_geometry import (
+    outwear_geometry,
+    skirt_geometry,
+    trousers_geometry,
+)
 from fashion_keras_datasets.synthetic.drawing import (
     Canvas,
-    Poly,
     box_blur,
     extent,
     grid,
@@ -42,6 +48,7 @@ from fashion_keras_datasets.synthetic.drawing import (
     noise,
     pattern_mask,
 )
+from fashion_keras_datasets.synthetic.garment_geometry import garment_geometry
 
 MAX_SIDE = 200  # default long side; images are 0.6-0.75 x (0.8-1.0) of it
 _WIDTH_RANGE = (0.6, 0.75)
@@ -90,243 +97,6 @@ def _skin_colour(rng: np.random.Generator) -> np.ndarray:
     return _hsv(rng.uniform(0.03, 0.09), rng.uniform(0.25, 0.6), rng.uniform(0.45, 0.95))
 
 
-# --- geometry (garment units: origin at the neck centre, y down, 1 unit = top-to-waist) ---------
-
-_FIT_SHAPE = {  # shoulder half-width, armpit half-width, waist half-width, skirt flare per unit
-    "tight": (0.30, 0.27, 0.2, 0.06),
-    "conventional": (0.36, 0.35, 0.34, 0.18),
-    "loose": (0.45, 0.48, 0.56, 0.42),
-}
-_SKIRT_LENGTH = {"maxi_length": 1.45, "mini_length": 0.55, "no_dress": 0.0}
-_SLEEVE_LENGTH = {"long_sleeve": 0.95, "short_sleeve": 0.3, "sleeveless": 0.0}
-_NECK_HALF_WIDTH = 0.14
-_ARMPIT_Y = 0.36
-_SHOULDER_Y = 0.08
-
-
-def _garment_geometry(rng: np.random.Generator, labels: dict[str, str]) -> dict[str, Any]:
-    shoulder, armpit, waist, flare = _FIT_SHAPE[labels["fit"]]
-    jitter = rng.uniform(0.95, 1.05)
-    shoulder, armpit, waist = shoulder * jitter, armpit * jitter, waist * jitter
-    nw = _NECK_HALF_WIDTH
-    torso = [
-        (-nw, 0.0),
-        (nw, 0.0),
-        (shoulder, _SHOULDER_Y),
-        (armpit, _ARMPIT_Y),
-        (waist, 1.0),
-        (-waist, 1.0),
-        (-armpit, _ARMPIT_Y),
-        (-shoulder, _SHOULDER_Y),
-    ]
-    parts: list[Poly] = [torso]
-    skirt_len = _SKIRT_LENGTH[labels["length"]] * rng.uniform(0.93, 1.07)
-    hem_y = 1.0
-    points: dict[str, tuple[float, float]] = {}  # FashionAI keypoints, garment units
-    if skirt_len > 0:
-        hem_y = 1.0 + skirt_len
-        hem = waist + flare * skirt_len
-        parts.append([(-waist, 1.0), (waist, 1.0), (hem, hem_y), (-hem, hem_y)])
-        points |= _pair("waistline", waist, 1.0) | _pair("hemline", hem, hem_y)
-    else:  # a top: a slightly wider hem band ending at the waist
-        parts.append([(-waist, 0.9), (waist, 0.9), (waist * 1.04, 1.08), (-waist * 1.04, 1.08)])
-        hem_y = 1.08
-        points |= _pair("top_hem", waist * 1.04, hem_y)
-    # the armpits of a sleeveless garment; a sleeve moves them to where it meets the body
-    points |= _pair("shoulder", shoulder, _SHOULDER_Y) | _pair("armpit", armpit, _ARMPIT_Y)
-
-    angle = math.radians(rng.uniform(20.0, 32.0))
-    sleeves: list[Poly] = []
-    arms: list[Poly] = []
-    sleeve_len = _SLEEVE_LENGTH[labels["sleeve"]] * rng.uniform(0.94, 1.06)
-    half = 0.14 if labels["fit"] == "loose" else 0.11
-    cuff = 0.08 if labels["sleeve"] == "long_sleeve" else half
-    for side in (-1.0, 1.0):
-        arms.append(_arm_band(side, shoulder, armpit, angle, 1.05, 0.075, 0.06))
-        if sleeve_len > 0:
-            sleeves.append(_arm_band(side, shoulder, armpit, angle, sleeve_len, half, cuff))
-            # the sleeve's end: its outer edge (vertex 2, away from the body) and inner edge
-            name = "left" if side < 0 else "right"  # FashionAI's left is the image's left
-            points[f"cuff_{name}_out"], points[f"cuff_{name}_in"] = sleeves[-1][2], sleeves[-1][3]
-            body_side = [(side * shoulder, _SHOULDER_Y), (side * armpit, _ARMPIT_Y)]
-            points[f"armpit_{name}"] = _underarm(sleeves[-1], body_side + [(side * waist, 1.0)])
-    parts.extend(sleeves)
-
-    neck = labels["neckline"]
-    # The three openings differ in outline, width and depth so they survive a 64 px input:
-    # crew = small shallow half-disc, V = deep narrow point, square = wide deep rectangle.
-    # neckline_left/right: where the opening meets the top edge; center_front: its lowest point
-    if neck == "crew_neckline":
-        cut: Poly = [(nw * math.cos(t), 0.16 * math.sin(t)) for t in np.linspace(0.0, math.pi, 13)]
-        points |= _pair("neckline", nw, 0.0) | {"center_front": (0.0, 0.16)}
-    elif neck == "v_neckline":
-        cut = [(-nw, 0.0), (nw, 0.0), (0.0, 0.46)]
-        points |= _pair("neckline", nw, 0.0) | {"center_front": (0.0, 0.46)}
-    elif neck == "square_neckline":
-        sq = min(0.2, shoulder - 0.06)
-        cut = [(-sq, 0.0), (sq, 0.0), (sq, 0.27), (-sq, 0.27)]
-        # the opening's side meets the slope from the neck (nw, 0) to the shoulder
-        corner_y = _SHOULDER_Y * max(0.0, sq - nw) / (shoulder - nw)
-        points |= _pair("neckline", sq, corner_y) | {"center_front": (0.0, 0.27)}
-    else:  # no_neckline: a closed collar band above the shoulder line
-        cut = []
-        parts.append([(-nw, -0.07), (nw, -0.07), (nw, 0.02), (-nw, 0.02)])
-        points |= _pair("neckline", nw, -0.07) | {"center_front": (0.0, -0.07)}
-    neck_stub = [(-0.085, -0.3), (0.085, -0.3), (0.085, 0.05), (-0.085, 0.05)]
-    return {
-        "parts": parts,
-        "sleeves": sleeves,
-        "arms": arms,
-        "cut": cut,
-        "neck_stub": neck_stub,
-        "skin": arms + [neck_stub] + ([cut] if cut else []),
-        "hem_y": hem_y,
-        "waist": waist,
-        "is_dress": skirt_len > 0,
-        "category": "dress" if skirt_len > 0 else "blouse",
-        "keypoints": points,
-    }
-
-
-def _pair(name: str, half_width: float, y: float) -> dict[str, tuple[float, float]]:
-    """``{name_left: (-half_width, y), name_right: (half_width, y)}`` (left = the image's left)."""
-    return {f"{name}_left": (-half_width, y), f"{name}_right": (half_width, y)}
-
-
-def _underarm(sleeve: Poly, body_side: Poly) -> tuple[float, float]:
-    """Where the sleeve's underside meets the body's side in the outline: the crossing of the
-    sleeve's inner edge (vertex 3 to 4) with the side, else of its end (2 to 3: a wide sleeve
-    whose inner corner lies on the body), else the body's armpit corner."""
-    for a, b in ((sleeve[3], sleeve[4]), (sleeve[2], sleeve[3])):
-        for c, d in zip(body_side[:-1], body_side[1:], strict=True):
-            hit = _crossing(a, b, c, d)
-            if hit is not None:
-                return hit
-    return body_side[1]
-
-
-def _crossing(
-    a: tuple[float, float], b: tuple[float, float], c: tuple[float, float], d: tuple[float, float]
-) -> tuple[float, float] | None:
-    """The crossing point of the segments ``ab`` and ``cd``, or None."""
-    rx, ry, sx, sy = b[0] - a[0], b[1] - a[1], d[0] - c[0], d[1] - c[1]
-    den = rx * sy - ry * sx
-    if abs(den) < 1e-12:
-        return None
-    t = ((c[0] - a[0]) * sy - (c[1] - a[1]) * sx) / den
-    u = ((c[0] - a[0]) * ry - (c[1] - a[1]) * rx) / den
-    if 0.0 <= t <= 1.0 and 0.0 <= u <= 1.0:
-        return a[0] + t * rx, a[1] + t * ry
-    return None
-
-
-def _arm_band(
-    side: float, shoulder: float, armpit: float, angle: float, length: float, w0: float, w1: float
-) -> Poly:
-    """An arm or sleeve: a band along the arm's axis, joined to the torso at shoulder and armpit."""
-    jx, jy = side * (shoulder + 0.01), 0.17  # the shoulder joint, where the arm's axis starts
-    dx, dy = side * math.sin(angle), math.cos(angle)  # down and outwards
-    px, py = side * math.cos(angle), -math.sin(angle)  # perpendicular, outwards and up
-    ex, ey = jx + dx * length, jy + dy * length
-    return [
-        (side * (shoulder - 0.02), _SHOULDER_Y - 0.01),
-        (jx + px * w0, jy + py * w0),
-        (ex + px * w1, ey + py * w1),
-        (ex - px * w1, ey - py * w1),
-        (jx - px * w0, jy - py * w0),
-        (side * armpit * 0.97, _ARMPIT_Y),
-    ]
-
-
-# Lower garments: origin at the waistband's top centre, y down, in the units of the tops.
-_WAISTBAND_HALF_WIDTH = 0.34
-_WAISTBAND_DEPTH = 0.12
-_SKIRT_FLARE = {"tight": 0.05, "conventional": 0.2, "loose": 0.45}  # per unit of length
-_LOWER_SKIRT_LENGTH = {"maxi_length": 1.45, "mini_length": 0.6, "no_dress": 0.95}
-_LEG_HALF_WIDTH = {"tight": 0.07, "conventional": 0.11, "loose": 0.17}  # at the bottom
-_TROUSER_LENGTH = {"maxi_length": 1.9, "mini_length": 0.85, "no_dress": 1.9}  # mini: shorts
-_CROTCH_Y = 0.5
-_JACKET_HEM_Y = 1.3
-
-
-def _outwear_geometry(rng: np.random.Generator, labels: dict[str, str]) -> dict[str, Any]:
-    """An open jacket down to the hips over a top (drawn as ``inner``) that shows in the front
-    opening; the sleeves follow ``labels["sleeve"]``."""
-    geom = _garment_geometry(rng, {**labels, "length": "no_dress", "neckline": "crew_neckline"})
-    waist = geom["waist"]
-    hip = waist * 1.08
-    geom["parts"][1] = [(-waist, 0.95), (waist, 0.95), (hip, _JACKET_HEM_Y), (-hip, _JACKET_HEM_Y)]
-    low = _JACKET_HEM_Y + 0.06  # past the hem: the front stays open to the bottom
-    geom["cut"] = [(-0.075, 0.0), (0.075, 0.0), (0.13, low), (-0.13, low)]
-    geom["skin"] = geom["arms"] + [geom["neck_stub"]]
-    geom["inner"] = [[(-0.16, 0.04), (0.16, 0.04), (0.16, _JACKET_HEM_Y), (-0.16, _JACKET_HEM_Y)]]
-    geom["hem_y"] = _JACKET_HEM_Y
-    points = {k: v for k, v in geom["keypoints"].items() if not k.startswith("top_hem")}
-    points.pop("center_front")
-    points |= _pair("waistline", waist, 1.0) | _pair("top_hem", hip, _JACKET_HEM_Y)
-    return geom | {"category": "outwear", "keypoints": points}
-
-
-def _lower_geometry(
-    parts: list[Poly], legs: list[Poly], wb: float, points: dict[str, tuple[float, float]]
-) -> dict[str, Any]:
-    """The geometry dict of a skirt or trousers: ``parts`` below a waistband of half-width
-    ``wb``, bare legs and a top tucked in above the waist (``inner``)."""
-    d = _WAISTBAND_DEPTH
-    band: Poly = [(-wb, 0.0), (wb, 0.0), (wb, d), (-wb, d)]
-    top: Poly = [(-wb * 0.92, -0.45), (wb * 0.92, -0.45), (wb, 0.02), (-wb, 0.02)]
-    return {
-        "parts": [band, *parts],
-        "sleeves": [],
-        "arms": legs,
-        "cut": [],
-        "neck_stub": top,
-        "skin": legs,
-        "inner": [top],
-        "band": (wb, d),
-        "hem_y": extent(parts)[3],
-        "waist": wb,
-        "is_dress": False,
-        "keypoints": _pair("waistband", wb, 0.0) | points,
-    }
-
-
-def _skirt_geometry(rng: np.random.Generator, labels: dict[str, str]) -> dict[str, Any]:
-    """A skirt flared by ``fit``, mini, knee (``no_dress``) or maxi long."""
-    wb = _WAISTBAND_HALF_WIDTH * rng.uniform(0.92, 1.08)
-    length = _LOWER_SKIRT_LENGTH[labels["length"]] * rng.uniform(0.93, 1.07)
-    hem = wb + _SKIRT_FLARE[labels["fit"]] * length
-    body: Poly = [(-wb, _WAISTBAND_DEPTH - 0.02), (wb, _WAISTBAND_DEPTH - 0.02), (hem, length)]
-    body.append((-hem, length))
-    legs = [_leg(side * 0.13, length - 0.3, length + 0.7) for side in (-1.0, 1.0)]
-    geom = _lower_geometry([body], legs, wb, _pair("hemline", hem, length))
-    return geom | {"category": "skirt"}
-
-
-def _trousers_geometry(rng: np.random.Generator, labels: dict[str, str]) -> dict[str, Any]:
-    """Trousers (shorts for ``mini_length``): two legs below the crotch, wide or narrow by ``fit``."""
-    wb = _WAISTBAND_HALF_WIDTH * rng.uniform(0.92, 1.08)
-    length = _TROUSER_LENGTH[labels["length"]] * rng.uniform(0.95, 1.05)
-    bw = _LEG_HALF_WIDTH[labels["fit"]] * rng.uniform(0.9, 1.1)
-    centre = max(wb * 0.5, bw + 0.05) + 0.03 * length  # each leg's centre at the bottom
-    inner, outer = centre - bw, centre + bw
-    top = _WAISTBAND_DEPTH - 0.02
-    body: Poly = [(-wb, top), (wb, top), (outer, length), (inner, length), (0.0, _CROTCH_Y)]
-    body += [(-inner, length), (-outer, length)]
-    legs = [_leg(side * centre, _CROTCH_Y, length + 0.5) for side in (-1.0, 1.0)]
-    points = (
-        {"crotch": (0.0, _CROTCH_Y)}
-        | {"bottom_left_in": (-inner, length), "bottom_left_out": (-outer, length)}
-        | {"bottom_right_in": (inner, length), "bottom_right_out": (outer, length)}
-    )
-    return _lower_geometry([body], legs, wb, points) | {"category": "trousers"}
-
-
-def _leg(x: float, y0: float, y1: float) -> Poly:
-    """A bare leg: a slightly tapering band centred on ``x`` from ``y0`` down to ``y1``."""
-    return [(x - 0.08, y0), (x + 0.08, y0), (x + 0.055, y1), (x - 0.055, y1)]
-
-
 # --- rendering ----------------------------------------------------------------------------------
 
 
@@ -363,7 +133,7 @@ def _layout(
     rng: np.random.Generator,
     labels: dict[str, str],
     max_side: int,
-    geometry: _Geometry = _garment_geometry,
+    geometry: _Geometry = garment_geometry,
 ) -> tuple[Canvas, dict[str, Any]]:
     """The image size, the garment's geometry and where it sits: ``(canvas, geometry)``."""
     width = int(
@@ -506,7 +276,7 @@ def render_garment(
     Returns:
       The RGB image and its pixel bounding box ``(x1, y1, x2, y2)`` (x2/y2 exclusive).
     """
-    image, bbox, *_ = _render(rng, labels, max_side, _garment_geometry)
+    image, bbox, *_ = _render(rng, labels, max_side, garment_geometry)
     return image, bbox
 
 
@@ -514,11 +284,11 @@ def render_garment(
 
 #: How each FashionAI keypoint category is drawn (blouse and dress: as :func:`render_garment`).
 _CATEGORY_GEOMETRY: dict[str, _Geometry] = {
-    "blouse": _garment_geometry,
-    "outwear": _outwear_geometry,
-    "trousers": _trousers_geometry,
-    "skirt": _skirt_geometry,
-    "dress": _garment_geometry,
+    "blouse": garment_geometry,
+    "outwear": outwear_geometry,
+    "trousers": trousers_geometry,
+    "skirt": skirt_geometry,
+    "dress": garment_geometry,
 }
 if set(_CATEGORY_GEOMETRY) != set(FASHIONAI_KEYPOINTS.category_names):
     raise ImportError(

@@ -110,6 +110,41 @@ def plot_worst_cases(
     Raises:
       ValueError: bad shapes, lengths, categories, ``k`` or images.
     """
+    truth_arr, pred_arr, err, cats = _checked_inputs_to_plot(
+        images, truth, predicted, errors, categories, head, k
+    )
+    scored = np.flatnonzero(~np.isnan(err))
+    # highest error first; ties keep the image order (a stable sort on the negated error)
+    order = scored[np.argsort(-err[scored], kind="stable")][:k].tolist()
+
+    fig, grid, cols, height = _grid_figure(max(len(order), 1))
+    edges = head.skeleton_indices()
+    for slot, i in enumerate(order):
+        ax = fig.add_subplot(grid[slot // cols, slot % cols])
+        image = _checked_image(images[i], i)
+        _draw_panel(ax, image, truth_arr[i], pred_arr[i], head.defined_mask(cats[i]), edges)
+        ax.set_title(f"#{i} {cats[i]}  NE {err[i]:.2f}%", fontsize=9)
+    if not order:
+        ax = fig.add_subplot(grid[0, 0])
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no image could be scored", ha="center", va="center", fontsize=10)
+    title = f"worst {len(order)} of {len(scored)} scored images by NE ({head.name})"
+    _add_legend_and_title(fig, height, title)
+    _save_png(fig, os.fspath(path))
+    return order
+
+
+def _checked_inputs_to_plot(
+    images: Sequence[np.ndarray],
+    truth: Any,
+    predicted: Any,
+    errors: Any,
+    categories: Sequence[str],
+    head: KeypointHead,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """The arguments of :func:`plot_worst_cases` checked: ``(truth, predicted, errors,
+    categories)`` as float64 arrays and a list; a ``ValueError`` for a bad one."""
     truth_arr = np.asarray(truth, dtype=np.float64)
     pred_arr = np.asarray(predicted, dtype=np.float64)
     err = np.asarray(errors, dtype=np.float64)
@@ -136,12 +171,12 @@ def plot_worst_cases(
         )
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k = {k!r}: expected a positive number of images to draw")
+    return truth_arr, pred_arr, err, cats
 
-    scored = np.flatnonzero(~np.isnan(err))
-    # highest error first; ties keep the image order (a stable sort on the negated error)
-    order = scored[np.argsort(-err[scored], kind="stable")][:k].tolist()
 
-    count = max(len(order), 1)
+def _grid_figure(count: int) -> tuple[Figure, Any, int, int]:
+    """A figure for ``count`` panels: ``(figure, gridspec, columns, height in pixels)``, the
+    panels :data:`WORST_CASES_PANEL_PX` each below a :data:`WORST_CASES_TOP_PX` band."""
     cols = min(count, WORST_CASES_COLUMNS)
     rows = math.ceil(count / cols)
     pw, ph = WORST_CASES_PANEL_PX
@@ -157,16 +192,11 @@ def plot_worst_cases(
         wspace=0.05,
         hspace=0.15,
     )
-    edges = head.skeleton_indices()
-    for slot, i in enumerate(order):
-        ax = fig.add_subplot(grid[slot // cols, slot % cols])
-        image = _checked_image(images[i], i)
-        _draw_panel(ax, image, truth_arr[i], pred_arr[i], head.defined_mask(cats[i]), edges)
-        ax.set_title(f"#{i} {cats[i]}  NE {err[i]:.2f}%", fontsize=9)
-    if not order:
-        ax = fig.add_subplot(grid[0, 0])
-        ax.set_axis_off()
-        ax.text(0.5, 0.5, "no image could be scored", ha="center", va="center", fontsize=10)
+    return fig, grid, cols, height
+
+
+def _add_legend_and_title(fig: Figure, height: int, title: str) -> None:
+    """The ground truth / prediction legend and ``title`` in the band above the panels."""
     handles = [
         Line2D([], [], color=_TRUTH_COLOUR, marker="o", label="ground truth"),
         Line2D([], [], color=_PRED_COLOUR, marker="o", label="prediction"),
@@ -179,10 +209,7 @@ def plot_worst_cases(
         frameon=False,
         bbox_to_anchor=(0.5, 1 - 26 / height),
     )
-    title = f"worst {len(order)} of {len(scored)} scored images by NE ({head.name})"
     fig.suptitle(title, y=1 - 6 / height, va="top", fontsize=10)
-    _save_png(fig, os.fspath(path))
-    return order
 
 
 def _checked_image(image: Any, index: int) -> np.ndarray:

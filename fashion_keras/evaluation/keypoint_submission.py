@@ -19,7 +19,7 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -82,6 +82,29 @@ def write_submission(
       ValueError: a shape or length mismatch, an empty, duplicate or comma-holding image id, an
         unknown category, or a non-finite coordinate on a defined keypoint.
     """
+    points = _checked_points(keypoints, head)
+    n, k = points.shape[0], head.num_keypoints
+    ids = list(image_ids)
+    cats = list(categories)
+    _check_ids(ids, cats, n)
+    defined = _defined_points(points, ids, cats, head)
+    pixels = _round_half_up(np.where(defined[..., None], points, 0.0))
+    rows = (
+        [
+            ids[i],
+            cats[i],
+            *(
+                f"{pixels[i, j, 0]}_{pixels[i, j, 1]}_1" if defined[i, j] else ABSENT_CELL
+                for j in range(k)
+            ),
+        ]
+        for i in range(n)
+    )
+    return _write_csv_atomically(os.fspath(path), submission_header(head), rows)
+
+
+def _checked_points(keypoints: Any, head: KeypointHead) -> np.ndarray:
+    """``keypoints`` as float64 ``[N, K, 2]``; a ``ValueError`` for another shape."""
     points = np.asarray(keypoints, dtype=np.float64)
     k = head.num_keypoints
     if points.ndim != 3 or points.shape[1:] != (k, 2):
@@ -89,9 +112,11 @@ def write_submission(
             f"keypoints must have shape (N, {k}, 2) of (x, y) pixels in the order of keypoint "
             f"head {head.name!r}, got shape {points.shape}"
         )
-    n = points.shape[0]
-    ids = list(image_ids)
-    cats = list(categories)
+    return points
+
+
+def _check_ids(ids: Sequence[Any], cats: Sequence[Any], n: int) -> None:
+    """One image id and one category per row; each id a non-empty, comma-free path, once."""
     for name, values in (("image_ids", ids), ("categories", cats)):
         if len(values) != n:
             raise ValueError(
@@ -111,6 +136,13 @@ def write_submission(
                 f"[{seen[image_id]}]"
             )
         seen[image_id] = i
+
+
+def _defined_points(
+    points: np.ndarray, ids: Sequence[str], cats: Sequence[Any], head: KeypointHead
+) -> np.ndarray:
+    """The ``[N, K]`` keypoints each row's category defines; a ``ValueError`` for an unknown
+    category or a non-finite coordinate on a defined keypoint."""
     masks: dict[str, np.ndarray] = {}
     for i, category in enumerate(cats):
         if category not in head.category_names:
@@ -119,6 +151,7 @@ def write_submission(
                 f"(image {ids[i]!r})"
             )
         masks.setdefault(category, np.asarray(head.defined_mask(category), dtype=bool))
+    n, k = points.shape[0], head.num_keypoints
     defined = np.stack([masks[c] for c in cats]) if n else np.zeros((0, k), dtype=bool)
     bad = defined[..., None] & ~np.isfinite(points)
     if bad.any():
@@ -128,22 +161,19 @@ def write_submission(
             f"{points[i, j].tolist()}: expected finite pixel coordinates for every keypoint "
             "the category defines"
         )
-    pixels = _round_half_up(np.where(defined[..., None], points, 0.0))
+    return defined
 
-    path = os.fspath(path)
+
+def _write_csv_atomically(path: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Writes ``header`` and ``rows`` as a CSV at ``path`` via a temporary file; returns ``path``."""
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(submission_header(head))
-            for i in range(n):
-                cells = [
-                    f"{pixels[i, j, 0]}_{pixels[i, j, 1]}_1" if defined[i, j] else ABSENT_CELL
-                    for j in range(k)
-                ]
-                writer.writerow([ids[i], cats[i], *cells])
+            writer.writerow(header)
+            writer.writerows(rows)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -190,29 +220,8 @@ def read_submission(
             if not fields or fields == [""]:
                 continue  # a blank line (e.g. a trailing one)
             image_id, category, xy, v = _parse_row(path, line, fields, head, check_defined)
-            if image_id in first_line:
-                raise AnnotationError(
-                    path,
-                    line,
-                    "image_id",
-                    image_id,
-                    "each image once",
-                    note=f"also on line {first_line[image_id]}",
-                    reason="duplicate_image",
-                )
+            _check_row_id(path, line, image_id, first_line, image_ids, len(ids))
             first_line[image_id] = line
-            if image_ids is not None:
-                row = len(ids)
-                want = image_ids[row] if row < len(image_ids) else None
-                if image_id != want:
-                    expected = (
-                        f"{want!r} (row {row + 1} of the test list; rows keep its order)"
-                        if want is not None
-                        else f"no more rows (the test list has {len(image_ids)})"
-                    )
-                    raise AnnotationError(
-                        path, line, "image_id", image_id, expected, reason="test_list_order"
-                    )
             ids.append(image_id)
             cats.append(category)
             points.append(xy)
@@ -233,6 +242,39 @@ def read_submission(
         np.stack(points) if points else np.zeros((0, k, 2)),
         np.stack(vis) if vis else np.zeros((0, k), dtype=np.int64),
     )
+
+
+def _check_row_id(
+    path: str,
+    line: int,
+    image_id: str,
+    first_line: dict[str, int],
+    image_ids: Sequence[str] | None,
+    row: int,
+) -> None:
+    """The image id of the ``row``-th row (0-based, on ``line``): not seen before (``first_line``:
+    the line of each id so far) and, with ``image_ids``, the test list's id of that row."""
+    if image_id in first_line:
+        raise AnnotationError(
+            path,
+            line,
+            "image_id",
+            image_id,
+            "each image once",
+            note=f"also on line {first_line[image_id]}",
+            reason="duplicate_image",
+        )
+    if image_ids is not None:
+        want = image_ids[row] if row < len(image_ids) else None
+        if image_id != want:
+            expected = (
+                f"{want!r} (row {row + 1} of the test list; rows keep its order)"
+                if want is not None
+                else f"no more rows (the test list has {len(image_ids)})"
+            )
+            raise AnnotationError(
+                path, line, "image_id", image_id, expected, reason="test_list_order"
+            )
 
 
 def _check_header(path: str, got: Sequence[str], header: Sequence[str], what: str) -> None:

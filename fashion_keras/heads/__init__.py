@@ -1,8 +1,9 @@
 """The head taxonomy: the single source of truth for heads, class names and loss weights.
 
 A *head* is one softmax output of the model: a name, its ordered class names, a default loss
-weight and optional per-class weights (for imbalanced classes). A *head spec* is an ordered tuple of heads. Datasets, the model builder, losses,
-metrics, export and clients all ask this module for class counts and names.
+weight and optional per-class weights (for imbalanced classes). A *head spec* is an ordered
+tuple of heads. Datasets, the model builder, losses, metrics, export and clients all ask this
+module for class counts and names.
 
 Presets (class lists and orders as in the dataset releases, see the README):
 
@@ -30,6 +31,10 @@ error (``normaliser``; ``null`` when the error is normalised by the image size i
         categories:
           sneaker: {keypoints: [toe, heel_left, heel_right], normaliser: [heel_left, heel_right]}
         loss_weight: 1.0        # optional, default 1.0
+        skeleton: [[toe, heel_left], [toe, heel_right]]  # optional: edges drawn in figures
+
+The model gives a keypoint head two outputs, ``<head>`` (heatmaps) and ``<head>_visibility``
+(:func:`visibility_output`).
 
 Keypoint presets (in :data:`KEYPOINT_PRESETS`, resolved by :func:`get_heads` like the others and
 combinable in comma lists): ``fashionai_keypoints`` (the 24 FashionAI 2018 keypoints, 5

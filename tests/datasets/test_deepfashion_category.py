@@ -15,10 +15,10 @@ from fashion_keras.training import losses as losses_lib
 from fashion_keras.training import metrics as metrics_lib
 from fashion_keras_datasets.common.errors import AnnotationError, MissingFilesError
 from fashion_keras_datasets.deepfashion_category import deepfashion_category_dataset_builder as dfc
-from fashion_keras_datasets.synthetic import dummy_data
+from fashion_keras_datasets.synthetic import deepfashion_dummy_data
 
 DUMMY = pathlib.Path(dfc.__file__).parent / "dummy_data"
-ROWS = dummy_data.DEEPFASHION_CATEGORY_ROWS
+ROWS = deepfashion_dummy_data.DEEPFASHION_CATEGORY_ROWS
 
 
 def build(manual_dir, tmp_path, config="category") -> dfc.Builder:
@@ -59,7 +59,7 @@ def test_report_counts_add_up(attributes_build):
     assert report["files"] == {str(DUMMY / "Eval" / "list_eval_partition.txt"): len(ROWS)}
     assert report["rows_in"] == 18 == report["rows_written"] + report["rows_reported"]
     written = {s: attributes_build.info.splits[s].num_examples for s in ("train", "val", "test")}
-    assert written == dummy_data.DEEPFASHION_CATEGORY_SPLITS
+    assert written == deepfashion_dummy_data.DEEPFASHION_CATEGORY_SPLITS
     splits = report["splits"]
     assert splits["train"]["skipped"] == {"bbox_outside_image": 1, "missing_image": 1}
     assert splits["train"]["adjusted"] == {"bbox_clamped": 1, "reencoded_to_jpeg": 3}
@@ -90,7 +90,7 @@ def test_labels_are_zero_based_ids_with_body_type_and_bbox(attributes_build):
 
 def test_attributes_config_reads_values_and_names_with_spaces(attributes_build):
     meta = attributes_build.info.metadata
-    expected = dummy_data.deepfashion_attribute_list()
+    expected = deepfashion_dummy_data.deepfashion_attribute_list()
     assert meta["attribute_names"] == [n for n, _ in expected]
     assert " " in meta["attribute_names"][0]
     assert meta["attribute_types"][:5] == ["texture", "fabric", "shape", "part", "style"]

@@ -24,11 +24,11 @@ from fashion_keras_datasets.deepfashion_attributes import (
     deepfashion_attributes_dataset_builder as dfa,
 )
 from fashion_keras_datasets.deepfashion_category import deepfashion_category_dataset_builder as dfc
-from fashion_keras_datasets.synthetic import dummy_data
+from fashion_keras_datasets.synthetic import deepfashion_dummy_data
 
 DUMMY = pathlib.Path(dfc.__file__).parent / "dummy_data"
 DUMMY_FINE = pathlib.Path(dfa.__file__).parent / "dummy_data"
-ROWS = dummy_data.DEEPFASHION_CATEGORY_ROWS
+ROWS = deepfashion_dummy_data.DEEPFASHION_CATEGORY_ROWS
 HEAD = "deepfashion_landmarks"
 # The slots (indices in collar_left, collar_right, sleeve_left, sleeve_right, waistline_left,
 # waistline_right, hem_left, hem_right) each clothes type's landmarks fill, in file order.
@@ -78,7 +78,7 @@ def landmark_file(manual) -> pathlib.Path:
 
 def landmark_line(row: int) -> int:
     """The line of ROWS[row] in the dummy list_landmarks.txt (rows in order, some left out)."""
-    missing = dummy_data.DEEPFASHION_ROWS_WITHOUT_LANDMARKS
+    missing = deepfashion_dummy_data.DEEPFASHION_ROWS_WITHOUT_LANDMARKS
     return 3 + row - sum(1 for m in missing if m < row)
 
 
@@ -90,7 +90,7 @@ def set_line(path, line_no: int, text: str) -> None:
 
 def expected_coarse(row: int) -> np.ndarray:
     out = np.full((8, 3), -1.0, np.float32)
-    entry = dummy_data.deepfashion_landmarks(row)
+    entry = deepfashion_dummy_data.deepfashion_landmarks(row)
     if entry is not None:
         clothes_type, triples = entry
         for slot, (code, x, y) in zip(SLOTS[clothes_type], triples, strict=True):
@@ -124,7 +124,7 @@ def test_coarse_landmarks_fill_the_slots_of_each_clothes_type(category_build):
             i = next(i for i, r in enumerate(ROWS) if r[0] == name)
             got = ex["keypoints"][HEAD]
             np.testing.assert_array_equal(got, expected_coarse(i), err_msg=name)
-            entry = dummy_data.deepfashion_landmarks(i)
+            entry = deepfashion_dummy_data.deepfashion_landmarks(i)
             # the row's clothes type, among the head's categories (-1 without a row)
             want_category = -1 if entry is None else entry[0] - 1
             assert ex["keypoint_categories"][HEAD] == want_category, name
@@ -165,7 +165,7 @@ def test_release_without_landmark_file_builds_all_absent_and_counted(manual, tmp
         )
     assert builder.info.metadata["keypoint_heads"] == {HEAD: EXPECTED_NAMES}
     sizes = {s: builder.info.splits[s].num_examples for s in ("train", "val", "test")}
-    assert sizes == dummy_data.DEEPFASHION_CATEGORY_SPLITS
+    assert sizes == deepfashion_dummy_data.DEEPFASHION_CATEGORY_SPLITS
 
 
 def test_variation_type_column_and_clothes_type_mismatch(manual, tmp_path):

@@ -21,14 +21,14 @@ from fashion_keras_datasets.common.images import (
 from fashion_keras_datasets.common.report import BuildReport, SkipReport, format_build_report
 from fashion_keras_datasets.common.rows import Row, parse_label_string, read_csv_rows
 from fashion_keras_datasets.fashionai_attributes import Builder as FashionAIBuilder
-from fashion_keras_datasets.synthetic import dummy_data
+from fashion_keras_datasets.synthetic import dummy_files
 
-DRAWING = dummy_data.drawing(5)  # 48 x 36 RGB
+DRAWING = dummy_files.drawing(5)  # 48 x 36 RGB
 
 
 def write(tmp_path, kind: str):
     path = tmp_path / f"{kind}.jpg"  # every kind behind a .jpg name, as in real releases
-    path.write_bytes(dummy_data.AWKWARD[kind](DRAWING))
+    path.write_bytes(dummy_files.AWKWARD[kind](DRAWING))
     return path
 
 
@@ -114,7 +114,7 @@ def test_image_limits_are_checked_from_the_header(tmp_path):
     assert e.value.reason == "image_too_small"
     assert prepare_image(path, ImageLimits(36 * 48, 36)).info.width == 36
     # a bomb under PIL's own limit but over ours: never decoded, our message
-    (tmp_path / "b.png").write_bytes(dummy_data.bomb_png(8000))
+    (tmp_path / "b.png").write_bytes(dummy_files.bomb_png(8000))
     with pytest.raises(ImageProblem, match="64000000 pixels, over the cap") as e:
         prepare_image(tmp_path / "b.png")
     assert e.value.reason == "image_too_large"
@@ -229,14 +229,14 @@ def test_hash_bucket_is_stable():
 
 def test_awkward_encodings_really_are_what_they_claim():
     formats = {
-        k: Image.open(io.BytesIO(dummy_data.AWKWARD[k](DRAWING)))
+        k: Image.open(io.BytesIO(dummy_files.AWKWARD[k](DRAWING)))
         for k in ("cmyk_jpeg", "png16_gray", "png16_rgb", "gif", "webp", "rgba_png")
     }
     assert formats["cmyk_jpeg"].mode == "CMYK"
     assert formats["png16_gray"].mode == "I;16"
     assert formats["gif"].format == "GIF" and formats["webp"].format == "WEBP"
     assert formats["rgba_png"].mode == "RGBA"
-    png16 = dummy_data.AWKWARD["png16_rgb"](DRAWING)
+    png16 = dummy_files.AWKWARD["png16_rgb"](DRAWING)
     assert png16[24:26] == b"\x10\x02"  # IHDR: bit depth 16, colour type 2 (RGB)
-    bomb = dummy_data.bomb_png()
+    bomb = dummy_files.bomb_png()
     assert len(bomb) < 200 and bomb[16:24] == (40_000).to_bytes(4, "big") * 2

@@ -17,7 +17,7 @@ from fashion_keras.evaluation import predict as P
 from fashion_keras.heads import get_heads
 from fashion_keras.models import build_model
 from fashion_keras_datasets.common.images import DEFAULT_MAX_IMAGE_PIXELS
-from fashion_keras_datasets.synthetic.dummy_data import bomb_png
+from fashion_keras_datasets.synthetic.dummy_files import bomb_png
 
 
 @pytest.fixture(scope="module")
