@@ -7,7 +7,12 @@ training split's counts, balanced accuracy, recall and precision per class, top-
 named the official FashionAI metric on FashionAI data only, confusion pairs, the weights, TTA
 mode and each model's preprocessing), ``report.md``, ``confusion/<head>.png``,
 ``top_losses.png`` and, with ``--search-weights``, ``ensemble_weights.json``. A head that does
-not beat its majority baseline is named in the report and on the console. Each model crops with the garment-box margin it was trained with
+not beat its majority baseline is named in the report and on the console. Keypoint
+heads add their NE tables beside the training split's mean-position baseline (``keypoints``
+in ``metrics.json``, ``report.md``), ``keypoints_<head>_worst.png`` and, with
+``--submission`` or on a split without keypoint labels (FashionAI's ``test``), the FashionAI
+submission CSV; ``--tta flip`` averages their heatmaps with the mirror image, the crop grids
+apply to softmax heads only. Each model crops with the garment-box margin it was trained with
 unless ``--bbox-margin`` overrides it. With no ``--data-dir`` it evaluates on the synthetic demo
 data (``make train``'s dataset). The library call is
 :func:`fashion_keras.evaluation.evaluate.evaluate`.
@@ -25,10 +30,11 @@ from fashion_keras.data import sources
 from fashion_keras.data.config import DataConfig, PreprocessConfig
 from fashion_keras.evaluation.config import EvalConfig, InferenceConfig
 from fashion_keras.evaluation.ensembles import load_ensemble
-from fashion_keras.evaluation.eval_data import data_config_for, load_splits
-from fashion_keras.evaluation.evaluate import evaluate
+from fashion_keras.evaluation.eval_data import data_config_for, keypoint_truth, load_splits
+from fashion_keras.evaluation.evaluate import evaluate, keypoint_summary
 from fashion_keras.evaluation.predictors import split_model_paths
 from fashion_keras.evaluation.summaries import format_summary
+from fashion_keras.heads import softmax_heads
 
 log = logging.getLogger("fashion_keras")
 
@@ -76,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train_counts(builders, split: str, heads):
     """Labelled rows per class of each head in the training split (from the build reports),
-    or None, with a warning, when the dataset stores none."""
+    or None, with a warning, when the dataset stores none (None without softmax heads)."""
+    if not softmax_heads(heads):
+        return None
     try:
         return sources.label_counts(builders, split, heads)
     except ValueError as e:
@@ -86,18 +94,21 @@ def _train_counts(builders, split: str, heads):
 
 def _load_data(data_cfg: DataConfig, heads, config: EvalConfig):
     """The evaluated split's truth (every source of a joint training), the weight-search
-    split's (or None) and the training split's class counts (or None)."""
+    split's (or None), the training split's class counts (or None) and its keypoint truth
+    (the keypoint heads' mean-position baseline; None without keypoint heads)."""
     builders = sources.builders_for(data_cfg, heads)[0]
     data = load_splits(builders, config.split, heads, config.max_examples)
     counts = _train_counts(builders, data_cfg.train_split, heads)
+    points = keypoint_truth(builders, data_cfg.train_split, heads)
     if not config.search_weights:
-        return data, None, counts
+        return data, None, counts, points
     if config.search_split == config.split:
         log.warning(
             "searching ensemble weights on the evaluated split %r: the score is optimistic",
             config.split,
         )
-    return data, load_splits(builders, config.search_split, heads, config.max_examples), counts
+    search = load_splits(builders, config.search_split, heads, config.max_examples)
+    return data, search, counts, points
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,7 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         data_cfg = data_config_for(split_model_paths(args.models), args)
         data_cfg.validate()
         ensemble = load_ensemble(args.models, inference.weights)
-        data, search_data, train_counts = _load_data(data_cfg, ensemble.heads, config)
+        data, search_data, train_counts, train_keypoints = _load_data(
+            data_cfg, ensemble.heads, config
+        )
         metrics = evaluate(
             ensemble,
             data,
@@ -130,9 +143,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             bbox_margin=preprocess.bbox_margin,
             search_data=search_data,
             train_counts=train_counts,
+            train_keypoints=train_keypoints,
         )
-    print(format_summary(metrics))
-    print(f"wrote {config.output_dir}/metrics.json, report.md, confusion/, top_losses.png")
+    written = ["metrics.json", "report.md"]
+    if "heads" in metrics:
+        print(format_summary(metrics))
+        written += ["confusion/", "top_losses.png"]
+    if "keypoints" in metrics:
+        print(keypoint_summary(metrics))
+        written += [m["worst_cases"] for m in metrics["keypoints"].values() if m["worst_cases"]]
+    print(f"wrote {config.output_dir}/{', '.join(written)}")
     return 0
 
 

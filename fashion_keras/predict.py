@@ -8,6 +8,11 @@ skipped and listed (``skipped`` in JSON, a stderr line each for CSV) with the re
 averages test-time-augmentation views, as in ``python -m fashion_keras.evaluate``. Each model
 crops with the garment-box margin it was trained with unless ``--bbox-margin`` overrides it.
 
+Keypoint heads: per image every keypoint's ``keypoint_index``, ``keypoint_name``, ``x``, ``y``
+in the original image's pixels and ``score`` (visibility probability), under ``keypoints`` in
+the JSON (CSV: the columns ``keypoint_index,keypoint_name,x,y,score``); ``--tta flip``
+averages their heatmaps with the mirror image, the crop grids apply to softmax heads only.
+
 With ``--fashionai-question PATH/Tests/question.csv`` it writes the FashionAI submission
 instead: the question rows in their order, the ``?`` replaced by the task's class
 probabilities in class order, ``%.8f`` joined by ``;``.
@@ -34,6 +39,9 @@ from fashion_keras.evaluation.predict import (
     write_csv,
     write_submission,
 )
+from fashion_keras.evaluation.predictors import predict_keypoints
+from fashion_keras.evaluation.views import keypoint_tta
+from fashion_keras.heads import keypoint_heads, softmax_heads
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +98,7 @@ def _predict_files(args: argparse.Namespace, ensemble, inference, margin) -> int
             skipped.append({"image": f, "reason": reason})
         else:
             readable.append(f)
+    classes = softmax_heads(ensemble.heads)
     probs = (
         ensemble.predict_examples(
             file_examples(readable),
@@ -98,10 +107,21 @@ def _predict_files(args: argparse.Namespace, ensemble, inference, margin) -> int
             bbox_margin=margin.bbox_margin,
             resize_ratio=inference.tta_resize,
         )
-        if readable
+        if readable and classes
         else {}
     )
-    records = predictions(readable, probs, ensemble.heads, args.top_k)
+    points = None
+    if readable and keypoint_heads(ensemble.heads):
+        points = predict_keypoints(
+            ensemble.predictors,
+            ensemble.weights,
+            file_examples(readable),
+            tta=keypoint_tta(inference.tta),
+            batch_size=inference.batch_size,
+            bbox_margin=margin.bbox_margin,
+            labelled_only=False,
+        )
+    records = predictions(readable, probs, classes, args.top_k, points)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
         if args.format == "json":

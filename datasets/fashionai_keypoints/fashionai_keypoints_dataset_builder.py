@@ -105,6 +105,7 @@ class _Row:
     visibility: np.ndarray  # int32 [24], -1 / 0 / 1
     labelled: bool
     where: str
+    order: int = 0  # position in its split's files as read (releases sorted, rows in order)
 
     @property
     def name(self) -> str:
@@ -123,7 +124,9 @@ class Builder(ValidatingBuilder):
         "1.0.0": "Initial release: 24 keypoints, visibility, defined masks, test.",
         "1.1.0": "keypoints/fashionai_keypoints: one [24, 3] (x, y, v) tensor per keypoint head, "
         "as every builder with keypoints writes them (replaces keypoints [24, 2] + visibility); "
-        "keypoint_categories/fashionai_keypoints: the garment category of the head's taxonomy.",
+        "keypoint_categories/fashionai_keypoints: the garment category of the head's taxonomy; "
+        "order: the row's position in its split's files (TFDS shuffles the records; a "
+        "submission lists the test rows in the test list's order).",
     }
     BUILDER_CONFIGS = [
         KeypointsConfig(
@@ -178,6 +181,7 @@ class Builder(ValidatingBuilder):
                 ),
                 "defined": tfds.features.Tensor(shape=(NUM_KEYPOINTS,), dtype=np.bool_),
                 "labelled": tfds.features.Scalar(dtype=np.bool_),
+                "order": tfds.features.Scalar(dtype=np.int64),
             },
             homepage="https://tianchi.aliyun.com/competition/entrance/231648",
             metadata={"keypoint_heads": {HEAD: list(KEYPOINTS)}},
@@ -200,7 +204,7 @@ class Builder(ValidatingBuilder):
                 if path.is_file():
                     labelled = name in LABEL_FILES
                     for split, row in self._read_file(root, release, path, labelled, seen, report):
-                        rows[split].append(row)
+                        rows[split].append(dataclasses.replace(row, order=len(rows[split])))
         return self._read_split_examples(
             rows, report, hint="check that each release folder holds the Images/ its csv files list"
         )
@@ -271,6 +275,7 @@ class Builder(ValidatingBuilder):
             "keypoint_categories": {HEAD: CATEGORIES.index(row.category)},
             "defined": np.asarray(FASHIONAI_KEYPOINTS.defined_mask(row.category), np.bool_),
             "labelled": row.labelled,
+            "order": row.order,
         }
 
 

@@ -56,8 +56,17 @@ class EvalConfig(Section):
     )
     search_split: str = option("val", "Split the ensemble weights are searched on.")
     max_examples: int | None = option(None, "Evaluate a prefix of each split only.")
-    top_losses: int = option(16, "Examples in the largest-loss grid.")
+    top_losses: int = option(
+        16, "Examples in the largest-loss grid and in each keypoint head's worst-case grid."
+    )
     output_dir: str = option("runs/eval", "Folder for metrics.json, report.md and the figures.")
+    submission: str | None = option(
+        None,
+        "Write the keypoint head's FashionAI submission CSV (image_id, image_category, one "
+        "x_y_v cell per keypoint) for the evaluated split's rows, in their order, to this path "
+        "(default on a split without keypoint labels, such as fashionai_keypoints' test: "
+        "<output-dir>/submission.csv).",
+    )
 
     def validate(self) -> None:
         super().validate()

@@ -22,7 +22,7 @@ from fashion_keras import sections
 from fashion_keras.data import pipeline, sources
 from fashion_keras.data.config import DataConfig
 from fashion_keras.evaluation.predictors import training_data_of
-from fashion_keras.heads import Head
+from fashion_keras.heads import AnyHead, keypoint_heads, softmax_heads
 
 log = logging.getLogger("fashion_keras")
 
@@ -84,6 +84,11 @@ class EvalData:
     datasets without them); ``filenames`` name each row's image (relative to the data folder,
     as the builders store them); ``dataset`` is the builder's name (``fashionai_attributes``,
     ``custom_csv``...; empty when unknown), which decides how the ranking metric is named.
+
+    Keypoint heads: ``keypoint_heads`` names them; the examples then also yield their
+    ``keypoints`` and ``keypoint_categories`` (``pipeline.normalize_example``'s), and
+    ``image_ids`` gives each row's ``image_id`` (the FashionAI test list's; the filename where
+    the dataset has none).
     """
 
     examples: tf.data.Dataset
@@ -91,6 +96,10 @@ class EvalData:
     m_masks: dict[str, np.ndarray]
     filenames: list[str]
     dataset: str = ""
+    keypoint_heads: tuple[str, ...] = ()
+    image_ids: list[str] = dataclasses.field(default_factory=list)
+    #: each row's position in its dataset's files (``order``; -1 where the builder has none)
+    orders: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def num_examples(self) -> int:
@@ -99,20 +108,26 @@ class EvalData:
 
 def load_eval_data(
     examples: tf.data.Dataset,
-    heads: Sequence[Head],
+    heads: Sequence[AnyHead],
     max_examples: int | None = None,
     dataset: str = "",
+    keypoints_in_data: Sequence[str] | None = None,
 ) -> EvalData:
-    """Reads the truth of TFDS-format examples (any of this package's builders) for ``heads``;
-    ``dataset`` (the builder's name) is carried into :attr:`EvalData.dataset`."""
-    heads = tuple(heads)
+    """Reads the truth of TFDS-format examples (any of this package's builders) for ``heads``
+    (softmax and keypoint heads); ``dataset`` (the builder's name) is carried into
+    :attr:`EvalData.dataset`, ``keypoints_in_data`` (the keypoint heads the dataset has
+    keypoints of; default: every keypoint head given) into :attr:`EvalData.keypoint_heads`."""
+    all_heads = tuple(heads)
+    heads = softmax_heads(all_heads)
+    points = keypoint_heads(all_heads)
     if max_examples:
         examples = examples.take(max_examples)
 
     def _slim(ex):
-        norm = pipeline.normalize_example(ex, heads)
+        norm = pipeline.normalize_example(ex, all_heads)
         m_in = ex.get("m_mask", {})
-        return {
+        filename = ex["image/filename"] if "image/filename" in ex else tf.constant("")
+        out = {
             "image": norm["image"],
             "bbox": norm["bbox"],
             "labels": norm["labels"],
@@ -124,21 +139,43 @@ def load_eval_data(
                 )
                 for h in heads
             },
-            "filename": ex["image/filename"] if "image/filename" in ex else tf.constant(""),
+            "filename": filename,
         }
+        if points:
+            out["image_id"] = ex["image_id"] if "image_id" in ex else filename
+            # the row's place in its file (TFDS stores records shuffled); -1 where unknown
+            out["order"] = (
+                tf.cast(ex["order"], tf.int64) if "order" in ex else tf.constant(-1, tf.int64)
+            )
+            out["keypoints"] = norm["keypoints"]
+            out["keypoint_categories"] = norm["keypoint_categories"]
+        return out
+
+    def _model_input(ex):
+        out = {"image": ex["image"], "bbox": ex["bbox"]}
+        if points:
+            out["keypoints"] = ex["keypoints"]
+            out["keypoint_categories"] = ex["keypoint_categories"]
+        return out
 
     slim = examples.map(_slim, num_parallel_calls=tf.data.AUTOTUNE)
     labels: dict[str, list[int]] = {h.name: [] for h in heads}
     masks: dict[str, list[np.ndarray]] = {h.name: [] for h in heads}
-    filenames = []
-    truth = slim.map(lambda ex: {k: v for k, v in ex.items() if k != "image"}).batch(256)
+    filenames: list[str] = []
+    image_ids: list[str] = []
+    orders: list[int] = []
+    skip = ("image", "keypoints", "keypoint_categories")
+    truth = slim.map(lambda ex: {k: v for k, v in ex.items() if k not in skip}).batch(256)
     for batch in truth.as_numpy_iterator():
         for h in heads:
             labels[h.name].extend(batch["labels"][h.name].tolist())
             masks[h.name].append(batch["m_mask"][h.name])
         filenames.extend(f.decode("utf-8", "replace") for f in batch["filename"])
+        if points:
+            image_ids.extend(f.decode("utf-8", "replace") for f in batch["image_id"])
+            orders.extend(int(o) for o in batch["order"])
     return EvalData(
-        examples=slim.map(lambda ex: {"image": ex["image"], "bbox": ex["bbox"]}),
+        examples=slim.map(_model_input),
         labels={h.name: np.asarray(labels[h.name], np.int64) for h in heads},
         m_masks={
             h.name: (
@@ -150,27 +187,32 @@ def load_eval_data(
         },
         filenames=filenames,
         dataset=dataset,
+        keypoint_heads=tuple(
+            h.name for h in points if keypoints_in_data is None or h.name in keypoints_in_data
+        ),
+        image_ids=image_ids,
+        orders=orders,
     )
 
 
 def load_splits(
     builders: Sequence[tfds.core.DatasetBuilder],
     split: str,
-    heads: Sequence[Head],
+    heads: Sequence[AnyHead],
     max_examples: int | None = None,
 ) -> EvalData:
     """``split`` of each builder (checked to label ``heads``), read one after the other into
     one :class:`EvalData` (:func:`concat_eval_data`) of at most ``max_examples`` rows."""
     parts = []
     for builder in builders:
-        pipeline.check_heads(heads, builder.info.features, builder.name)
+        labelled = pipeline.check_heads(heads, builder.info.features, builder.name)
         split_data = sources.load_split(builder, split)
-        parts.append(load_eval_data(split_data, heads, max_examples, builder.name))
+        parts.append(load_eval_data(split_data, heads, max_examples, builder.name, labelled))
     return concat_eval_data(parts, heads, max_examples)
 
 
 def concat_eval_data(
-    parts: Sequence[EvalData], heads: Sequence[Head], max_examples: int | None = None
+    parts: Sequence[EvalData], heads: Sequence[AnyHead], max_examples: int | None = None
 ) -> EvalData:
     """Several datasets' :class:`EvalData` as one, in order, cut at ``max_examples`` rows; its
     ``dataset`` joins their names with ``+`` and its filenames are prefixed ``<dataset>:``."""
@@ -181,10 +223,49 @@ def concat_eval_data(
         examples = examples.concatenate(part.examples)
     total = sum(p.num_examples for p in parts)
     keep = min(total, max_examples) if max_examples else total
+    classes = softmax_heads(heads)
     return EvalData(
         examples=examples.take(keep),
-        labels={h.name: np.concatenate([p.labels[h.name] for p in parts])[:keep] for h in heads},
-        m_masks={h.name: np.concatenate([p.m_masks[h.name] for p in parts])[:keep] for h in heads},
+        labels={h.name: np.concatenate([p.labels[h.name] for p in parts])[:keep] for h in classes},
+        m_masks={
+            h.name: np.concatenate([p.m_masks[h.name] for p in parts])[:keep] for h in classes
+        },
         filenames=[f"{p.dataset}:{f}" for p in parts for f in p.filenames][:keep],
         dataset="+".join(p.dataset for p in parts),
+        keypoint_heads=tuple(
+            h.name for h in keypoint_heads(heads) if any(h.name in p.keypoint_heads for p in parts)
+        ),
+        image_ids=[i for p in parts for i in p.image_ids][:keep],
     )
+
+
+def keypoint_truth(
+    builders: Sequence[tfds.core.DatasetBuilder], split: str, heads: Sequence[AnyHead]
+) -> dict[str, tuple[np.ndarray, list[str | None]]] | None:
+    """Each keypoint head's photo-pixel truth and categories over the labelled rows of
+    ``split`` of every builder (``keypoint_predictions.ground_truth``, concatenated): what the
+    mean-position baseline is computed from. None without keypoint heads, or when a builder
+    lacks the split (a warning says so)."""
+    from fashion_keras.evaluation.keypoint_predictions import ground_truth
+
+    points = keypoint_heads(heads)
+    if not points:
+        return None
+    parts = []
+    for builder in builders:
+        if split not in builder.info.splits:
+            log.warning(
+                "no keypoint baseline: dataset %s has no split %r (it has %s)",
+                builder.name,
+                split,
+                sorted(builder.info.splits),
+            )
+            return None
+        parts.append(ground_truth(sources.load_split(builder, split), heads))
+    return {
+        h.name: (
+            np.concatenate([p[h.name][0] for p in parts]),
+            [c for p in parts for c in p[h.name][1]],
+        )
+        for h in points
+    }

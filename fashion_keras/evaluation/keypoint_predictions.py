@@ -11,7 +11,7 @@ cell ``j`` mirrors exactly onto cell ``W / s - 1 - j``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import keras
@@ -97,7 +97,7 @@ def _photo_size(image_bytes: tf.Tensor) -> tf.Tensor:
 
 
 def predict_keypoints(
-    model: keras.Model,
+    model: keras.Model | None,
     examples: tf.data.Dataset,
     heads: Sequence[AnyHead],
     image_size: int,
@@ -106,13 +106,22 @@ def predict_keypoints(
     batch_size: int = 32,
     tta: Literal["none", "flip"] = "none",
     labelled_only: bool = True,
+    outputs: Callable[[tf.Tensor, KeypointHead], tuple[Any, Any]] | None = None,
 ) -> dict[str, KeypointPredictions]:
     """Each keypoint head's predictions over ``examples`` (any builder's, or normalised),
     keyed by head name; with ``labelled_only`` only the rows with some of the head's
-    keypoints (rows of other sources in a joint split are not the head's)."""
+    keypoints (rows of other sources in a joint split are not the head's).
+
+    ``outputs(views, head)`` -> ``(coords (N, K, 2) in view pixels, scores (N, K))`` replaces
+    :func:`keypoint_outputs` of ``model`` (e.g. an exported SavedModel's signature; ``tta``
+    is then its business)."""
     heads = tuple(heads)
     points = keypoint_heads(heads)
     stride = int(getattr(model, "keypoint_stride", 4))
+    if outputs is None:
+
+        def outputs(images: tf.Tensor, head: KeypointHead) -> tuple[tf.Tensor, tf.Tensor]:
+            return keypoint_outputs(model, images, head, stride, tta)
 
     def _view(example):
         ex = pipeline.normalize_example(example, heads)
@@ -131,10 +140,10 @@ def predict_keypoints(
     }
     for batch in batches:
         for h in points:
-            coords, scores = keypoint_outputs(model, batch["image"], h, stride, tta)
+            coords, scores = outputs(batch["image"], h)
             part = parts[h.name]
             part["pred"].append(geometry.to_photo(coords, batch["matrix"]).numpy())
-            part["scores"].append(scores.numpy())
+            part["scores"].append(np.asarray(scores))
             part["truth"].append(batch["keypoints"][h.name].numpy())
             part["cats"].append(batch["categories"][h.name].numpy())
             part["sizes"].append(batch["size"].numpy())

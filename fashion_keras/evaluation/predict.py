@@ -7,6 +7,10 @@ dataset builders) is listed with the reason (``skipped`` in JSON, a stderr line 
 ``MODEL`` may be several comma-separated models (an ensemble, ``--weights``) and ``--tta``
 averages test-time-augmentation views, as in ``fashion_keras.evaluate``.
 
+Keypoint heads: per head every keypoint's ``keypoint_index``, ``keypoint_name``, ``x``, ``y``
+(pixels of the original image) and ``score`` (its visibility probability), the names
+``serving.client`` uses (``keypoints`` in the JSON, extra CSV columns).
+
 With ``--fashionai-question PATH/Tests/question.csv`` it writes the FashionAI submission
 instead: the question rows in their order, the ``?`` replaced by the task's class
 probabilities in class order, ``%.8f`` joined by ``;``.
@@ -21,7 +25,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,7 +33,8 @@ import tensorflow as tf
 from PIL import Image
 
 from fashion_keras.evaluation.ensembles import Ensemble
-from fashion_keras.heads import Head
+from fashion_keras.evaluation.keypoint_predictions import KeypointPredictions
+from fashion_keras.heads import Head, softmax_heads
 from fashion_keras_datasets.common.images import DEFAULT_MAX_IMAGE_PIXELS as MAX_IMAGE_PIXELS
 
 log = logging.getLogger("fashion_keras")
@@ -136,25 +141,68 @@ def top_classes(probs: np.ndarray, head: Head, k: int) -> list[dict[str, Any]]:
     ]
 
 
-def predictions(
-    files: Sequence[str], probs: dict[str, np.ndarray], heads: Sequence[Head], k: int
-) -> list[dict[str, Any]]:
-    """One ``{"image", "heads": {head: [top classes]}}`` record per file."""
+def keypoint_list(predictions: KeypointPredictions, row: int) -> list[dict[str, Any]]:
+    """Every keypoint of one row, in head order: ``{"keypoint_index", "keypoint_name", "x",
+    "y", "score"}`` (``x``, ``y`` in the original image's pixels; ``score``: the visibility
+    probability), the names ``serving.client`` uses."""
+    head = predictions.head
+    xy, scores = predictions.predicted[row], predictions.scores[row]
     return [
-        {"image": f, "heads": {h.name: top_classes(probs[h.name][i], h, k) for h in heads}}
-        for i, f in enumerate(files)
+        {
+            "keypoint_index": j,
+            "keypoint_name": name,
+            "x": float(xy[j, 0]),
+            "y": float(xy[j, 1]),
+            "score": float(scores[j]),
+        }
+        for j, name in enumerate(head.keypoints)
     ]
 
 
+def predictions(
+    files: Sequence[str],
+    probs: dict[str, np.ndarray],
+    heads: Sequence[Head],
+    k: int,
+    keypoints: Mapping[str, KeypointPredictions] | None = None,
+) -> list[dict[str, Any]]:
+    """One ``{"image", "heads": {head: [top classes]}}`` record per file (softmax ``heads``),
+    with ``"keypoints": {head: [keypoints]}`` (:func:`keypoint_list`) when ``keypoints``
+    (every file's, ``labelled_only=False``) are given."""
+    records = []
+    for i, f in enumerate(files):
+        record: dict[str, Any] = {
+            "image": f,
+            "heads": {h.name: top_classes(probs[h.name][i], h, k) for h in heads},
+        }
+        if keypoints:
+            record["keypoints"] = {name: keypoint_list(p, i) for name, p in keypoints.items()}
+        records.append(record)
+    return records
+
+
+#: The CSV's columns; with keypoint heads, :data:`KEYPOINT_CSV_COLUMNS` follow.
+CSV_COLUMNS = ("image", "head", "rank", "class_index", "class_name", "probability")
+KEYPOINT_CSV_COLUMNS = ("keypoint_index", "keypoint_name", "x", "y", "score")
+
+
 def write_csv(records: Sequence[dict[str, Any]], out: io.TextIOBase) -> None:
-    """Rows ``image,head,rank,class_index,class_name,probability``."""
+    """Rows ``image,head,rank,class_index,class_name,probability``; with keypoint heads the
+    columns ``keypoint_index,keypoint_name,x,y,score`` follow, one row per keypoint (its class
+    cells empty, as the keypoint cells of class rows)."""
+    with_points = any(r.get("keypoints") for r in records)
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["image", "head", "rank", "class_index", "class_name", "probability"])
+    writer.writerow([*CSV_COLUMNS, *(KEYPOINT_CSV_COLUMNS if with_points else ())])
+    pad = [""] * len(KEYPOINT_CSV_COLUMNS) if with_points else []
     for r in records:
         for head, tops in r["heads"].items():
             for rank, t in enumerate(tops, 1):
                 score = [t["class_index"], t["class_name"], f"{t['probability']:.6f}"]
-                writer.writerow([r["image"], head, rank, *score])
+                writer.writerow([r["image"], head, rank, *score, *pad])
+        for head, points in r.get("keypoints", {}).items():
+            for p in points:
+                cells = [p["keypoint_index"], p["keypoint_name"], f"{p['x']:.2f}", f"{p['y']:.2f}"]
+                writer.writerow([r["image"], head, "", "", "", "", *cells, f"{p['score']:.6f}"])
 
 
 class QuestionFileError(ValueError):
@@ -212,7 +260,7 @@ def write_submission(
     release folder, i.e. the parent of ``Tests/``). ``bbox_margin`` overrides the models' own. Every row must have a decodable image:
     a submission with missing rows is not accepted, so bad rows raise one error listing them.
     """
-    heads = {h.name: h for h in ensemble.heads}
+    heads = {h.name: h for h in softmax_heads(ensemble.heads)}
     questions = read_questions(question_path, list(heads.values()))
     if images_root is None:
         images_root = os.path.dirname(os.path.dirname(os.path.abspath(question_path)))

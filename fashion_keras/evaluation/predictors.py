@@ -13,11 +13,17 @@ file's ``preprocessing``), the export metadata, a stack's ``stack.json``, or the
 ``config.json`` for Keras files saved before models recorded it (else the default, with a
 warning). :func:`predict_examples` runs a predictor over TFDS-format examples (image bytes +
 box) with the views of a test-time-augmentation mode, averaging the views' probabilities.
+
+Keypoint heads (:class:`~fashion_keras.heads.KeypointHead`) are not probabilities:
+:meth:`Predictor.predict_keypoints` gives each one's points in the photo's own pixels
+(:mod:`fashion_keras.evaluation.keypoint_predictions`), for Keras models and exports alike;
+:func:`predict_examples` and :meth:`Predictor.predict_batch` cover the softmax heads.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 import json
 import logging
 import os
@@ -29,14 +35,24 @@ import numpy as np
 import tensorflow as tf
 
 from fashion_keras.data.config import DEFAULT_BBOX_MARGIN, DataConfig
+from fashion_keras.evaluation import keypoint_predictions
+from fashion_keras.evaluation.keypoint_predictions import KeypointPredictions
 from fashion_keras.evaluation.views import (
+    KEYPOINT_TTA_MODES,
     NUM_VIEWS,
     InputSpec,
     check_tta_mode,
     override_margin,
     view_batches,
 )
-from fashion_keras.heads import Head, heads_from_dict
+from fashion_keras.heads import (
+    AnyHead,
+    Head,
+    KeypointHead,
+    heads_from_dict,
+    keypoint_heads,
+    softmax_heads,
+)
 
 log = logging.getLogger("fashion_keras")
 
@@ -49,17 +65,18 @@ class ModelLoadError(ValueError):
 
 
 class Predictor(abc.ABC):
-    """A model that maps batches of images to per-head probabilities.
+    """A model that maps batches of images to per-head probabilities (softmax heads) and
+    photos to keypoints (keypoint heads).
 
     Attributes:
       name: a short label (the path it was loaded from).
-      heads: the heads it predicts.
+      heads: the heads it predicts (softmax and keypoint heads).
       inputs: the view each image input expects (one for a plain model; a stack of several
         backbones has one per member).
     """
 
     name: str
-    heads: tuple[Head, ...]
+    heads: tuple[AnyHead, ...]
     inputs: tuple[InputSpec, ...]
 
     @property
@@ -67,9 +84,60 @@ class Predictor(abc.ABC):
         """The square input size of each image input."""
         return tuple(i.image_size for i in self.inputs)
 
+    @property
+    def softmax_heads(self) -> tuple[Head, ...]:
+        return softmax_heads(self.heads)
+
+    @property
+    def keypoint_heads(self) -> tuple[KeypointHead, ...]:
+        return keypoint_heads(self.heads)
+
     @abc.abstractmethod
     def predict_batch(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        """``images``: one float32 (B, S, S, 3) array per entry of ``inputs``."""
+        """The softmax heads' probabilities; ``images``: one float32 (B, S, S, 3) array per
+        entry of ``inputs``."""
+
+    def keypoint_outputs(
+        self, images: tf.Tensor, head: KeypointHead, tta: str
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """``(coords (N, K, 2) in view pixels, scores (N, K))`` of ``head`` for a batch of
+        evaluation views, with keypoint TTA ``tta`` (``none`` or ``flip``)."""
+        raise ValueError(
+            f"{self.name}: {type(self).__name__} has no keypoint outputs (head {head.name!r}); "
+            "use a .keras file, run folder or export of a model with keypoint heads"
+        )
+
+    def predict_keypoints(
+        self,
+        examples: tf.data.Dataset,
+        *,
+        tta: str = "none",
+        batch_size: int = 32,
+        bbox_margin: float | None = None,
+        labelled_only: bool = True,
+    ) -> dict[str, KeypointPredictions]:
+        """Each keypoint head's predictions over ``examples`` in photo pixels
+        (:func:`~fashion_keras.evaluation.keypoint_predictions.predict_keypoints` on the
+        evaluation view at the model's size and margin, ``bbox_margin`` overriding it);
+        ``tta``: ``none`` or ``flip``."""
+        if tta not in KEYPOINT_TTA_MODES:
+            raise ValueError(
+                f"keypoint tta = {tta!r}: expected one of {', '.join(KEYPOINT_TTA_MODES)}"
+            )
+        if not self.keypoint_heads:
+            return {}
+        view = override_margin(self.inputs, bbox_margin)[0]
+        return keypoint_predictions.predict_keypoints(
+            getattr(self, "model", None),
+            examples,
+            self.heads,
+            view.image_size,
+            bbox_margin=view.bbox_margin,
+            batch_size=batch_size,
+            tta=tta,
+            labelled_only=labelled_only,
+            outputs=lambda images, head: self.keypoint_outputs(images, head, tta),
+        )
 
 
 def _run_config_margin(path: str) -> tuple[float, str] | None:
@@ -159,7 +227,13 @@ class KerasPredictor(Predictor):
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         out = self._fn(tf.convert_to_tensor(images[0], tf.float32))
-        return {h.name: np.asarray(out[h.name], np.float32) for h in self.heads}
+        return {h.name: np.asarray(out[h.name], np.float32) for h in self.softmax_heads}
+
+    def keypoint_outputs(
+        self, images: tf.Tensor, head: KeypointHead, tta: str
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        stride = int(getattr(self.model, "keypoint_stride", 4))
+        return keypoint_predictions.keypoint_outputs(self.model, images, head, stride, tta)
 
 
 class SavedModelPredictor(Predictor):
@@ -182,11 +256,40 @@ class SavedModelPredictor(Predictor):
             )
         self._loaded = loaded  # keeps the variables alive
         self._fn = loaded.signatures["predict_images"]
-        self._keys = {h.name: output_names(h)[0] for h in self.heads}
+        self._keys = {h.name: output_names(h)[0] for h in self.softmax_heads}
+        self._points = {h.name: output_names(h)[:2] for h in self.keypoint_heads}
+        have = set(self._fn.structured_outputs)
+        missing = sorted(k for keys in self._points.values() for k in keys if k not in have)
+        if missing:
+            raise ModelLoadError(
+                f"{version_dir}: the predict_images signature lacks the keypoint outputs "
+                f"{missing} (it has {sorted(have)}); export the model again with this version"
+            )
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         out = self._fn(tf.convert_to_tensor(images[0], tf.float32))
         return {name: out[key].numpy() for name, key in self._keys.items()}
+
+    def keypoint_outputs(
+        self, images: tf.Tensor, head: KeypointHead, tta: str
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """The export's ``<head>_keypoints`` / ``<head>_scores`` (view pixels); ``flip``
+        averages them with the mirrored view's, mirrored back (``x -> S - 1 - x``) and
+        left/right swapped: the soft-argmax is linear in the heatmap probabilities, so this is
+        the average of the two heatmaps, as for Keras models."""
+        points, scores = self._points[head.name]
+        images = tf.convert_to_tensor(images, tf.float32)
+        out = self._fn(images)
+        coords, score = out[points], out[scores]
+        if tta == "flip":
+            perm = list(head.flip_permutation())
+            mirrored = self._fn(tf.reverse(images, [2]))
+            m_coords = tf.gather(mirrored[points], perm, axis=1)
+            width = tf.cast(tf.shape(images)[2], tf.float32)
+            m_coords = tf.stack([width - 1.0 - m_coords[..., 0], m_coords[..., 1]], axis=-1)
+            coords = (coords + m_coords) / 2.0
+            score = (score + tf.gather(mirrored[scores], perm, axis=1)) / 2.0
+        return coords, score
 
 
 def feature_extractor(model: keras.Model) -> keras.Model:
@@ -287,7 +390,7 @@ class StackPredictor(Predictor):
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         out = self.head_model(self.stack.features(images), training=False)
-        return {h.name: np.asarray(out[h.name], np.float32) for h in self.heads}
+        return {h.name: np.asarray(out[h.name], np.float32) for h in self.softmax_heads}
 
 
 def load_keras_model(path: str) -> keras.Model:
@@ -360,13 +463,23 @@ def split_model_paths(paths: Iterable[str]) -> list[str]:
     return out
 
 
-def union_heads(predictors: Sequence[Predictor]) -> tuple[Head, ...]:
+def union_heads(predictors: Sequence[Predictor]) -> tuple[AnyHead, ...]:
     """The heads of several models, in order of first appearance; a head name shared by
-    several models must have the same classes in each."""
-    heads: dict[str, Head] = {}
+    several models must have the same classes (a keypoint head: the same keypoints and
+    categories) in each."""
+    heads: dict[str, AnyHead] = {}
     for p in predictors:
         for h in p.heads:
-            if h.name in heads and heads[h.name].classes != h.classes:
+            first = heads.get(h.name)
+            if first is not None and (
+                isinstance(first, KeypointHead) or isinstance(h, KeypointHead)
+            ):
+                if first != h:
+                    raise ValueError(
+                        f"head {h.name!r} differs between the models ({first.to_dict()} and "
+                        f"{h.to_dict()} in {p.name}); an ensemble needs the same heads"
+                    )
+            elif first is not None and first.classes != h.classes:
                 raise ValueError(
                     f"head {h.name!r} has classes {list(heads[h.name].classes)} in one model and "
                     f"{list(h.classes)} in {p.name}; an ensemble needs the same classes"
@@ -384,14 +497,17 @@ def predict_examples(
     bbox_margin: float | None = None,
     resize_ratio: float | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-head probabilities ``(N, classes)`` for every example, averaged over TTA views
+    """Per softmax head probabilities ``(N, classes)`` for every example, averaged over TTA views
     (examples as in :func:`~fashion_keras.evaluation.views.view_batches`; row order is kept).
 
     Each input is cropped with the predictor's own margin unless ``bbox_margin`` overrides it.
     """
     check_tta_mode(tta)
     views = NUM_VIEWS[tta]
-    chunks: dict[str, list[np.ndarray]] = {h.name: [] for h in predictor.heads}
+    heads = predictor.softmax_heads
+    if not heads:
+        return {}
+    chunks: dict[str, list[np.ndarray]] = {h.name: [] for h in heads}
     batches = view_batches(
         examples,
         override_margin(predictor.inputs, bbox_margin),
@@ -401,7 +517,7 @@ def predict_examples(
     )
     for n, images in batches:
         probs = predictor.predict_batch(images)
-        for h in predictor.heads:
+        for h in heads:
             chunks[h.name].append(probs[h.name].reshape(n, views, -1).mean(axis=1))
     return {
         h.name: (
@@ -409,5 +525,34 @@ def predict_examples(
             if chunks[h.name]
             else np.zeros((0, h.num_classes), np.float32)
         )
-        for h in predictor.heads
+        for h in heads
     }
+
+
+def predict_keypoints(
+    predictors: Sequence[Predictor],
+    weights: Sequence[float],
+    examples: tf.data.Dataset,
+    **kwargs: Any,
+) -> dict[str, KeypointPredictions]:
+    """Each keypoint head's predictions over ``examples`` (photo pixels) by the models that
+    have it: one model's :meth:`Predictor.predict_keypoints`, several models' points and
+    scores averaged with their ``weights`` (renormalised over the models that have the head;
+    each model sees the photo in its own view). ``kwargs``: ``predict_keypoints`` options."""
+    found: dict[str, list[tuple[float, KeypointPredictions]]] = {}
+    for p, w in zip(predictors, weights, strict=True):
+        if p.keypoint_heads:
+            for name, pred in p.predict_keypoints(examples, **kwargs).items():
+                found.setdefault(name, []).append((float(w), pred))
+    out = {}
+    for name, members in found.items():
+        total = sum(w for w, _ in members)
+        if total <= 0:
+            members, total = [(1.0, m) for _, m in members], float(len(members))
+        first = members[0][1]
+        out[name] = dataclasses.replace(
+            first,
+            predicted=sum(w * m.predicted for w, m in members) / total,
+            scores=sum(w * m.scores for w, m in members) / total,
+        )
+    return out

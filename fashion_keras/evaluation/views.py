@@ -17,6 +17,9 @@ mode                      views  crops
 ``round(image_size * 256/224)`` (the usual resize-256-crop-224 convention of ten-crop) so the
 crops differ meaningfully; ``resize_ratio`` overrides it.
 
+Keypoint heads take ``none`` or ``flip`` only (:func:`keypoint_tta`): ``flip`` averages each
+keypoint's heatmap with the mirrored view's (left/right swapped); the crop grids do not apply.
+
 Each model input has an :class:`InputSpec`: its square size and the garment-box margin of its
 crop, read from the model (what it was trained with); a command's ``--bbox-margin`` overrides
 it (:func:`override_margin`).
@@ -25,6 +28,7 @@ it (:func:`override_margin`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -33,7 +37,11 @@ import tensorflow as tf
 from fashion_keras.data.config import DEFAULT_BBOX_MARGIN
 from fashion_keras.data.preprocess import RESIZE_RATIO, preprocess_square
 
+log = logging.getLogger("fashion_keras")
+
 TTA_MODES = ("none", "flip", "ten_crop", "eighteen_crop")
+#: The TTA modes of keypoint heads (the evaluation view, and its average with the mirror).
+KEYPOINT_TTA_MODES = ("none", "flip")
 #: Number of views per image for each TTA mode.
 NUM_VIEWS = {"none": 1, "flip": 2, "ten_crop": 10, "eighteen_crop": 18}
 #: Resize ratio of the multi-crop modes (resize 256, crop 224).
@@ -71,6 +79,21 @@ def override_margin(inputs: Sequence[InputSpec], margin: float | None) -> tuple[
 def check_tta_mode(mode: str) -> None:
     if mode not in TTA_MODES:
         raise ValueError(f"tta = {mode!r}: expected one of {', '.join(TTA_MODES)}")
+
+
+def keypoint_tta(mode: str) -> str:
+    """The TTA mode keypoint heads run with for ``mode``: ``none`` and ``flip`` as they are;
+    the crop grids (``ten_crop``, ``eighteen_crop``) do not apply to keypoints, so keypoint
+    heads use ``none`` (one warning line says so)."""
+    check_tta_mode(mode)
+    if mode in KEYPOINT_TTA_MODES:
+        return mode
+    log.warning(
+        "--tta %s applies to the softmax heads only: keypoint heads use tta none (crop grids do "
+        "not apply to keypoints; --tta flip averages their heatmaps with the mirror image)",
+        mode,
+    )
+    return "none"
 
 
 def tta_side(image_size: int, mode: str, resize_ratio: float | None = None) -> int:
