@@ -7,6 +7,13 @@ a GPU it says so and skips. Anchors (published training throughput): NVIDIA's Te
 ResNet-50 v1.5 on an A100 with AMP + XLA, 2,375 img/s; MLPerf Training ResNet-50, about 7,160
 img/s per H100. Goal: >= 3,000 img/s for SE-ResNet-50 on an H100.
 
+Keypoint head cost (``keypoints`` in the result; off with ``--no-keypoints``): at the batch size
+that gave the best img/s, training and inference images/s of the model with the DeepFashion-6
+heads with and without the FashionAI keypoint head (``benchmarks.keypoint_bench``'s contenders:
+compiled as training compiles them; XLA), alternating repetition by
+repetition in this process; inference is the jitted forward with the keypoints read off the
+heatmaps.
+
     KERAS_BACKEND=jax .venv/bin/python -m benchmarks.gpu_bench
     KERAS_BACKEND=jax .venv/bin/python -m benchmarks.gpu_bench --cpu-smoke  # code path on CPU
 """
@@ -18,12 +25,14 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-from benchmarks.common import summary  # noqa: E402
+from benchmarks import keypoint_bench  # noqa: E402
+from benchmarks.common import paired_ratio, summary  # noqa: E402
+from benchmarks.infer_bench import _images  # noqa: E402
 
 GOAL_H100 = 3000.0
 ANCHORS = {
@@ -93,6 +102,86 @@ def measure(
     }
 
 
+def _jax_forward(model: Any) -> Callable[[Any], Any]:
+    """The model's jitted inference forward (keypoints decoded) on its current weights."""
+    import jax
+
+    def forward(trainable: Any, non_trainable: Any, x: Any) -> Any:
+        outputs, _ = model.stateless_call(trainable, non_trainable, x, training=False)
+        return keypoint_bench.decode_keypoints(model, outputs)
+
+    fn = jax.jit(forward)
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    return lambda x: fn(trainable, non_trainable, x)
+
+
+def _alternate(
+    calls: dict[str, Callable[[], Any]], items: int, steps: int, reps: int
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Each entry once (compiles; timed) and twice more (warm-up), then items/s of ``steps``
+    calls of each per repetition, the order rotating every repetition; every timing waits for
+    the device. Returns ``(rates, compile seconds)``."""
+    import jax
+
+    names = list(calls)
+    compile_s = {}
+    for c in names:
+        start = time.perf_counter()
+        jax.block_until_ready(calls[c]())
+        compile_s[c] = time.perf_counter() - start
+        for _ in range(2):
+            jax.block_until_ready(calls[c]())
+    rates: dict[str, list[float]] = {c: [] for c in names}
+    for r in range(reps):
+        k = r % len(names)
+        for c in names[k:] + names[:k]:
+            start = time.perf_counter()
+            for _ in range(steps):
+                out = calls[c]()
+            jax.block_until_ready(out)
+            rates[c].append(steps * items / (time.perf_counter() - start))
+    return rates, compile_s
+
+
+def measure_keypoints(
+    batch_size: int, image_size: int, steps: int, reps: int, backbone: str
+) -> dict[str, Any]:
+    """Training and inference images/s of the DeepFashion-6 model with and without the
+    FashionAI keypoint head at ``batch_size``, bf16, XLA, repetitions alternating (inference
+    first: the training steps donate the weight buffers the forward holds)."""
+    import jax
+    import keras
+    import numpy as np
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    keras.utils.clear_session()
+    device = jax.devices()[0]
+    x = jax.device_put(_images(batch_size, image_size, seed=0), device)
+    train, infer, params = {}, {}, {}
+    for c in keypoint_bench.CONTENDERS:
+        model, heads = keypoint_bench.build_and_compile(c, backbone, image_size, jit_compile=True)
+        targets = keypoint_bench.synthetic_targets(heads, batch_size, image_size)
+        y = {k: jax.device_put(v, device) for k, v in targets.items()}
+        params[c] = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        forward = _jax_forward(model)
+        infer[c] = lambda f=forward: f(x)
+        train[c] = lambda m=model, y=y: m.train_on_batch(x, y, return_dict=True)["loss"]
+    infer_rates, infer_compile_s = _alternate(infer, batch_size, steps, reps)
+    train_rates, train_compile_s = _alternate(train, batch_size, steps, reps)
+    keras.mixed_precision.set_global_policy("float32")
+    with_, without = keypoint_bench.WITH, keypoint_bench.WITHOUT
+    return {
+        "batch_size": batch_size,
+        "params": params,
+        "compile_s": {"train": train_compile_s, "infer": infer_compile_s},
+        "train_images_per_s": {c: summary(v) for c, v in train_rates.items()},
+        "infer_images_per_s": {c: summary(v) for c, v in infer_rates.items()},
+        "train_ratio": paired_ratio(train_rates[with_], train_rates[without]),
+        "infer_ratio": paired_ratio(infer_rates[with_], infer_rates[without]),
+    }
+
+
 def run(
     batch_sizes: Sequence[int] = (128, 256),
     image_size: int = 224,
@@ -101,8 +190,10 @@ def run(
     backbone: str = "seresnet50",
     num_classes: int = 1000,
     cpu_smoke: bool = False,
+    keypoints: bool = True,
 ) -> dict[str, Any]:
-    """Measures every batch size on the GPU; ``{"skipped": reason}`` without one."""
+    """Measures every batch size on the GPU, then (``keypoints``) the keypoint head's cost at
+    the best one; ``{"skipped": reason}`` without a GPU."""
     import jax
     import keras
 
@@ -114,9 +205,10 @@ def run(
         return {"skipped": f"no GPU: JAX sees only {', '.join(platforms)} devices"}
     device = gpus[0] if gpus else jax.devices()[0]
     rows = [measure(b, image_size, steps, reps, backbone, num_classes) for b in batch_sizes]
-    best = max(r["images_per_s"]["median"] for r in rows)
+    best_row = max(rows, key=lambda r: r["images_per_s"]["median"])
+    best = best_row["images_per_s"]["median"]
     is_h100 = "H100" in getattr(device, "device_kind", "")
-    return {
+    result = {
         "device": getattr(device, "device_kind", str(device)),
         "backbone": backbone,
         "image_size": image_size,
@@ -128,6 +220,11 @@ def run(
         "anchors": ANCHORS,
         "cpu_smoke": cpu_smoke and not gpus,
     }
+    if keypoints:
+        result["keypoints"] = measure_keypoints(
+            best_row["batch_size"], image_size, steps, reps, backbone
+        )
+    return result
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -142,6 +239,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="without a GPU, run the code path on the CPU (use small sizes) instead of skipping",
     )
+    p.add_argument(
+        "--no-keypoints",
+        dest="keypoints",
+        action="store_false",
+        help="skip the keypoint head comparison",
+    )
     p.add_argument("--json", help="also write the result here")
     return p.parse_args(argv)
 
@@ -155,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.reps,
         args.backbone,
         cpu_smoke=args.cpu_smoke,
+        keypoints=args.keypoints,
     )
     if "skipped" in result:
         print(f"GPU benchmark skipped: {result['skipped']}")
@@ -166,6 +270,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{s['median']:.0f} img/s (spread {s['spread']:.0%}), "
                 f"compile {row['compile_s']:.0f} s"
             )
+        kp = result.get("keypoints")
+        if kp:
+            for what in ("train", "infer"):
+                rates, ratio = kp[f"{what}_images_per_s"], kp[f"{what}_ratio"]
+                print(
+                    f"{result['device']}: keypoint head cost, {what}, batch {kp['batch_size']}: "
+                    + ", ".join(f"{c} {s['median']:.0f} img/s" for c, s in rates.items())
+                    + f"; with/without {ratio['median']:.2f} "
+                    f"[{ratio['min']:.2f}-{ratio['max']:.2f}]"
+                )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -10,13 +10,16 @@ per-repetition ratios, with their min-max):
 3. ``infer``: the exported SavedModel vs ONNX Runtime (tf2onnx), batch 32, and XLA
    (``benchmarks/infer_bench.py``);
 4. ``serving``: the local server vs in-process ``model.predict`` (``benchmarks/serving_bench.py``);
-5. ``gpu``: SE-ResNet-50 under ``KERAS_BACKEND=jax`` in bf16 on an NVIDIA GPU; skipped without
-   one (``benchmarks/gpu_bench.py``).
+5. ``gpu``: SE-ResNet-50 under ``KERAS_BACKEND=jax`` in bf16 on an NVIDIA GPU, and the keypoint
+   head's cost there; skipped without one (``benchmarks/gpu_bench.py``);
+6. ``keypoints``: the cost of the FashionAI keypoint head: training step and inference images/s
+   of SE-ResNet-50 with the DeepFashion-6 heads with and without it, CPU
+   (``benchmarks/keypoint_bench.py``).
 
 Prints each part's table and a summary against the goals, and writes everything, with the
 environment, to ``benchmarks/results/<YYYY-MM-DD>.json``.
 
-    .venv/bin/python -m benchmarks.run                   # all parts (about 15 min on 2 cores)
+    .venv/bin/python -m benchmarks.run                   # all parts (about 20 min on 2 cores)
     .venv/bin/python -m benchmarks.run --parts train,infer --reps 3
 """
 
@@ -34,10 +37,10 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from benchmarks import infer_bench, input_bench, train_bench
+from benchmarks import infer_bench, input_bench, keypoint_bench, train_bench
 from benchmarks.common import ROOT, environment
 
-PARTS = ("input", "train", "infer", "serving", "gpu")
+PARTS = ("input", "train", "infer", "serving", "gpu", "keypoints")
 SERVING_GOAL = 0.9  # server throughput / in-process model.predict on the same batches
 
 
@@ -116,6 +119,48 @@ def part_infer(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def print_keypoints(result: dict[str, Any]) -> None:
+    """Prints the keypoint part's table (``keypoint_bench.run``'s result)."""
+    kp = result["keypoint_head"]
+    train, infer = result["train_images_per_s"], result["infer_images_per_s"]
+    rss = result["peak_rss_mb"]
+    train_cpu, infer_cpu = result["train_images_per_cpu_s"], result["infer_images_per_cpu_s"]
+    rows = []
+    for c in train:
+        params, memory = (
+            f"{result['params'][c]:,}",
+            f"{rss['infer'][c]:.0f} / {rss['train'][c]:.0f}",
+        )
+        rows.append(
+            [c, "images/s", params, _fmt_stats(train[c], 2), _fmt_stats(infer[c], 2), memory]
+        )
+        rows.append(
+            ["", "per core", "", _fmt_stats(train_cpu[c], 2), _fmt_stats(infer_cpu[c], 2), ""]
+        )
+    for label, suffix in (("images/s", ""), ("per core", "_per_cpu_s")):
+        ratios = [_fmt_ratio(result[f"{what}_ratio{suffix}"]) for what in ("train", "infer")]
+        rows.append(["with / without" if not suffix else "", label, "", *ratios, ""])
+    side = "x".join(str(d) for d in kp["heatmap_shape"][:2])
+    reps = next(iter(train.values()))["reps"]
+    print(
+        f"\n[6] keypoint head cost, CPU: {result['model']}, deepfashion6 heads without and with "
+        f"{kp['name']} ({kp['keypoints']} keypoints; {kp['deconvolutions']} deconvolutions x "
+        f"{kp['filters']}, {side} heatmaps at stride {kp['stride']}), {result['threads']} "
+        f"threads; train batch {result['train_batch_size']}, inference batch "
+        f"{result['infer_batch_size']}; median ±half-spread of {reps} repetitions; "
+        "per core = images per CPU-second of the contender's process"
+    )
+    header = ["contender", "measure", "trainable params", "train", "inference"]
+    header.append("peak RSS MiB infer / train")
+    print(_table(header, rows))
+
+
+def part_keypoints(args: argparse.Namespace) -> dict[str, Any]:
+    result = keypoint_bench.run(args.reps, args.train_steps, args.infer_batches)
+    print_keypoints(result)
+    return result
+
+
 def part_serving(args: argparse.Namespace) -> dict[str, Any]:
     os.makedirs(os.path.join(ROOT, "benchmarks", "results", "tmp"), exist_ok=True)
     fd, path = tempfile.mkstemp(
@@ -169,14 +214,14 @@ def part_gpu(args: argparse.Namespace) -> dict[str, Any]:
 # --- summary -------------------------------------------------------------------------------------
 
 
-def _goal_row(what: str, ratio: dict[str, float], goal: float) -> dict[str, Any]:
+def _goal_row(what: str, ratio: dict[str, float], goal: float | None) -> dict[str, Any]:
     return {
         "what": what,
         "value": ratio["median"],
         "min": ratio["min"],
         "max": ratio["max"],
         "goal": goal,
-        "met": ratio["median"] >= goal,
+        "met": None if goal is None else ratio["median"] >= goal,
     }
 
 
@@ -233,6 +278,15 @@ def goal_rows(parts: dict[str, Any]) -> list[dict[str, Any]]:
                     "met": v >= gpu["goal_images_per_s"] if gpu["goal_applies"] else None,
                 }
             )
+            kp = gpu.get("keypoints")
+            for what in ("train", "infer") if kp else ():
+                label = f"gpu: keypoint head, {what} with / without (info)"
+                rows.append(_goal_row(label, kp[f"{what}_ratio"], None))
+    if "keypoints" in parts and "error" not in parts["keypoints"]:
+        for what in ("train", "infer"):
+            for suffix, label in (("", ""), ("_per_cpu_s", ", per core")):
+                what_ = f"keypoints: {what} with / without keypoint head{label} (info)"
+                rows.append(_goal_row(what_, parts["keypoints"][f"{what}_ratio{suffix}"], None))
     for name, part in parts.items():
         if "error" in part:
             rows.append({"what": f"{name}: FAILED", "skipped": part["error"].splitlines()[-1]})
@@ -248,7 +302,8 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
         met = {True: "yes", False: "NO", None: "-"}[r["met"]]
         digits = 0 if r["value"] >= 100 else 2
         spread = f"[{r['min']:.{digits}f}-{r['max']:.{digits}f}]" if r["min"] != r["max"] else ""
-        table.append([r["what"], f"{r['value']:.{digits}f}", spread, f">= {r['goal']:g}", met])
+        goal = "-" if r["goal"] is None else f">= {r['goal']:g}"
+        table.append([r["what"], f"{r['value']:.{digits}f}", spread, goal, met])
     print("\nSummary against the goals (ratios: median of per-repetition ratios [min-max])")
     print(_table(["measure", "value", "[min-max]", "goal", "met"], table))
 
@@ -261,6 +316,7 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "infer": part_infer,
     "serving": part_serving,
     "gpu": part_gpu,
+    "keypoints": part_keypoints,
 }
 
 

@@ -1,13 +1,22 @@
-"""The input benchmark is fair only if its PIL loader makes the tensors the tf.data pipeline makes."""
+"""The input benchmark is fair only if its PIL loader makes the tensors the tf.data pipeline makes;
+the keypoint head comparison (CPU and GPU code paths) runs on tiny sizes and reports its keys."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from benchmarks import keypoint_bench
+from benchmarks import run as bench_run
+from benchmarks.common import ROOT
 from benchmarks.input_bench import (
     pil_crop_window,
     pil_eval_view,
@@ -54,3 +63,104 @@ def test_pil_train_view_shape_range_and_seed():
     assert a.shape == (96, 96, 3) and a.dtype == np.float32
     assert 0 <= a.min() and a.max() <= 255
     np.testing.assert_array_equal(a, b)
+
+
+def test_keypoint_contenders_differ_by_the_keypoint_head_and_targets_fit_them():
+    without = keypoint_bench.contender_heads(keypoint_bench.WITHOUT)
+    with_ = keypoint_bench.contender_heads(keypoint_bench.WITH)
+    assert with_[:-1] == without and with_[-1].name == "fashionai_keypoints"
+    targets = keypoint_bench.synthetic_targets(with_, 3, 64)
+    names = [h.name for h in without]
+    assert list(targets) == [*names, "fashionai_keypoints", "fashionai_keypoints_visibility"]
+    for h in without:
+        assert targets[h.name].shape == (3, h.num_classes)
+        np.testing.assert_array_equal(targets[h.name].sum(axis=1), 1.0)
+    points = targets["fashionai_keypoints"]
+    assert points.shape == (3, 24, 3) and points.dtype == np.float32
+    assert 0 <= points[..., :2].min() and points[..., :2].max() <= 63
+    assert set(np.unique(points[..., 2])) <= {-1.0, 0.0, 1.0}
+    assert targets["fashionai_keypoints_visibility"] is points
+    with pytest.raises(ValueError, match="unknown contender"):
+        keypoint_bench.contender_heads("keypoints")
+
+
+KEYPOINT_HEAD = {
+    "name": "fashionai_keypoints",
+    "keypoints": 24,
+    "deconvolutions": 3,
+    "filters": 256,
+    "stride": 4,
+    "heatmap_shape": [16, 16, 24],  # 64 px / stride 4
+}
+
+
+def _check_keypoint_keys(result: dict) -> None:
+    contenders = set(keypoint_bench.CONTENDERS)
+    for what in ("train", "infer"):
+        assert set(result[f"{what}_images_per_s"]) == contenders
+        assert all(
+            s["median"] > 0 and s["reps"] == 1 for s in result[f"{what}_images_per_s"].values()
+        )
+        assert result[f"{what}_ratio"]["median"] > 0 and result[f"{what}_ratio"]["reps"] == 1
+    params = result["params"]
+    assert set(params) == contenders
+    assert params[keypoint_bench.WITH] > params[keypoint_bench.WITHOUT]
+
+
+@pytest.mark.slow
+def test_keypoint_bench_reports_both_contenders_and_ratios(capsys):
+    result = keypoint_bench.run(
+        reps=1,
+        steps=1,
+        batches=1,
+        train_batch_size=2,
+        infer_batch_size=2,
+        image_size=64,
+        backbone="seresnet_tiny",
+    )
+    _check_keypoint_keys(result)
+    assert result["keypoint_head"] == KEYPOINT_HEAD
+    assert result["heads"][keypoint_bench.WITH][-1] == "fashionai_keypoints"
+    assert "fashionai_keypoints" not in result["heads"][keypoint_bench.WITHOUT]
+    for phase in ("infer", "train"):
+        assert set(result["peak_rss_mb"][phase]) == set(keypoint_bench.CONTENDERS)
+        assert set(result[f"{phase}_images_per_cpu_s"]) == set(keypoint_bench.CONTENDERS)
+        assert result[f"{phase}_ratio_per_cpu_s"]["median"] > 0
+
+    bench_run.print_keypoints(result)
+    rows = bench_run.goal_rows({"keypoints": result})
+    bench_run.print_summary(rows)
+    out = capsys.readouterr().out
+    assert "[6] keypoint head cost" in out and "with / without" in out
+    assert [r["what"] for r in rows] == [
+        "keypoints: train with / without keypoint head (info)",
+        "keypoints: train with / without keypoint head, per core (info)",
+        "keypoints: infer with / without keypoint head (info)",
+        "keypoints: infer with / without keypoint head, per core (info)",
+    ]
+    assert all(r["goal"] is None and r["met"] is None for r in rows)
+    assert rows[0]["value"] == result["train_ratio"]["median"]
+    assert rows[3]["value"] == result["infer_ratio_per_cpu_s"]["median"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
+def test_gpu_bench_keypoint_comparison_runs_under_jax(tmp_path):
+    path = tmp_path / "gpu.json"
+    cmd = [sys.executable, "-m", "benchmarks.gpu_bench", "--cpu-smoke", "--backbone"]
+    cmd += ["seresnet_tiny", "--image-size", "64", "--batch-sizes", "2", "--steps", "1"]
+    cmd += ["--reps", "1", "--json", str(path)]
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "keypoint head cost, train" in proc.stdout
+    result = json.loads(path.read_text())
+    kp = result["keypoints"]
+    assert kp["batch_size"] == 2
+    _check_keypoint_keys(kp)
+    assert set(kp["compile_s"]) == {"train", "infer"}
+    rows = bench_run.goal_rows({"gpu": result})
+    assert [r["what"] for r in rows[1:]] == [
+        "gpu: keypoint head, train with / without (info)",
+        "gpu: keypoint head, infer with / without (info)",
+    ]

@@ -47,8 +47,9 @@ class BalancedAccuracy(keras.metrics.Metric):
         return ops.divide_no_nan(ops.sum(recall * seen), ops.sum(seen))
 
     def reset_state(self) -> None:
-        self.support.assign(ops.zeros_like(self.support))
-        self.hits.assign(ops.zeros_like(self.hits))
+        # ops.zeros, not zeros_like: under JAX a Variable is not an array zeros_like takes
+        self.support.assign(ops.zeros(self.support.shape))
+        self.hits.assign(ops.zeros(self.hits.shape))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_classes": self.num_classes}
