@@ -219,6 +219,39 @@ def read_csv_rows(
     return head, rows
 
 
+def check_header(
+    path: str | epath.PathLike,
+    header: Sequence[str],
+    expected: Sequence[str],
+    what: str,
+    note: str = "",
+) -> None:
+    """Raises a ``bad_header`` :class:`AnnotationError` (line 1) unless ``header`` names the
+    ``expected`` columns in order and no more (``what`` describes the columns in the message)."""
+    for i, want in enumerate(expected):
+        got = header[i] if i < len(header) else ""
+        if got != want:
+            raise AnnotationError(
+                path,
+                1,
+                f"header column {i + 1}",
+                got,
+                f"{want!r} (columns: {what})",
+                note=note,
+                reason="bad_header",
+            )
+    if len(header) > len(expected):
+        raise AnnotationError(
+            path,
+            1,
+            "number of header columns",
+            len(header),
+            f"{len(expected)} ({what})",
+            note=note,
+            reason="bad_header",
+        )
+
+
 def check_row_counts(counts: Mapping[str, int], reference: str) -> None:
     """Checks that every file has as many rows as ``reference`` (files that line up by row).
 

@@ -39,6 +39,7 @@ from fashion_keras_datasets.common.images import PreparedImage, hash_bucket
 from fashion_keras_datasets.common.report import BuildReport, SkipReport
 from fashion_keras_datasets.common.rows import (
     Row,
+    check_header,
     normalize_image_path,
     read_csv_rows,
     resolve_image_path,
@@ -288,27 +289,13 @@ def _check_header(path: epath.Path, header: Sequence[str], labelled: bool) -> No
         if labelled
         else f"{','.join(ID_COLUMNS)} (a test list carries no keypoints)"
     )
-    for i, want in enumerate(expected):
-        got = header[i] if i < len(header) else ""
-        if got != want:
-            raise AnnotationError(
-                path,
-                1,
-                f"header column {i + 1}",
-                got,
-                f"{want!r} (columns: {what})",
-                note="reorder or rename the header to match the release format",
-                reason="bad_header",
-            )
-    if len(header) > len(expected):
-        raise AnnotationError(
-            path,
-            1,
-            "number of header columns",
-            len(header),
-            f"{len(expected)} ({what})",
-            reason="bad_header",
-        )
+    check_header(
+        path,
+        header,
+        expected,
+        what,
+        note="reorder or rename the header to match the release format",
+    )
 
 
 def _parse_row(root: epath.Path, release: str, row: Row, labelled: bool) -> _Row:

@@ -331,17 +331,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-side", type=int, default=MAX_SIDE, help="long side of images")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
     args = parser.parse_args(argv)
-    start = time.perf_counter()
-    try:
-        counts = generate_demo(
+    return run_generator(
+        lambda: generate_demo(
             args.out_dir, args.num_train, args.num_val, args.num_test, args.seed,
             max_side=args.max_side, overwrite=args.overwrite,
-        )  # fmt: skip
+        ),
+        args.out_dir,
+    )  # fmt: skip
+
+
+def run_generator(write: Callable[[], dict[str, int]], out_dir: str) -> int:
+    """A generator CLI's body: runs ``write``, prints what it wrote and how long it took, or the
+    error (an existing folder, a bad size) as one line; returns the exit status."""
+    start = time.perf_counter()
+    try:
+        counts = write()
     except (FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     took = time.perf_counter() - start
-    print(f"wrote {counts} to {os.path.abspath(args.out_dir)} in {took:.1f}s")
+    print(f"wrote {counts} to {os.path.abspath(out_dir)} in {took:.1f}s")
     return 0
 
 

@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -236,18 +235,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-side", type=int, default=MAX_SIDE, help="long side of images")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
     args = parser.parse_args(argv)
-    start = time.perf_counter()
-    try:
-        counts = generate_keypoints_demo(
+    return demo.run_generator(
+        lambda: generate_keypoints_demo(
             args.out_dir, args.num_train, args.num_test, args.seed,
             max_side=args.max_side, overwrite=args.overwrite,
-        )  # fmt: skip
-    except (FileExistsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    took = time.perf_counter() - start
-    print(f"wrote {counts} to {os.path.abspath(args.out_dir)} in {took:.1f}s")
-    return 0
+        ),
+        args.out_dir,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import numpy as np
 
 from fashion_keras.heads import FASHIONAI_KEYPOINTS, KeypointHead
 from fashion_keras_datasets.common.errors import AnnotationError
+from fashion_keras_datasets.common.rows import check_header
 
 ID_COLUMNS = ("image_id", "image_category")
 ABSENT_CELL = "-1_-1_-1"
@@ -214,7 +215,7 @@ def read_submission(
             raise AnnotationError(path, 1, "header", "", f"{','.join(header)} (the file is empty)")
         if got_header and got_header[0].startswith("\ufeff"):
             got_header[0] = got_header[0][1:]
-        _check_header(path, got_header, header, what)
+        check_header(path, got_header, header, what)
         for fields in reader:
             line = reader.line_num
             if not fields or fields == [""]:
@@ -275,29 +276,6 @@ def _check_row_id(
             raise AnnotationError(
                 path, line, "image_id", image_id, expected, reason="test_list_order"
             )
-
-
-def _check_header(path: str, got: Sequence[str], header: Sequence[str], what: str) -> None:
-    for i, want in enumerate(header):
-        value = got[i] if i < len(got) else ""
-        if value != want:
-            raise AnnotationError(
-                path,
-                1,
-                f"header column {i + 1}",
-                value,
-                f"{want!r} (columns: {what})",
-                reason="bad_header",
-            )
-    if len(got) > len(header):
-        raise AnnotationError(
-            path,
-            1,
-            "number of header columns",
-            len(got),
-            f"{len(header)} (columns: {what})",
-            reason="bad_header",
-        )
 
 
 def _parse_row(
