@@ -10,14 +10,12 @@ import pytest
 import tensorflow as tf
 from conftest import boxed_image, encode
 
-from fashion_keras.data.region_files import (
+from fashion_keras.data.region_files import RegionBox, read_region_file, write_region_file
+from fashion_keras.data.region_lookup import (
     FallbackCounts,
-    RegionBox,
     count_fallbacks,
     normalize_image_path_tf,
-    read_region_file,
     region_lookup,
-    write_region_file,
 )
 from fashion_keras_datasets.common.errors import AnnotationError
 
