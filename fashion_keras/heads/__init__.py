@@ -18,6 +18,7 @@ A user's own heads load from a YAML or JSON file::
         classes: [long, short, none]
         loss_weight: 0.9        # optional, default 1.0
         class_weights: [1, 1, 4]  # optional: per-class weights of the loss (none = equal)
+        region: sleeves         # optional: the part of the photo it is about (REGIONS)
 
 A *keypoint head* (:class:`KeypointHead`, ``type: keypoints``) regresses garment keypoints: its
 ordered keypoint names, left/right ``flip_pairs`` (swapped when an image is mirrored) and, per
@@ -41,6 +42,14 @@ combinable in comma lists): ``fashionai_keypoints`` (the 24 FashionAI 2018 keypo
 categories) and ``deepfashion_landmarks`` (the 8 DeepFashion landmarks, 3 clothes types).
 Softmax-only code selects its heads with :func:`softmax_heads`; :func:`require_softmax` rejects a
 spec with keypoint heads with a clear message.
+
+*Regions* (:mod:`~fashion_keras.heads.regions`): a :class:`Region` is the part of the photo an
+attribute is about, the box around some keypoints grown by ``margin``, ``square``, ``extend_up``
+(toward the neck) and ``min_size``, clamped to the image. Presets in :data:`REGIONS`: ``collar``,
+``upper``, ``sleeves``, ``lower`` and ``garment`` (FashionAI keypoint names). A softmax head may
+name its region (``region: collar`` in a spec; ``fashionai8`` sets them for its eight tasks);
+:func:`region_box` / :func:`region_boxes` give the boxes (pixel edges, ``None`` / not found when
+fewer than two of the region's keypoints are present). Training on region crops is not wired yet.
 """
 
 from fashion_keras.heads.keypoints import (
@@ -62,6 +71,13 @@ from fashion_keras.heads.presets import (
     FASHIONAI_KEYPOINTS,
     KEYPOINT_PRESETS,
     PRESETS,
+)
+from fashion_keras.heads.regions import (
+    REGIONS,
+    Region,
+    get_region,
+    region_box,
+    region_boxes,
 )
 from fashion_keras.heads.softmax import (
     Head,
@@ -91,20 +107,25 @@ __all__ = [
     "FASHIONAI_KEYPOINT_NAMES",
     "KEYPOINT_PRESETS",
     "PRESETS",
+    "REGIONS",
     "AnyHead",
     "Head",
     "HeadSpec",
     "HeadSpecError",
     "KeypointCategory",
     "KeypointHead",
+    "Region",
     "visibility_output",
     "get_heads",
+    "get_region",
     "head_from_dict",
     "heads_from_dict",
     "heads_to_dict",
     "keypoint_head_from_dict",
     "keypoint_heads",
     "load_heads_file",
+    "region_box",
+    "region_boxes",
     "require_softmax",
     "softmax_heads",
 ]

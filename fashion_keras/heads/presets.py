@@ -26,7 +26,11 @@ DEEPFASHION6: HeadSpec = (
 )
 
 # --- FashionAI 2018 attribute tasks -----------------------------------------------------------
-# Head names are the task names used in label.csv / question.csv.
+# Head names are the task names used in label.csv / question.csv. Regions (regions.REGIONS): the
+# four design tasks look at the collar; pant and skirt length at the lower body; sleeve length at
+# the sleeves. Coat length takes the whole garment, not the upper body: it is judged by where the
+# hem falls on the body (waist to floor), so the crop keeps all the coat's points (cuffs, hem)
+# and the margin, where the torso box would cut off the long lengths' context.
 FASHIONAI8: HeadSpec = (
     Head(
         "coat_length_labels",
@@ -40,14 +44,17 @@ FASHIONAI8: HeadSpec = (
             "Midi Length",
             "Ankle&Floor Length",
         ),
+        region="garment",
     ),
     Head(
         "collar_design_labels",
         ("Invisible", "Shirt Collar", "Peter Pan", "Puritan Collar", "Rib Collar"),
+        region="collar",
     ),
     Head(
         "lapel_design_labels",
         ("Invisible", "Notched", "Collarless", "Shawl Collar", "Plus Size Shawl"),
+        region="collar",
     ),
     Head(
         "neck_design_labels",
@@ -58,6 +65,7 @@ FASHIONAI8: HeadSpec = (
             "Low Turtle Neck",
             "Draped Collar",
         ),
+        region="collar",
     ),
     Head(
         "neckline_design_labels",
@@ -73,6 +81,7 @@ FASHIONAI8: HeadSpec = (
             "Sweat Heart Neck",
             "One Shoulder Neckline",
         ),
+        region="collar",
     ),
     Head(
         "pant_length_labels",
@@ -84,6 +93,7 @@ FASHIONAI8: HeadSpec = (
             "Cropped Pant",
             "Full Length",
         ),
+        region="lower",
     ),
     Head(
         "skirt_length_labels",
@@ -95,6 +105,7 @@ FASHIONAI8: HeadSpec = (
             "Ankle Length",
             "Floor Length",
         ),
+        region="lower",
     ),
     Head(
         "sleeve_length_labels",
@@ -109,6 +120,7 @@ FASHIONAI8: HeadSpec = (
             "Long Sleeves",
             "Extra Long Sleeves",
         ),
+        region="sleeves",
     ),
 )
 

@@ -1,4 +1,5 @@
-"""Softmax heads: a name, ordered class names, a loss weight, optional class weights."""
+"""Softmax heads: a name, ordered class names, a loss weight, optional class weights and
+optional region (the part of the photo the head is about)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ class HeadSpecError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Head:
-    """One softmax output: a name, ordered class names, a default loss weight and optional
-    per-class loss weights (``None``: equal, or computed by ``--class-weights``)."""
+    """One softmax output: a name, ordered class names, a default loss weight, optional
+    per-class loss weights (``None``: equal, or computed by ``--class-weights``) and an optional
+    ``region``: the name of a :data:`~fashion_keras.heads.regions.REGIONS` preset, the part of
+    the photo the head is about (``None``: the whole garment)."""
 
     kind: ClassVar[str] = "softmax"
 
@@ -25,6 +28,7 @@ class Head:
     classes: tuple[str, ...]
     loss_weight: float = 1.0
     class_weights: tuple[float, ...] | None = None
+    region: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -56,6 +60,11 @@ class Head:
             )
         object.__setattr__(self, "loss_weight", float(self.loss_weight))
         self._check_class_weights()
+        if self.region is not None:
+            # Imported here: regions imports this module (HeadSpecError).
+            from fashion_keras.heads.regions import get_region
+
+            get_region(self.region, f"head {self.name!r}: region")
 
     def _check_class_weights(self) -> None:
         if self.class_weights is None:
@@ -92,11 +101,15 @@ class Head:
             ) from None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {
+        """The dict / YAML / JSON form (``class_weights`` and ``region`` only when set, so the
+        form of a head without them is unchanged)."""
+        out: dict[str, Any] = {
             "name": self.name,
             "classes": list(self.classes),
             "loss_weight": self.loss_weight,
         }
         if self.class_weights is not None:
             out["class_weights"] = list(self.class_weights)
+        if self.region is not None:
+            out["region"] = self.region
         return out

@@ -15,8 +15,9 @@ _HEAD_TYPES = ("softmax", "keypoints")
 
 
 def head_from_dict(d: Mapping[str, Any], where: str = "head") -> AnyHead:
-    """Builds a :class:`Head` from ``{"name", "classes", "loss_weight"?, "class_weights"?}``, or
-    a :class:`KeypointHead` when ``type: keypoints`` (``type`` defaults to ``softmax``)."""
+    """Builds a :class:`Head` from ``{"name", "classes", "loss_weight"?, "class_weights"?,
+    "region"?}``, or a :class:`KeypointHead` when ``type: keypoints`` (``type`` defaults to
+    ``softmax``)."""
     if not isinstance(d, Mapping):
         raise HeadSpecError(f"{where}: expected a mapping with 'name' and 'classes', got {d!r}")
     kind = d.get("type", "softmax")
@@ -27,12 +28,10 @@ def head_from_dict(d: Mapping[str, Any], where: str = "head") -> AnyHead:
         )
     if kind == "keypoints":
         return keypoint_head_from_dict(d, where)
-    unknown = sorted(set(d) - {"name", "type", "classes", "loss_weight", "class_weights"})
+    allowed = ("name", "type", "classes", "loss_weight", "class_weights", "region")
+    unknown = sorted(set(d) - set(allowed))
     if unknown:
-        raise HeadSpecError(
-            f"{where}: unknown field(s) {unknown!r}; allowed: name, type, classes, loss_weight, "
-            "class_weights"
-        )
+        raise HeadSpecError(f"{where}: unknown field(s) {unknown!r}; allowed: {', '.join(allowed)}")
     for field in ("name", "classes"):
         if field not in d:
             raise HeadSpecError(f"{where}: missing field {field!r}")
@@ -40,7 +39,13 @@ def head_from_dict(d: Mapping[str, Any], where: str = "head") -> AnyHead:
     if isinstance(classes, str) or not isinstance(classes, Sequence):
         raise HeadSpecError(f"{where}: field 'classes' = {classes!r} is not a list of names")
     try:
-        return Head(d["name"], tuple(classes), d.get("loss_weight", 1.0), d.get("class_weights"))
+        return Head(
+            d["name"],
+            tuple(classes),
+            d.get("loss_weight", 1.0),
+            d.get("class_weights"),
+            d.get("region"),
+        )
     except HeadSpecError as e:
         raise HeadSpecError(f"{where}: {e}") from None
 
