@@ -27,21 +27,9 @@ from fashion_keras.evaluation.keypoint_scoring import (
     normalized_error,
 )
 from fashion_keras.heads import AnyHead, KeypointHead, keypoint_heads, visibility_output
-from fashion_keras.models.keypoint_layers import heatmap_to_image, spatial_log_softmax
+from fashion_keras.models.keypoint_layers import expected_position, spatial_log_softmax
 
 KEYPOINT_TTA = ("none", "flip")
-
-
-def heatmap_coordinates(probs: Any, stride: int) -> tf.Tensor:
-    """``(N, K, 2)`` input-pixel ``(x, y)``: the expectation of ``(N, H, W, K)`` spatial
-    probabilities (each channel summing to 1)."""
-    probs = tf.cast(probs, tf.float32)
-    h, w = tf.shape(probs)[1], tf.shape(probs)[2]
-    ys = tf.cast(tf.range(h), tf.float32)
-    xs = tf.cast(tf.range(w), tf.float32)
-    x = tf.einsum("nhwk,w->nk", probs, xs)
-    y = tf.einsum("nhwk,h->nk", probs, ys)
-    return heatmap_to_image(tf.stack([x, y], axis=-1), stride)
 
 
 def keypoint_outputs(
@@ -67,7 +55,7 @@ def keypoint_outputs(
         probs = (probs + tf.gather(tf.reverse(m_probs, [2]), perm, axis=3)) / 2.0
         m_scores = tf.cast(mirrored[visibility_output(head.name)], tf.float32)
         scores = (scores + tf.gather(m_scores, perm, axis=1)) / 2.0
-    return heatmap_coordinates(probs, stride), scores
+    return tf.convert_to_tensor(expected_position(probs, stride)), scores
 
 
 @dataclasses.dataclass

@@ -56,7 +56,7 @@ from fashion_keras.heads import (
     softmax_heads,
     visibility_output,
 )
-from fashion_keras.models.keypoint_layers import heatmap_to_image, spatial_log_softmax
+from fashion_keras.models.keypoint_layers import expected_position, spatial_log_softmax
 
 log = logging.getLogger("fashion_keras")
 
@@ -82,16 +82,6 @@ def output_names(head: AnyHead) -> tuple[str, ...]:
     if isinstance(head, KeypointHead):
         return f"{n}_keypoints", f"{n}_scores", f"{n}_keypoint_names"
     return f"{n}_probs", f"{n}_class", f"{n}_label", f"{n}_class_names"
-
-
-def _heatmap_coordinates(logits: tf.Tensor, stride: int) -> tf.Tensor:
-    """``(N, K, 2)`` view-pixel ``(x, y)``: the soft-argmax of ``(N, H, W, K)`` heatmap logits
-    (as ``keypoint_predictions.keypoint_outputs`` reads them, without TTA)."""
-    probs = tf.exp(spatial_log_softmax(logits))
-    h, w = tf.shape(probs)[1], tf.shape(probs)[2]
-    x = tf.einsum("nhwk,w->nk", probs, tf.cast(tf.range(w), tf.float32))
-    y = tf.einsum("nhwk,h->nk", probs, tf.cast(tf.range(h), tf.float32))
-    return heatmap_to_image(tf.stack([x, y], axis=-1), stride)
 
 
 def _keypoint_stride(model: keras.Model, heads: Sequence[KeypointHead]) -> int:
@@ -213,7 +203,8 @@ class ServingModule:
         matrices: tf.Tensor | None,
     ) -> dict[str, tf.Tensor]:
         k_name, s_name, n_name = output_names(head)
-        coords = _heatmap_coordinates(model_out[head.name], self.keypoint_stride)
+        probs = tf.exp(spatial_log_softmax(model_out[head.name]))
+        coords = tf.convert_to_tensor(expected_position(probs, self.keypoint_stride))
         if matrices is not None:
             coords = geometry.to_photo(coords, matrices)
         scores = tf.cast(model_out[visibility_output(head.name)], tf.float32)

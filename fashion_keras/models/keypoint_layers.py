@@ -62,6 +62,12 @@ def soft_argmax(logits: Any, beta: float = 1.0) -> tuple[Any, Any, Any]:
     spatial softmax of ``(N, H, W, K)`` logits, and the softmax's maximum probability
     (``(N, K)``, a confidence in ``[1 / (H W), 1]``)."""
     probs = ops.exp(spatial_log_softmax(logits, beta))
+    x, y = _expected_cells(probs)
+    confidence = ops.max(probs, axis=(1, 2))
+    return x, y, confidence
+
+
+def _expected_cells(probs: Any) -> tuple[Any, Any]:
     shape = ops.shape(probs)
     xs = ops.cast(ops.arange(shape[2]), "float32")
     ys = ops.cast(ops.arange(shape[1]), "float32")
@@ -69,8 +75,14 @@ def soft_argmax(logits: Any, beta: float = 1.0) -> tuple[Any, Any, Any]:
     py = ops.sum(probs, axis=2)  # (N, H, K)
     x = ops.sum(px * xs[None, :, None], axis=1)
     y = ops.sum(py * ys[None, :, None], axis=1)
-    confidence = ops.max(probs, axis=(1, 2))
-    return x, y, confidence
+    return x, y
+
+
+def expected_position(probs: Any, stride: int) -> Any:
+    """``(N, K, 2)`` input-pixel ``(x, y)``: the expectation of ``(N, H, W, K)`` spatial
+    probabilities (each channel summing to 1, e.g. an average of two views' softmaxes)."""
+    x, y = _expected_cells(ops.cast(probs, "float32"))
+    return heatmap_to_image(ops.stack([x, y], axis=-1), stride)
 
 
 @keras.saving.register_keras_serializable(package="fashion_keras")
