@@ -31,8 +31,9 @@ from fashion_keras.data.config import DataConfig, PreprocessConfig
 from fashion_keras.evaluation.config import EvalConfig, InferenceConfig
 from fashion_keras.evaluation.ensembles import load_ensemble
 from fashion_keras.evaluation.eval_data import data_config_for, keypoint_truth, load_splits
-from fashion_keras.evaluation.evaluate import evaluate, keypoint_summary
-from fashion_keras.evaluation.predictors import split_model_paths
+from fashion_keras.evaluation.evaluate import evaluate
+from fashion_keras.evaluation.keypoint_evaluation import keypoint_summary
+from fashion_keras.evaluation.model_loading import split_model_paths
 from fashion_keras.evaluation.summaries import format_summary
 from fashion_keras.heads import softmax_heads
 

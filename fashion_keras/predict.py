@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from fashion_keras import cli, sections
 from fashion_keras.data.config import PreprocessConfig
 from fashion_keras.evaluation.config import InferenceConfig
-from fashion_keras.evaluation.ensembles import load_ensemble
+from fashion_keras.evaluation.ensembles import load_ensemble, predict_keypoints
 from fashion_keras.evaluation.predict import (
     QuestionFileError,
     check_image,
@@ -39,7 +39,6 @@ from fashion_keras.evaluation.predict import (
     write_csv,
     write_submission,
 )
-from fashion_keras.evaluation.predictors import predict_keypoints
 from fashion_keras.evaluation.views import keypoint_tta
 from fashion_keras.heads import keypoint_heads, softmax_heads
 

@@ -21,7 +21,8 @@ from fashion_keras.data import sources
 from fashion_keras.data.config import DataConfig, PreprocessConfig
 from fashion_keras.evaluation.config import InferenceConfig, StackConfig
 from fashion_keras.evaluation.eval_data import data_config_for, load_splits
-from fashion_keras.evaluation.predictors import split_model_paths, union_heads
+from fashion_keras.evaluation.model_loading import split_model_paths
+from fashion_keras.evaluation.predictors import union_heads
 from fashion_keras.evaluation.stacking import load_members, train_stack
 from fashion_keras.heads import get_heads
 

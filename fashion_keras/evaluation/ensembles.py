@@ -1,9 +1,10 @@
 """Ensembles: several models' probabilities combined with weights, and the weight search.
 
-:func:`combine` averages per-head probabilities with weights given (``--weights``, numbers or
-a JSON file) or found by :func:`search_weights` on a validation split; the models may have
-different input sizes and margins, because each one preprocesses the encoded image in its own
-view (:mod:`fashion_keras.evaluation.predictors`).
+:func:`combine` averages per-head probabilities (:func:`predict_keypoints` keypoint heads'
+points and scores) with weights given (``--weights``, numbers or a JSON file) or found by
+:func:`search_weights` on a validation split; the models may have different input sizes and
+margins, because each one preprocesses the encoded image in its own view
+(:mod:`fashion_keras.evaluation.predictors`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from fashion_keras.evaluation.predictors import (
-    Predictor,
-    load_predictor,
-    predict_examples,
-    split_model_paths,
-    union_heads,
-)
+from fashion_keras.evaluation.keypoint_predictions import KeypointPredictions
+from fashion_keras.evaluation.model_loading import load_predictor, split_model_paths
+from fashion_keras.evaluation.predictors import Predictor, predict_examples, union_heads
 from fashion_keras.heads import Head
 
 
@@ -79,6 +76,35 @@ def combine(
         if total <= 0:
             total, have = float(len(have)), [(1.0, p) for _, p in have]
         out[name] = sum(w * p for w, p in have) / total
+    return out
+
+
+def predict_keypoints(
+    predictors: Sequence[Predictor],
+    weights: Sequence[float],
+    examples: tf.data.Dataset,
+    **kwargs: Any,
+) -> dict[str, KeypointPredictions]:
+    """Each keypoint head's predictions over ``examples`` (photo pixels) by the models that
+    have it: one model's :meth:`Predictor.predict_keypoints`, several models' points and
+    scores averaged with their ``weights`` (renormalised over the models that have the head;
+    each model sees the photo in its own view). ``kwargs``: ``predict_keypoints`` options."""
+    found: dict[str, list[tuple[float, KeypointPredictions]]] = {}
+    for p, w in zip(predictors, weights, strict=True):
+        if p.keypoint_heads:
+            for name, pred in p.predict_keypoints(examples, **kwargs).items():
+                found.setdefault(name, []).append((float(w), pred))
+    out = {}
+    for name, members in found.items():
+        total = sum(w for w, _ in members)
+        if total <= 0:
+            members, total = [(1.0, m) for _, m in members], float(len(members))
+        first = members[0][1]
+        out[name] = dataclasses.replace(
+            first,
+            predicted=sum(w * m.predicted for w, m in members) / total,
+            scores=sum(w * m.scores for w, m in members) / total,
+        )
     return out
 
 

@@ -21,7 +21,7 @@ import tensorflow_datasets as tfds
 from fashion_keras import sections
 from fashion_keras.data import pipeline, sources
 from fashion_keras.data.config import DataConfig
-from fashion_keras.evaluation.predictors import training_data_of
+from fashion_keras.evaluation.model_loading import training_data_of
 from fashion_keras.heads import AnyHead, keypoint_heads, softmax_heads
 
 log = logging.getLogger("fashion_keras")
@@ -106,22 +106,12 @@ class EvalData:
         return len(self.filenames)
 
 
-def load_eval_data(
-    examples: tf.data.Dataset,
-    heads: Sequence[AnyHead],
-    max_examples: int | None = None,
-    dataset: str = "",
-    keypoints_in_data: Sequence[str] | None = None,
-) -> EvalData:
-    """Reads the truth of TFDS-format examples (any of this package's builders) for ``heads``
-    (softmax and keypoint heads); ``dataset`` (the builder's name) is carried into
-    :attr:`EvalData.dataset`, ``keypoints_in_data`` (the keypoint heads the dataset has
-    keypoints of; default: every keypoint head given) into :attr:`EvalData.keypoint_heads`."""
-    all_heads = tuple(heads)
+def _slimmer(all_heads: tuple[AnyHead, ...]):
+    """The map function :func:`load_eval_data` reads examples with: the image, box, labels,
+    ``m`` masks and file name (with keypoint heads also the image id, the row's place in its
+    file and the keypoints), normalised by :func:`pipeline.normalize_example`."""
     heads = softmax_heads(all_heads)
     points = keypoint_heads(all_heads)
-    if max_examples:
-        examples = examples.take(max_examples)
 
     def _slim(ex):
         norm = pipeline.normalize_example(ex, all_heads)
@@ -151,6 +141,26 @@ def load_eval_data(
             out["keypoint_categories"] = norm["keypoint_categories"]
         return out
 
+    return _slim
+
+
+def load_eval_data(
+    examples: tf.data.Dataset,
+    heads: Sequence[AnyHead],
+    max_examples: int | None = None,
+    dataset: str = "",
+    keypoints_in_data: Sequence[str] | None = None,
+) -> EvalData:
+    """Reads the truth of TFDS-format examples (any of this package's builders) for ``heads``
+    (softmax and keypoint heads); ``dataset`` (the builder's name) is carried into
+    :attr:`EvalData.dataset`, ``keypoints_in_data`` (the keypoint heads the dataset has
+    keypoints of; default: every keypoint head given) into :attr:`EvalData.keypoint_heads`."""
+    all_heads = tuple(heads)
+    heads = softmax_heads(all_heads)
+    points = keypoint_heads(all_heads)
+    if max_examples:
+        examples = examples.take(max_examples)
+
     def _model_input(ex):
         out = {"image": ex["image"], "bbox": ex["bbox"]}
         if points:
@@ -158,7 +168,7 @@ def load_eval_data(
             out["keypoint_categories"] = ex["keypoint_categories"]
         return out
 
-    slim = examples.map(_slim, num_parallel_calls=tf.data.AUTOTUNE)
+    slim = examples.map(_slimmer(all_heads), num_parallel_calls=tf.data.AUTOTUNE)
     labels: dict[str, list[int]] = {h.name: [] for h in heads}
     masks: dict[str, list[np.ndarray]] = {h.name: [] for h in heads}
     filenames: list[str] = []

@@ -7,6 +7,8 @@ Every model kind a user has after training reads through one :class:`Predictor` 
   its ``predict_images`` signature and the metadata in ``assets.extra/fashion_keras.json``;
 - a feature-stacking model written by ``python -m fashion_keras.train_stack``.
 
+:func:`fashion_keras.evaluation.model_loading.load_predictor` picks the right one for a path.
+
 Preprocessing travels with the model: each predictor's :attr:`Predictor.inputs` holds the input
 size and garment-box margin the model was trained with, read from the model itself (a Keras
 file's ``preprocessing``), the export metadata, a stack's ``stack.json``, or the training run's
@@ -16,25 +18,25 @@ box) with the views of a test-time-augmentation mode, averaging the views' proba
 
 Keypoint heads (:class:`~fashion_keras.heads.KeypointHead`) are not probabilities:
 :meth:`Predictor.predict_keypoints` gives each one's points in the photo's own pixels
-(:mod:`fashion_keras.evaluation.keypoint_predictions`), for Keras models and exports alike;
+(:mod:`fashion_keras.evaluation.keypoint_predictions`), for Keras models and exports alike
+(:func:`fashion_keras.evaluation.ensembles.predict_keypoints` averages several models');
 :func:`predict_examples` and :meth:`Predictor.predict_batch` cover the softmax heads.
 """
 
 from __future__ import annotations
 
 import abc
-import dataclasses
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from fashion_keras.data.config import DEFAULT_BBOX_MARGIN, DataConfig
+from fashion_keras.data.config import DEFAULT_BBOX_MARGIN
 from fashion_keras.evaluation import keypoint_predictions
 from fashion_keras.evaluation.keypoint_predictions import KeypointPredictions
 from fashion_keras.evaluation.views import (
@@ -151,37 +153,6 @@ def _run_config_margin(path: str) -> tuple[float, str] | None:
         if os.path.isfile(config):
             margin = TrainConfig.load(config).preprocess.resolved_margin()
             return margin, config
-    return None
-
-
-def training_data_of(path: str) -> tuple[DataConfig, str] | None:
-    """The data a saved model was trained on, and where that was read: a SavedModel's
-    metadata (``training_data``), else the ``config.json`` of the training run the path is or
-    lies in (``RUN``, ``RUN/model.keras``, ``RUN/checkpoints/best.keras``, ``RUN/export``,
-    ``RUN/export/N``), else the first member's of a feature stack; None when none is found."""
-    from fashion_keras.training.config import TrainConfig
-
-    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-    if os.path.isfile(os.path.join(folder, STACK_FILE)):
-        with open(os.path.join(folder, STACK_FILE), encoding="utf-8") as f:
-            members = json.load(f)["members"]
-        return training_data_of(members[0]) if members else None
-    if os.path.isfile(os.path.join(folder, "saved_model.pb")):
-        version = folder
-    else:
-        version = _latest_version(folder)
-    if version is not None:
-        from fashion_keras.export import load_metadata
-
-        meta = load_metadata(version)
-        if meta.get("training_data"):
-            return DataConfig.from_dict(meta["training_data"]), f"{version} metadata"
-    candidate = os.path.abspath(folder)
-    for _ in range(3):  # RUN, RUN/checkpoints or RUN/export, RUN/export/N
-        config = os.path.join(candidate, "config.json")
-        if os.path.isfile(config):
-            return TrainConfig.load(config).data, config
-        candidate = os.path.dirname(candidate)
     return None
 
 
@@ -419,50 +390,6 @@ def load_keras_predictor(path: str) -> KerasPredictor:
     return KerasPredictor(load_keras_model(keras_file(path)), name=path, path=path)
 
 
-def _latest_version(export_base: str) -> str | None:
-    versions = [
-        int(d)
-        for d in os.listdir(export_base)
-        if d.isdigit() and os.path.isfile(os.path.join(export_base, d, "saved_model.pb"))
-    ]
-    return os.path.join(export_base, str(max(versions))) if versions else None
-
-
-def load_predictor(path: str) -> Predictor:
-    """A :class:`Predictor` for any model path this package writes.
-
-    Accepts a ``.keras`` file, a SavedModel version folder, an export base (its newest
-    version), a training run folder (its ``model.keras``) or a ``train_stack`` folder.
-    """
-    if os.path.isfile(path):
-        if not path.endswith(".keras"):
-            raise ModelLoadError(f"{path}: a model file must be a .keras file")
-        return load_keras_predictor(path)
-    if not os.path.isdir(path):
-        raise ModelLoadError(f"no such model file or folder: {path}")
-    if os.path.isfile(os.path.join(path, STACK_FILE)):
-        return StackPredictor.load(path)
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return SavedModelPredictor(path)
-    latest = _latest_version(path)
-    if latest:
-        return SavedModelPredictor(latest)
-    if os.path.isfile(os.path.join(path, "model.keras")):
-        return load_keras_predictor(path)
-    raise ModelLoadError(
-        f"{path}: not a model folder (expected saved_model.pb, numbered SavedModel versions, "
-        f"model.keras or {STACK_FILE})"
-    )
-
-
-def split_model_paths(paths: Iterable[str]) -> list[str]:
-    """Model paths given as several arguments and/or comma-separated lists."""
-    out = [p for arg in paths for p in arg.split(",") if p]
-    if not out:
-        raise ValueError("no model path given")
-    return out
-
-
 def union_heads(predictors: Sequence[Predictor]) -> tuple[AnyHead, ...]:
     """The heads of several models, in order of first appearance; a head name shared by
     several models must have the same classes (a keypoint head: the same keypoints and
@@ -527,32 +454,3 @@ def predict_examples(
         )
         for h in heads
     }
-
-
-def predict_keypoints(
-    predictors: Sequence[Predictor],
-    weights: Sequence[float],
-    examples: tf.data.Dataset,
-    **kwargs: Any,
-) -> dict[str, KeypointPredictions]:
-    """Each keypoint head's predictions over ``examples`` (photo pixels) by the models that
-    have it: one model's :meth:`Predictor.predict_keypoints`, several models' points and
-    scores averaged with their ``weights`` (renormalised over the models that have the head;
-    each model sees the photo in its own view). ``kwargs``: ``predict_keypoints`` options."""
-    found: dict[str, list[tuple[float, KeypointPredictions]]] = {}
-    for p, w in zip(predictors, weights, strict=True):
-        if p.keypoint_heads:
-            for name, pred in p.predict_keypoints(examples, **kwargs).items():
-                found.setdefault(name, []).append((float(w), pred))
-    out = {}
-    for name, members in found.items():
-        total = sum(w for w, _ in members)
-        if total <= 0:
-            members, total = [(1.0, m) for _, m in members], float(len(members))
-        first = members[0][1]
-        out[name] = dataclasses.replace(
-            first,
-            predicted=sum(w * m.predicted for w, m in members) / total,
-            scores=sum(w * m.scores for w, m in members) / total,
-        )
-    return out

@@ -12,7 +12,7 @@ import pytest
 
 from fashion_keras import evaluate, train, train_stack
 from fashion_keras.data import sources
-from fashion_keras.evaluation import ensembles, predictors
+from fashion_keras.evaluation import ensembles, model_loading, predictors
 from fashion_keras.evaluation import evaluate as evaluation
 from fashion_keras.heads import get_heads
 from fashion_keras.models import ApplicationBackbone, Backbone, build_model
@@ -73,8 +73,8 @@ def test_ensemble_of_seresnet_and_densenet_at_their_own_sizes(members, small_dem
 
 
 def test_exported_densenet_predicts_as_its_keras_model(members):
-    keras_member = predictors.load_predictor(members["densenet"])
-    exported = predictors.load_predictor(os.path.join(members["densenet"], "export"))
+    keras_member = model_loading.load_predictor(members["densenet"])
+    exported = model_loading.load_predictor(os.path.join(members["densenet"], "export"))
     assert isinstance(exported, predictors.SavedModelPredictor)
     assert exported.image_sizes == (48,)
     images = [np.random.default_rng(3).uniform(0, 255, (2, 48, 48, 3)).astype("float32")]
@@ -92,5 +92,5 @@ def test_feature_stack_of_seresnet_and_densenet(members, small_demo, tmp_path):
     spec = json.load(open(os.path.join(out, "stack.json")))
     assert spec["image_sizes"] == [32, 48]
     assert spec["feature_dims"] == [512, 1024]  # seresnet_tiny; DenseNet-121's 1024 channels
-    stack = predictors.load_predictor(out)
+    stack = model_loading.load_predictor(out)
     assert isinstance(stack, predictors.StackPredictor) and stack.image_sizes == (32, 48)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from fashion_keras import evaluate, predict, train_stack
 from fashion_keras.data import pipeline, sources
-from fashion_keras.evaluation import ensembles, predictors
+from fashion_keras.evaluation import ensembles, model_loading, predictors
 from fashion_keras.evaluation import evaluate as evaluation
 from fashion_keras.evaluation.config import EvalConfig
 from fashion_keras.export import export_saved_model
@@ -243,7 +243,7 @@ def test_train_stack_then_evaluate_and_predict_the_stack(models, small_demo, tmp
     assert spec["feature_dims"] == [512, 512]  # seresnet_tiny: 128 x bottleneck expansion 4
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     assert set(metrics["val_accuracy"]) == {h.name for h in HEADS}
-    stack = predictors.load_predictor(out)
+    stack = model_loading.load_predictor(out)
     assert isinstance(stack, predictors.StackPredictor) and stack.image_sizes == (32, 48)
     eval_out = str(tmp_path / "stack_eval")
     assert evaluate.main([out, *_data_args(small_demo), "--output-dir", eval_out]) == 0

@@ -16,7 +16,7 @@ from PIL import Image
 from fashion_keras import evaluate, predict
 from fashion_keras.data import sources
 from fashion_keras.evaluation import keypoint_predictions as kp
-from fashion_keras.evaluation import predictors
+from fashion_keras.evaluation import model_loading, predictors
 from fashion_keras.evaluation.keypoint_submission import read_submission, submission_header
 from fashion_keras.evaluation.predict import file_examples
 from fashion_keras.heads import FASHIONAI_KEYPOINTS, get_heads
@@ -261,7 +261,7 @@ def test_an_export_predicts_the_keras_models_points(kp_model, kp_demo, tmp_path)
     base = str(tmp_path / "export")
     export_saved_model(model, base)
     examples = sources.load_split(kp_demo["builder"], "val")
-    keras_p, export_p = predictors.load_predictor(path), predictors.load_predictor(base)
+    keras_p, export_p = model_loading.load_predictor(path), model_loading.load_predictor(base)
     assert isinstance(export_p, predictors.SavedModelPredictor)
     for tta in ("none", "flip"):
         want = keras_p.predict_keypoints(examples, tta=tta)[HEAD.name]

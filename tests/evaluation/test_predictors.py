@@ -11,7 +11,7 @@ import tensorflow as tf
 from conftest import encode
 
 from fashion_keras.data.preprocess import preprocess_for_eval
-from fashion_keras.evaluation import ensembles, predictors
+from fashion_keras.evaluation import ensembles, model_loading, predictors
 from fashion_keras.evaluation import views as V
 from fashion_keras.export import export_saved_model
 from fashion_keras.heads import get_heads
@@ -141,7 +141,7 @@ def test_every_model_form_loads_and_agrees(tiny_model, tmp_path):
         (version, predictors.SavedModelPredictor),
         (export_base, predictors.SavedModelPredictor),
     ]:
-        predictor = predictors.load_predictor(path)
+        predictor = model_loading.load_predictor(path)
         assert isinstance(predictor, kind)
         assert [h.name for h in predictor.heads] == [h.name for h in HEADS]
         assert predictor.image_sizes == (32,)
@@ -152,12 +152,12 @@ def test_every_model_form_loads_and_agrees(tiny_model, tmp_path):
 
 def test_load_predictor_errors_name_the_path(tmp_path):
     with pytest.raises(predictors.ModelLoadError, match="no such model file or folder: /nope"):
-        predictors.load_predictor("/nope")
+        model_loading.load_predictor("/nope")
     (tmp_path / "weights.h5").write_bytes(b"x")
     with pytest.raises(predictors.ModelLoadError, match="weights.h5: a model file must be"):
-        predictors.load_predictor(str(tmp_path / "weights.h5"))
+        model_loading.load_predictor(str(tmp_path / "weights.h5"))
     with pytest.raises(predictors.ModelLoadError, match="not a model folder"):
-        predictors.load_predictor(str(tmp_path))
+        model_loading.load_predictor(str(tmp_path))
 
 
 def test_union_heads_refuses_clashing_classes(tiny_model):
@@ -226,7 +226,7 @@ def test_every_model_form_crops_with_the_margin_it_was_trained_with(tmp_path):
         (str(old_run / "checkpoints" / "b.keras"), 0.2, str(old_run / "config.json"), None),
     ]
     for path, margin, source, reference in cases:
-        predictor = predictors.load_predictor(path)
+        predictor = model_loading.load_predictor(path)
         assert predictor.inputs == (V.InputSpec(32, margin, source),), path
         reference = reference or predictor.model
         got = predictors.predict_examples(predictor, examples)

@@ -22,7 +22,7 @@ from fashion_keras import evaluate as evaluate_cli
 from fashion_keras import train as cli
 from fashion_keras import train_stack as stack_cli
 from fashion_keras.data import inspection, pipeline, preprocess, sources
-from fashion_keras.evaluation import predictors, scoring
+from fashion_keras.evaluation import model_loading, predictors, scoring
 from fashion_keras.evaluation.evaluate import load_eval_data
 from fashion_keras.heads import get_heads
 from fashion_keras.training import losses as losses_lib
@@ -248,7 +248,7 @@ def test_cli_deepfashion_category_reports_top_k(tmp_path):
     )
     data = load_eval_data(sources.load_split(builder, "val"), heads)
     probs = predictors.predict_examples(
-        predictors.load_predictor(str(tmp_path / "run")), data.examples
+        model_loading.load_predictor(str(tmp_path / "run")), data.examples
     )
     labels = data.labels["category"]
     assert val["category_accuracy"] == pytest.approx(
