@@ -99,7 +99,7 @@ def test_presets_bound_existing_fashionai_keypoints():
     for name, region in H.REGIONS.items():
         assert region.name == name
         assert set(region.keypoints) <= set(kp.keypoints), name
-        assert [kp.keypoints[i] for i in region.indices(kp)] == list(region.keypoints)
+        assert [kp.keypoints[i] for i in H.region_indices(region, kp)] == list(region.keypoints)
     assert H.REGIONS["garment"].keypoints == H.FASHIONAI_KEYPOINT_NAMES
     collar = H.REGIONS["collar"]
     assert set(collar.keypoints) == {
@@ -117,7 +117,7 @@ def test_presets_bound_existing_fashionai_keypoints():
 
 def test_region_keypoints_missing_from_the_head_is_an_error():
     with pytest.raises(H.HeadSpecError, match=r"region 'collar': keypoint\(s\) \['neckline_left'"):
-        H.REGIONS["collar"].indices(H.DEEPFASHION_LANDMARKS)
+        H.region_indices(H.REGIONS["collar"], H.DEEPFASHION_LANDMARKS)
     with pytest.raises(H.HeadSpecError, match=r"not in keypoint head 'deepfashion_landmarks'"):
         region_box("collar", np.zeros((8, 3)), H.DEEPFASHION_LANDMARKS, (64, 64))
 

@@ -59,6 +59,7 @@ from fashion_keras.heads.keypoints import (
     KeypointHead,
     visibility_output,
 )
+from fashion_keras.heads.names import HeadSpecError
 from fashion_keras.heads.presets import (
     DEEPFASHION6,
     DEEPFASHION_CATEGORIES,
@@ -72,17 +73,9 @@ from fashion_keras.heads.presets import (
     KEYPOINT_PRESETS,
     PRESETS,
 )
-from fashion_keras.heads.regions import (
-    REGIONS,
-    Region,
-    get_region,
-    region_box,
-    region_boxes,
-)
-from fashion_keras.heads.softmax import (
-    Head,
-    HeadSpecError,
-)
+from fashion_keras.heads.region_boxes import region_box, region_boxes, region_indices
+from fashion_keras.heads.regions import REGIONS, Region, get_region
+from fashion_keras.heads.softmax import Head
 from fashion_keras.heads.spec import (
     get_heads,
     head_from_dict,
@@ -126,6 +119,7 @@ __all__ = [
     "load_heads_file",
     "region_box",
     "region_boxes",
+    "region_indices",
     "require_softmax",
     "softmax_heads",
 ]

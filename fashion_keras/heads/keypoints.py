@@ -19,7 +19,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from fashion_keras.heads.softmax import _NAME_RE, Head, HeadSpecError
+from fashion_keras.heads.names import NAME_RE, HeadSpecError, name_list
+from fashion_keras.heads.softmax import Head
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,16 +59,16 @@ class KeypointHead:
 
     def __post_init__(self) -> None:
         where = f"keypoint head {self.name!r}"
-        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
+        if not isinstance(self.name, str) or not NAME_RE.match(self.name):
             raise HeadSpecError(
                 f"head name {self.name!r} is invalid: expected letters, digits and "
                 "underscores, starting with a letter (it names model outputs and files)"
             )
-        keypoints = _name_list(self.keypoints, f"{where}: 'keypoints'")
+        keypoints = name_list(self.keypoints, f"{where}: 'keypoints'")
         if not keypoints:
             raise HeadSpecError(f"{where}: 'keypoints' is empty; list at least one keypoint name")
         for i, k in enumerate(keypoints):
-            if not _NAME_RE.match(k):
+            if not NAME_RE.match(k):
                 raise HeadSpecError(
                     f"{where}: keypoints[{i}] = {k!r} is invalid: expected letters, digits and "
                     "underscores, starting with a letter"
@@ -157,7 +158,7 @@ class KeypointHead:
             if not isinstance(name, str) or not name.strip():
                 raise HeadSpecError(f"{where}: category name {name!r} is not a non-empty string")
             cw = f"{where}: category {name!r}"
-            keypoints = _name_list(keypoints, f"{cw}: 'keypoints'")
+            keypoints = name_list(keypoints, f"{cw}: 'keypoints'")
             if not keypoints:
                 raise HeadSpecError(f"{cw}: 'keypoints' is empty; list the keypoints it defines")
             unknown = [k for k in keypoints if k not in self.keypoints]
@@ -276,19 +277,6 @@ def _softmax_only(head: KeypointHead, attribute: str) -> AttributeError:
         "softmax heads only); select the softmax heads with fashion_keras.heads.softmax_heads() "
         "or drop the keypoint head from --heads"
     )
-
-
-def _name_list(value: Any, where: str) -> tuple[str, ...]:
-    """``value`` as a tuple of unique non-empty strings, or a :class:`HeadSpecError`."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise HeadSpecError(f"{where} = {value!r} is not a list of names")
-    for i, k in enumerate(value):
-        if not isinstance(k, str) or not k.strip():
-            raise HeadSpecError(f"{where}[{i}] = {k!r} is not a non-empty string")
-    dupes = sorted({k for k in value if list(value).count(k) > 1})
-    if dupes:
-        raise HeadSpecError(f"{where}: duplicate names {dupes!r}")
-    return tuple(value)
 
 
 def _name_pair(value: Any, where: str, allowed: Sequence[str]) -> tuple[str, str]:

@@ -4,15 +4,11 @@ optional region (the part of the photo the head is about)."""
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-
-
-class HeadSpecError(ValueError):
-    """A head spec (preset name, YAML/JSON file or dict) is malformed."""
+from fashion_keras.heads.names import NAME_RE, HeadSpecError
+from fashion_keras.heads.regions import get_region
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +28,7 @@ class Head:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
-        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
+        if not isinstance(self.name, str) or not NAME_RE.match(self.name):
             raise HeadSpecError(
                 f"head name {self.name!r} is invalid: expected letters, digits and "
                 "underscores, starting with a letter (it names model outputs and files)"
@@ -61,9 +57,6 @@ class Head:
         object.__setattr__(self, "loss_weight", float(self.loss_weight))
         self._check_class_weights()
         if self.region is not None:
-            # Imported here: regions imports this module (HeadSpecError).
-            from fashion_keras.heads.regions import get_region
-
             get_region(self.region, f"head {self.name!r}: region")
 
     def _check_class_weights(self) -> None:

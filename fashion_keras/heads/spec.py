@@ -8,8 +8,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fashion_keras.heads.keypoints import AnyHead, HeadSpec, KeypointHead
+from fashion_keras.heads.names import HeadSpecError
 from fashion_keras.heads.presets import KEYPOINT_PRESETS, PRESETS
-from fashion_keras.heads.softmax import Head, HeadSpecError
+from fashion_keras.heads.softmax import Head
 
 _HEAD_TYPES = ("softmax", "keypoints")
 
