@@ -1,4 +1,5 @@
-"""Names and the spec error shared by every kind of head and region."""
+"""Names and the spec error shared by every kind of head and region, and the FashionAI 2018
+keypoint names (the ``fashionai_keypoints`` preset and the region presets both use them)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,13 @@ def name_list(value: Any, where: str) -> tuple[str, ...]:
     if dupes:
         raise HeadSpecError(f"{where}: duplicate names {dupes!r}")
     return tuple(value)
+
+
+#: The 24 FashionAI 2018 keypoints in the CSV column order (formats.md section 3).
+FASHIONAI_KEYPOINT_NAMES: tuple[str, ...] = (
+    "neckline_left", "neckline_right", "center_front", "shoulder_left", "shoulder_right",
+    "armpit_left", "armpit_right", "waistline_left", "waistline_right", "cuff_left_in",
+    "cuff_left_out", "cuff_right_in", "cuff_right_out", "top_hem_left", "top_hem_right",
+    "waistband_left", "waistband_right", "hemline_left", "hemline_right", "crotch",
+    "bottom_left_in", "bottom_left_out", "bottom_right_in", "bottom_right_out",
+)  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fashion_keras.heads.keypoints import HeadSpec, KeypointHead
+from fashion_keras.heads.names import FASHIONAI_KEYPOINT_NAMES
 from fashion_keras.heads.softmax import Head
 
 # --- DeepFashion fine-grained attributes ("DeepFashion-6", Anno_fine/) -------------------------
@@ -151,14 +152,8 @@ PRESETS: dict[str, HeadSpec] = {
 # --- FashionAI 2018 keypoints (second track, formats.md section 3) ----------------------------
 # The 24 keypoints in the CSV column order; per category the keypoints of the official challenge
 # definition (blouse 13, outwear 14, trousers 7, skirt 4, dress 15) and the NE normaliser:
-# armpits for blouse, outwear and dress, waistband for trousers and skirt.
-FASHIONAI_KEYPOINT_NAMES: tuple[str, ...] = (
-    "neckline_left", "neckline_right", "center_front", "shoulder_left", "shoulder_right",
-    "armpit_left", "armpit_right", "waistline_left", "waistline_right", "cuff_left_in",
-    "cuff_left_out", "cuff_right_in", "cuff_right_out", "top_hem_left", "top_hem_right",
-    "waistband_left", "waistband_right", "hemline_left", "hemline_right", "crotch",
-    "bottom_left_in", "bottom_left_out", "bottom_right_in", "bottom_right_out",
-)  # fmt: skip
+# armpits for blouse, outwear and dress, waistband for trousers and skirt. The names are in
+# names.py (the regions use them too).
 _ARMPITS = ("armpit_left", "armpit_right")
 _WAISTBAND = ("waistband_left", "waistband_right")
 FASHIONAI_KEYPOINTS = KeypointHead(

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from fashion_keras.heads.names import NAME_RE, HeadSpecError, name_list
+from fashion_keras.heads.names import FASHIONAI_KEYPOINT_NAMES, NAME_RE, HeadSpecError, name_list
 
 _FIELDS = ("name", "keypoints", "margin", "square", "extend_up", "min_size")
 
@@ -154,38 +154,8 @@ REGIONS: dict[str, Region] = {
             margin=0.1,
             min_size=0.1,
         ),  # fmt: skip
-        # All 24 FashionAI keypoints, in the CSV order (tests check it against the head).
-        Region(
-            "garment",
-            (
-                "neckline_left",
-                "neckline_right",
-                "center_front",
-                "shoulder_left",
-                "shoulder_right",
-                "armpit_left",
-                "armpit_right",
-                "waistline_left",
-                "waistline_right",
-                "cuff_left_in",
-                "cuff_left_out",
-                "cuff_right_in",
-                "cuff_right_out",
-                "top_hem_left",
-                "top_hem_right",
-                "waistband_left",
-                "waistband_right",
-                "hemline_left",
-                "hemline_right",
-                "crotch",
-                "bottom_left_in",
-                "bottom_left_out",
-                "bottom_right_in",
-                "bottom_right_out",
-            ),
-            margin=0.1,
-            min_size=0.1,
-        ),  # fmt: skip
+        # all 24 FashionAI keypoints
+        Region("garment", FASHIONAI_KEYPOINT_NAMES, margin=0.1, min_size=0.1),
     )
 }
 
