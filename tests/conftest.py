@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -20,6 +22,24 @@ def encode(array: np.ndarray, fmt: str = "JPEG", **kwargs) -> bytes:
         kwargs.setdefault("quality", 95)
     Image.fromarray(array.astype(np.uint8)).save(buf, format=fmt, **kwargs)
     return buf.getvalue()
+
+
+def run_under_jax(script: str, *args: str, timeout: int = 600) -> str:
+    """Runs ``python -c script args`` with ``KERAS_BACKEND=jax`` on the CPU and returns its
+    stdout; skips the test when the script exits 77 (jax is not installed) and fails with the
+    script's stderr on any other error."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode == 77:
+        pytest.skip("jax is not installed (pip install 'jax[cpu]')")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.stdout
 
 
 def boxed_image(height: int, width: int, box: tuple[int, int, int, int]) -> np.ndarray:

@@ -7,9 +7,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
-import os
-import subprocess
-import sys
 import textwrap
 import threading
 
@@ -18,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import run_under_jax
 
 from fashion_keras.heads import get_heads
 from fashion_keras.models import (
@@ -364,11 +362,4 @@ _JAX_SCRIPT = textwrap.dedent(
 
 
 def test_application_backbones_run_under_jax() -> None:
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run(
-        [sys.executable, "-c", _JAX_SCRIPT], env=env, capture_output=True, text=True, timeout=600
-    )
-    if proc.returncode == 77:
-        pytest.skip("jax is not installed (pip install 'jax[cpu]')")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert proc.stdout.strip().endswith("OK")
+    assert run_under_jax(_JAX_SCRIPT).strip().endswith("OK")

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import zipfile
 
 import keras
 import numpy as np
 import pytest
+from conftest import run_under_jax
 
 from fashion_keras.heads import Head, get_heads, heads_to_dict
 from fashion_keras.models import MultiHeadClassifier, build_model, get_backbone
@@ -239,18 +237,7 @@ _JAX_SCRIPT = textwrap.dedent(
 
 
 def test_forward_under_jax_backend() -> None:
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run(
-        [sys.executable, "-c", _JAX_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if proc.returncode == 77:
-        pytest.skip("jax is not installed (pip install 'jax[cpu]')")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert proc.stdout.strip().endswith("OK")
+    assert run_under_jax(_JAX_SCRIPT).strip().endswith("OK")
 
 
 # --- keypoint heads ----------------------------------------------------------------------------

@@ -3,14 +3,12 @@ sub-pixel accuracy, the SimpleBaselines head on a real backbone, saving and JAX.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
 import numpy as np
 import pytest
+from conftest import run_under_jax
 
 from fashion_keras.models import get_backbone
 from fashion_keras.models.keypoint_layers import (
@@ -264,15 +262,4 @@ _JAX_SCRIPT = textwrap.dedent(
 
 
 def test_head_under_jax_backend(tmp_path) -> None:
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run(
-        [sys.executable, "-c", _JAX_SCRIPT, str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if proc.returncode == 77:
-        pytest.skip("jax is not installed (pip install 'jax[cpu]')")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert proc.stdout.strip().endswith("OK")
+    assert run_under_jax(_JAX_SCRIPT, str(tmp_path)).strip().endswith("OK")

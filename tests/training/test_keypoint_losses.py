@@ -4,15 +4,13 @@ that finds a bright dot, and the same under JAX."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import run_under_jax
 
 from fashion_keras.training.keypoint_losses import (
     KeypointHeatmapLoss,
@@ -359,15 +357,5 @@ _JAX_SCRIPT = (
 
 
 def test_losses_and_fit_under_jax_backend() -> None:
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run(
-        [sys.executable, "-c", _JAX_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if proc.returncode == 77:
-        pytest.skip("jax is not installed (pip install 'jax[cpu]')")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert proc.stdout.strip().splitlines()[-1].startswith("OK")
+    out = run_under_jax(_JAX_SCRIPT, timeout=900)
+    assert out.strip().splitlines()[-1].startswith("OK")
