@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 import posixpath
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -298,6 +299,18 @@ def parse_int(
         raise row.error(field, token, f"an integer{bounds}", reason="not_an_integer") from None
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise row.error(field, token, f"an integer{bounds}", reason=reason)
+    return value
+
+
+def parse_number(row: Row, index: int, field: str, expected: str = "a finite number") -> float:
+    """Field ``index`` of ``row`` as a finite float (``not_a_number`` naming ``expected``)."""
+    token = row.fields[index]
+    try:
+        value = float(token)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise row.error(field, token, expected, reason="not_a_number")
     return value
 
 

@@ -21,7 +21,6 @@ row), with x = y = -1 where v = -1.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,7 @@ from fashion_keras.heads import DEEPFASHION_LANDMARKS
 from fashion_keras_datasets.common.builder import RowPolicy
 from fashion_keras_datasets.common.images import ImageInfo
 from fashion_keras_datasets.common.report import SkipReport
-from fashion_keras_datasets.common.rows import Row, expect_num_fields, parse_int
+from fashion_keras_datasets.common.rows import Row, expect_num_fields, parse_int, parse_number
 
 HEAD = DEEPFASHION_LANDMARKS
 FEATURE = "keypoints"
@@ -96,17 +95,6 @@ class Landmarks:
         return self.row.where
 
 
-def _number(row: Row, index: int, field: str) -> float:
-    token = row.fields[index]
-    try:
-        value = float(token)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise row.error(field, token, "a number (pixels)", reason="not_a_number")
-    return value
-
-
 def parse_coarse_row(row: Row) -> Landmarks:
     """A row of ``Anno/list_landmarks.txt``: ``image_name clothes_type [variation_type]``
     then one ``visibility x y`` triple per landmark of the clothes type."""
@@ -140,8 +128,8 @@ def parse_coarse_row(row: Row) -> Landmarks:
                 VISIBILITY_EXPECTED,
                 reason="bad_visibility",
             )
-        x = _number(row, i + 1, f"{name} x (column {i + 2})")
-        y = _number(row, i + 2, f"{name} y (column {i + 3})")
+        x = parse_number(row, i + 1, f"{name} x (column {i + 2})", "a number (pixels)")
+        y = parse_number(row, i + 2, f"{name} y (column {i + 3})", "a number (pixels)")
         v = VISIBILITY[code]
         if v != ABSENT:
             points[k] = (x, y, v)
@@ -159,13 +147,13 @@ def parse_fine_row(row: Row, clothes_type: int) -> Landmarks:
     columns = [0] * NUM_LANDMARKS
     for j, k in enumerate(order):
         name = HEAD.keypoints[k]
-        x = _number(row, 2 * j, f"{name} x (column {2 * j + 1})")
-        y = _number(row, 2 * j + 1, f"{name} y (column {2 * j + 2})")
+        x = parse_number(row, 2 * j, f"{name} x (column {2 * j + 1})", "a number (pixels)")
+        y = parse_number(row, 2 * j + 1, f"{name} y (column {2 * j + 2})", "a number (pixels)")
         if (x, y) != (0.0, 0.0):
             points[k] = (x, y, 1.0)
             columns[k] = 2 * j + 1
     for i in range(2 * len(order), n_values):
-        if _number(row, i, f"padding (column {i + 1})") != 0.0:
+        if parse_number(row, i, f"padding (column {i + 1})", "a number (pixels)") != 0.0:
             raise row.error(
                 f"padding (column {i + 1})",
                 row.fields[i],

@@ -42,6 +42,7 @@ from fashion_keras_datasets.common.rows import (
     Row,
     check_header,
     normalize_image_path,
+    parse_number,
     read_csv_rows,
 )
 
@@ -225,7 +226,9 @@ def _parse_row(row: Row, num_columns: int, regions: Sequence[str]) -> tuple[str,
     region = row.fields[1]
     if region not in regions:
         raise row.error("region", region, f"one of {list(regions)}", reason="unknown_region")
-    x1, y1, x2, y2 = (_parse_number(row, i) for i in range(2, 6))
+    x1, y1, x2, y2 = (
+        parse_number(row, i, COLUMNS[i], "a finite number (pixels)") for i in range(2, 6)
+    )
     for low, high, lo_name, hi_name in ((x1, x2, "x1", "x2"), (y1, y2, "y1", "y2")):
         if not high > low:
             col = COLUMNS.index(hi_name)
@@ -252,17 +255,6 @@ def _parse_row(row: Row, num_columns: int, regions: Sequence[str]) -> tuple[str,
 
 def _header_names(num_columns: int) -> tuple[str, ...]:
     return (*COLUMNS, SCORE_COLUMN)[:num_columns]
-
-
-def _parse_number(row: Row, index: int) -> float:
-    token = row.fields[index]
-    try:
-        value = float(token)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise row.error(COLUMNS[index], token, "a finite number (pixels)", reason="not_a_number")
-    return value
 
 
 def _box_text(row: Row) -> str:
