@@ -199,7 +199,21 @@ def test_warmup_requests_are_prediction_logs_that_run(exported, loaded):
         assert out["sleeve_probs"].shape == (1, 3), name
 
 
-def _parse_saved_model_cli(text: str) -> dict:
+def saved_model_cli_show(path: str) -> str:
+    """What ``saved_model_cli show --all --dir path`` prints."""
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    result = subprocess.run(
+        [cli, "show", "--all", "--dir", path],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def parse_saved_model_cli(text: str) -> dict:
     """signature -> {"inputs"/"outputs": {name: (dtype, shape)}, "method": str}."""
     sigs: dict = {}
     current = tensor = None
@@ -218,16 +232,8 @@ def _parse_saved_model_cli(text: str) -> dict:
 
 def test_saved_model_cli_shows_clean_names(exported):
     _, _, path = exported
-    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    result = subprocess.run(
-        [cli, "show", "--all", "--dir", path],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert result.returncode == 0, result.stderr
-    sigs = _parse_saved_model_cli(result.stdout)
+    shown = saved_model_cli_show(path)
+    sigs = parse_saved_model_cli(shown)
     assert set(sigs) == set(E.SIGNATURES) | {"__saved_model_init_op"}
     outputs = {}
     for h in HEADS:
@@ -245,9 +251,9 @@ def test_saved_model_cli_shows_clean_names(exported):
         assert sigs[sig]["inputs"] == expected, sig
         assert sigs[sig]["outputs"] == outputs, sig
         assert sigs[sig]["method"] == "tensorflow/serving/predict"
-        assert f"Function Name: '{sig}'" in result.stdout
+        assert f"Function Name: '{sig}'" in shown
     # no generated placeholder names (output_0, args_0, input_1, ...) anywhere
-    assert not re.search(r"\b(output|args|input)_\d+\b", result.stdout)
+    assert not re.search(r"\b(output|args|input)_\d+\b", shown)
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027])

@@ -2,15 +2,13 @@
 keypoints equal to the evaluation's, ``predict_examples`` boxes, warm-up, ``saved_model_cli``."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import encode
 from tensorflow_serving.apis import prediction_log_pb2
-from test_export import _parse_saved_model_cli
+from test_export import parse_saved_model_cli, saved_model_cli_show
 
 from fashion_keras import export as E
 from fashion_keras.data import geometry
@@ -190,16 +188,7 @@ def test_warmup_requests_run_on_the_keypoint_model(exported, loaded):
 
 def test_saved_model_cli_lists_the_keypoint_outputs(exported):
     _, path = exported
-    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    result = subprocess.run(
-        [cli, "show", "--all", "--dir", path],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert result.returncode == 0, result.stderr
-    sigs = _parse_saved_model_cli(result.stdout)
+    sigs = parse_saved_model_cli(saved_model_cli_show(path))
     for sig in E.SIGNATURES:
         outputs = sigs[sig]["outputs"]
         assert outputs["garment_points_keypoints"] == ("DT_FLOAT", f"(-1, {K}, 2)"), sig
