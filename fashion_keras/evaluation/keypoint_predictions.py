@@ -32,30 +32,38 @@ from fashion_keras.models.keypoint_layers import expected_position, spatial_log_
 KEYPOINT_TTA = ("none", "flip")
 
 
+#: A batch of views' keypoints per head: ``{head: (coords (N, K, 2) in view pixels, scores)}``.
+KeypointOutputs = dict[str, tuple[tf.Tensor, tf.Tensor]]
+
+
 def keypoint_outputs(
     model: keras.Model,
     images: tf.Tensor,
-    head: KeypointHead,
+    heads: Sequence[KeypointHead],
     stride: int,
     tta: Literal["none", "flip"] = "none",
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """``(coords (N, K, 2) in view pixels, scores (N, K))`` of ``head`` for a batch of views.
+) -> KeypointOutputs:
+    """``{head: (coords (N, K, 2) in view pixels, scores (N, K))}`` for a batch of views, from
+    one forward pass (two with ``flip``) whatever the number of heads.
 
     ``scores`` is the head's visibility probability (averaged with the mirror's for ``flip``).
     """
     if tta not in KEYPOINT_TTA:
         raise ValueError(f"keypoint TTA {tta!r}: expected one of {list(KEYPOINT_TTA)}")
     out = model(images, training=False)
-    probs = tf.exp(spatial_log_softmax(out[head.name]))
-    scores = tf.cast(out[visibility_output(head.name)], tf.float32)
-    if tta == "flip":
-        perm = list(head.flip_permutation())
-        mirrored = model(tf.reverse(images, [2]), training=False)
-        m_probs = tf.exp(spatial_log_softmax(mirrored[head.name]))
-        probs = (probs + tf.gather(tf.reverse(m_probs, [2]), perm, axis=3)) / 2.0
-        m_scores = tf.cast(mirrored[visibility_output(head.name)], tf.float32)
-        scores = (scores + tf.gather(m_scores, perm, axis=1)) / 2.0
-    return tf.convert_to_tensor(expected_position(probs, stride)), scores
+    mirrored = model(tf.reverse(images, [2]), training=False) if tta == "flip" else None
+    result = {}
+    for head in heads:
+        probs = tf.exp(spatial_log_softmax(out[head.name]))
+        scores = tf.cast(out[visibility_output(head.name)], tf.float32)
+        if mirrored is not None:
+            perm = list(head.flip_permutation())
+            m_probs = tf.exp(spatial_log_softmax(mirrored[head.name]))
+            probs = (probs + tf.gather(tf.reverse(m_probs, [2]), perm, axis=3)) / 2.0
+            m_scores = tf.cast(mirrored[visibility_output(head.name)], tf.float32)
+            scores = (scores + tf.gather(m_scores, perm, axis=1)) / 2.0
+        result[head.name] = (tf.convert_to_tensor(expected_position(probs, stride)), scores)
+    return result
 
 
 @dataclasses.dataclass
@@ -94,13 +102,13 @@ def predict_keypoints(
     batch_size: int = 32,
     tta: Literal["none", "flip"] = "none",
     labelled_only: bool = True,
-    outputs: Callable[[tf.Tensor, KeypointHead], tuple[Any, Any]] | None = None,
+    outputs: Callable[[tf.Tensor], KeypointOutputs] | None = None,
 ) -> dict[str, KeypointPredictions]:
     """Each keypoint head's predictions over ``examples`` (any builder's, or normalised),
     keyed by head name; with ``labelled_only`` only the rows with some of the head's
     keypoints (rows of other sources in a joint split are not the head's).
 
-    ``outputs(views, head)`` -> ``(coords (N, K, 2) in view pixels, scores (N, K))`` replaces
+    ``outputs(views)`` -> ``{head: (coords (N, K, 2) in view pixels, scores (N, K))}`` replaces
     :func:`keypoint_outputs` of ``model`` (e.g. an exported SavedModel's signature; ``tta``
     is then its business)."""
     heads = tuple(heads)
@@ -108,8 +116,8 @@ def predict_keypoints(
     stride = int(getattr(model, "keypoint_stride", 4))
     if outputs is None:
 
-        def outputs(images: tf.Tensor, head: KeypointHead) -> tuple[tf.Tensor, tf.Tensor]:
-            return keypoint_outputs(model, images, head, stride, tta)
+        def outputs(images: tf.Tensor) -> KeypointOutputs:
+            return keypoint_outputs(model, images, points, stride, tta)
 
     def _view(example):
         ex = pipeline.normalize_example(example, heads)
@@ -127,8 +135,9 @@ def predict_keypoints(
         h.name: {k: [] for k in ("truth", "pred", "scores", "cats", "sizes")} for h in points
     }
     for batch in batches:
+        predicted = outputs(batch["image"])
         for h in points:
-            coords, scores = outputs(batch["image"], h)
+            coords, scores = predicted[h.name]
             part = parts[h.name]
             part["pred"].append(geometry.to_photo(coords, batch["matrix"]).numpy())
             part["scores"].append(np.asarray(scores))

@@ -38,7 +38,7 @@ import tensorflow as tf
 
 from fashion_keras.data.config import DEFAULT_BBOX_MARGIN
 from fashion_keras.evaluation import keypoint_predictions
-from fashion_keras.evaluation.keypoint_predictions import KeypointPredictions
+from fashion_keras.evaluation.keypoint_predictions import KeypointOutputs, KeypointPredictions
 from fashion_keras.evaluation.views import (
     KEYPOINT_TTA_MODES,
     NUM_VIEWS,
@@ -99,14 +99,13 @@ class Predictor(abc.ABC):
         """The softmax heads' probabilities; ``images``: one float32 (B, S, S, 3) array per
         entry of ``inputs``."""
 
-    def keypoint_outputs(
-        self, images: tf.Tensor, head: KeypointHead, tta: str
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        """``(coords (N, K, 2) in view pixels, scores (N, K))`` of ``head`` for a batch of
-        evaluation views, with keypoint TTA ``tta`` (``none`` or ``flip``)."""
+    def keypoint_outputs(self, images: tf.Tensor, tta: str) -> KeypointOutputs:
+        """``{head: (coords (N, K, 2) in view pixels, scores (N, K))}`` of the keypoint heads
+        for a batch of evaluation views, with keypoint TTA ``tta`` (``none`` or ``flip``)."""
         raise ValueError(
-            f"{self.name}: {type(self).__name__} has no keypoint outputs (head {head.name!r}); "
-            "use a .keras file, run folder or export of a model with keypoint heads"
+            f"{self.name}: {type(self).__name__} has no keypoint outputs (heads "
+            f"{[h.name for h in self.keypoint_heads]!r}); use a .keras file, run folder or "
+            "export of a model with keypoint heads"
         )
 
     def predict_keypoints(
@@ -138,7 +137,7 @@ class Predictor(abc.ABC):
             batch_size=batch_size,
             tta=tta,
             labelled_only=labelled_only,
-            outputs=lambda images, head: self.keypoint_outputs(images, head, tta),
+            outputs=lambda images: self.keypoint_outputs(images, tta),
         )
 
 
@@ -200,11 +199,11 @@ class KerasPredictor(Predictor):
         out = self._fn(tf.convert_to_tensor(images[0], tf.float32))
         return {h.name: np.asarray(out[h.name], np.float32) for h in self.softmax_heads}
 
-    def keypoint_outputs(
-        self, images: tf.Tensor, head: KeypointHead, tta: str
-    ) -> tuple[tf.Tensor, tf.Tensor]:
+    def keypoint_outputs(self, images: tf.Tensor, tta: str) -> KeypointOutputs:
         stride = int(getattr(self.model, "keypoint_stride", 4))
-        return keypoint_predictions.keypoint_outputs(self.model, images, head, stride, tta)
+        return keypoint_predictions.keypoint_outputs(
+            self.model, images, self.keypoint_heads, stride, tta
+        )
 
 
 class SavedModelPredictor(Predictor):
@@ -241,26 +240,27 @@ class SavedModelPredictor(Predictor):
         out = self._fn(tf.convert_to_tensor(images[0], tf.float32))
         return {name: out[key].numpy() for name, key in self._keys.items()}
 
-    def keypoint_outputs(
-        self, images: tf.Tensor, head: KeypointHead, tta: str
-    ) -> tuple[tf.Tensor, tf.Tensor]:
+    def keypoint_outputs(self, images: tf.Tensor, tta: str) -> KeypointOutputs:
         """The export's ``<head>_keypoints`` / ``<head>_scores`` (view pixels); ``flip``
         averages them with the mirrored view's, mirrored back (``x -> S - 1 - x``) and
         left/right swapped: the soft-argmax is linear in the heatmap probabilities, so this is
         the average of the two heatmaps, as for Keras models."""
-        points, scores = self._points[head.name]
         images = tf.convert_to_tensor(images, tf.float32)
         out = self._fn(images)
-        coords, score = out[points], out[scores]
-        if tta == "flip":
-            perm = list(head.flip_permutation())
-            mirrored = self._fn(tf.reverse(images, [2]))
-            m_coords = tf.gather(mirrored[points], perm, axis=1)
-            width = tf.cast(tf.shape(images)[2], tf.float32)
-            m_coords = tf.stack([width - 1.0 - m_coords[..., 0], m_coords[..., 1]], axis=-1)
-            coords = (coords + m_coords) / 2.0
-            score = (score + tf.gather(mirrored[scores], perm, axis=1)) / 2.0
-        return coords, score
+        mirrored = self._fn(tf.reverse(images, [2])) if tta == "flip" else None
+        width = tf.cast(tf.shape(images)[2], tf.float32)
+        result = {}
+        for head in self.keypoint_heads:
+            points, scores = self._points[head.name]
+            coords, score = out[points], out[scores]
+            if mirrored is not None:
+                perm = list(head.flip_permutation())
+                m_coords = tf.gather(mirrored[points], perm, axis=1)
+                m_coords = tf.stack([width - 1.0 - m_coords[..., 0], m_coords[..., 1]], axis=-1)
+                coords = (coords + m_coords) / 2.0
+                score = (score + tf.gather(mirrored[scores], perm, axis=1)) / 2.0
+            result[head.name] = (coords, score)
+        return result
 
 
 def feature_extractor(model: keras.Model) -> keras.Model:
