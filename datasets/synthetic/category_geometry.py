@@ -35,6 +35,7 @@ def outwear_geometry(rng: np.random.Generator, labels: dict[str, str]) -> dict[s
     geom["parts"][1] = [(-waist, 0.95), (waist, 0.95), (hip, _JACKET_HEM_Y), (-hip, _JACKET_HEM_Y)]
     low = _JACKET_HEM_Y + 0.06  # past the hem: the front stays open to the bottom
     geom["cut"] = [(-0.075, 0.0), (0.075, 0.0), (0.13, low), (-0.13, low)]
+    geom["neckline"] = None  # an open front, no neckline class
     geom["skin"] = geom["arms"] + [geom["neck_stub"]]
     geom["inner"] = [[(-0.16, 0.04), (0.16, 0.04), (0.16, _JACKET_HEM_Y), (-0.16, _JACKET_HEM_Y)]]
     geom["hem_y"] = _JACKET_HEM_Y
@@ -57,6 +58,7 @@ def _lower_geometry(
         "sleeves": [],
         "arms": legs,
         "cut": [],
+        "neckline": None,
         "neck_stub": top,
         "skin": legs,
         "inner": [top],

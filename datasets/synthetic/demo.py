@@ -2,7 +2,13 @@
 
 The demo goes through the same TFDS builder (``deepfashion_attributes``) as the real release, so
 the whole pipeline (build, train, evaluate, export) can run offline in minutes. Each image is a
-garment drawn by :mod:`fashion_keras_datasets.synthetic.garments`, every head visible.
+garment drawn by :mod:`fashion_keras_datasets.synthetic.garments`, every head visible; design
+details such as the neckline are small relative to the garment, as in a real photo.
+
+Beside ``Anno_fine/`` the folder holds :data:`REGION_FILE` (``regions.csv``), a region file
+(:mod:`fashion_keras.data.region_files`) with the box of every :data:`~fashion_keras.heads.
+regions.REGIONS` region found from each garment's drawn FashionAI keypoints: it stands in for a
+detector's output, so heads with a ``region`` can be trained on crops without a keypoint model.
 
 Labels are drawn independently and uniformly per head. Generation is deterministic: the same seed
 gives byte-identical files. Only numpy and PIL are used.
@@ -25,11 +31,21 @@ from typing import Any
 
 import numpy as np
 
-from fashion_keras.heads import DEEPFASHION6, DEEPFASHION_CATEGORIES, DEEPFASHION_CATEGORY_TYPES
-from fashion_keras_datasets.synthetic.garments import MAX_SIDE, render_garment
+from fashion_keras.data.region_files import write_region_file
+from fashion_keras.heads import (
+    DEEPFASHION6,
+    DEEPFASHION_CATEGORIES,
+    DEEPFASHION_CATEGORY_TYPES,
+    FASHIONAI_KEYPOINTS,
+)
+from fashion_keras.heads.region_boxes import region_boxes
+from fashion_keras.heads.regions import REGIONS
+from fashion_keras_datasets.synthetic.garments import MAX_SIDE, render_garment_keypoints
 
 # Bump when the images or files change, so cached demo folders are regenerated.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
+#: The region file in the manual folder (the ``Anno_fine/`` + ``img/`` root).
+REGION_FILE = "regions.csv"
 #: The demo's rare class, as real shop data has one in nearly every head: (head, class, share of
 #: the uniform draws of that class that keep it). Sleeveless garments are about 1 row in 12.
 RARE_CLASS = ("sleeve", "sleeveless", 0.25)
@@ -76,7 +92,9 @@ def _category_for(rng: np.random.Generator, labels: dict[str, str]) -> int:
 
 
 def sample_example(seed: int, split: str, index: int, max_side: int = MAX_SIDE) -> dict[str, Any]:
-    """Draws example ``index`` of ``split``: labels (class index per head), category, image, bbox.
+    """Draws example ``index`` of ``split``: ``labels`` (class index per head), ``category_id``,
+    ``image``, ``bbox``, and the garment's FashionAI ``keypoints`` (float32 ``[24, 3]``, see
+    :class:`~fashion_keras_datasets.synthetic.garments.GarmentDrawing`) and ``neckline`` mask.
 
     Each example has its own random stream, so an example does not depend on the split sizes.
     """
@@ -85,12 +103,14 @@ def sample_example(seed: int, split: str, index: int, max_side: int = MAX_SIDE) 
     label_idx = {h.name: int(rng.integers(h.num_classes)) for h in DEEPFASHION6}
     _make_rare(label_idx, np.random.default_rng(np.random.SeedSequence([*stream, 1])))
     names = {h.name: h.classes[label_idx[h.name]] for h in DEEPFASHION6}
-    image, bbox = render_garment(rng, names, max_side)
+    drawing = render_garment_keypoints(rng, names, max_side)  # render_garment's pixels
     return {
         "labels": label_idx,
         "category_id": _category_for(rng, names),
-        "image": image,
-        "bbox": bbox,
+        "image": drawing.image,
+        "bbox": drawing.bbox,
+        "keypoints": drawing.keypoints,
+        "neckline": drawing.neckline,
     }
 
 
@@ -109,12 +129,20 @@ each class about equally often except sleeveless (about 1 garment in 12: a rare 
 Accuracies measured on this data say nothing about real photographs.
 
 Images: train {train}, val {val}, test {test}.
+
+regions.csv: the box of each region (collar, upper, sleeves, lower, garment) of each image, from
+the keypoints of the drawn garment (image,region,x1,y1,x2,y2 in pixels, x2/y2 exclusive), as a
+detector would give them; a region whose keypoints the garment lacks has no row.
 """
 
 
-def _write_split(root: str, split: str, n: int, start: int, seed: int, max_side: int) -> None:
+def _write_split(
+    root: str, split: str, n: int, start: int, seed: int, max_side: int
+) -> list[tuple[Any, ...]]:
+    """Writes the images and annotation files of ``split``; returns its region rows."""
     anno = os.path.join(root, "Anno_fine")
     paths, attrs, cates, boxes = [], [], [], []
+    keypoints, sizes = [], []
     offsets = np.cumsum([0] + [h.num_classes for h in DEEPFASHION6])
     ncols = int(offsets[-1])
     for i in range(n):
@@ -132,9 +160,35 @@ def _write_split(root: str, split: str, n: int, start: int, seed: int, max_side:
         attrs.append(" ".join(row))
         cates.append(str(ex["category_id"]))
         boxes.append(" ".join(str(v) for v in ex["bbox"]))
+        keypoints.append(ex["keypoints"])
+        sizes.append(ex["image"].size)
     for suffix, rows in (("", paths), ("_attr", attrs), ("_cate", cates), ("_bbox", boxes)):
         with open(os.path.join(anno, f"{split}{suffix}.txt"), "w", encoding="utf-8") as f:
             f.write("".join(r + "\n" for r in rows))
+    return region_rows(paths, np.stack(keypoints), np.asarray(sizes))
+
+
+def region_rows(
+    images: Sequence[str], keypoints: np.ndarray, image_sizes: np.ndarray
+) -> list[tuple[Any, ...]]:
+    """The region-file rows ``(image, region, x1, y1, x2, y2)`` of every region in
+    :data:`REGIONS` found in each image, image by image (regions in their preset order).
+
+    Args:
+      images: the image names (the builder's ``image/filename``).
+      keypoints: float ``[N, 24, 3]`` FashionAI keypoints ``(x, y, v)`` in pixels, v = -1 absent.
+      image_sizes: ``[N, 2]`` ``(width, height)``.
+    """
+    found = {
+        name: region_boxes(region, keypoints, FASHIONAI_KEYPOINTS, image_sizes)
+        for name, region in REGIONS.items()
+    }
+    rows: list[tuple[Any, ...]] = []
+    for i, image in enumerate(images):
+        for name, (boxes, ok) in found.items():
+            if ok[i]:
+                rows.append((image, name, *(float(v) for v in boxes[i])))
+    return rows
 
 
 def _write_lists(root: str) -> None:
@@ -221,10 +275,12 @@ def _write_demo_tree(tmp: str, counts: dict[str, int], seed: int, max_side: int)
     os.makedirs(os.path.join(tmp, "Anno_fine"))
     os.makedirs(os.path.join(tmp, "img"))
     start = 1
+    regions: list[tuple[Any, ...]] = []
     for split in SPLITS:
         if counts[split]:
-            _write_split(tmp, split, counts[split], start, seed, max_side)
+            regions += _write_split(tmp, split, counts[split], start, seed, max_side)
             start += counts[split]
+    write_region_file(os.path.join(tmp, REGION_FILE), regions)
     _write_lists(tmp)
     with open(os.path.join(tmp, README_NAME), "w", encoding="utf-8") as f:
         f.write(_README.format(version=GENERATOR_VERSION, seed=seed, **counts))
@@ -316,6 +372,13 @@ def demo_manual_dir(
         _marker(counts, seed, MAX_SIDE),
         lambda tmp: _write_demo_tree(tmp, counts, seed, MAX_SIDE),
     )
+
+
+def demo_region_file(cache_dir: str | None = None, **sizes: int) -> str:
+    """The region file (:data:`REGION_FILE`) of the cached demo :func:`demo_manual_dir` (the
+    same arguments: ``num_train``, ``num_val``, ``num_test``, ``seed``), generated on first
+    use."""
+    return os.path.join(demo_manual_dir(cache_dir, **sizes), REGION_FILE)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -177,15 +177,15 @@ def _draw_stitches(draw: ImageDraw.ImageDraw, canvas: Canvas, poly: Poly, w: int
 
 
 def _draw_embroidery(draw: ImageDraw.ImageDraw, canvas: Canvas, geom: dict[str, Any]) -> None:
-    """Stitch marks along the garment's edges and a few cross-stitches around the neck."""
+    """Stitch marks along the garment's edges and a row of cross-stitches across the chest
+    (below the deepest neckline opening, so they never blur the neckline's shape)."""
     w = canvas.width_px(0.035)
     outlines = list(geom["parts"]) + ([geom["cut"]] if geom["cut"] else [])
     for poly in outlines:
         _draw_stitches(draw, canvas, poly, w)
-    # a few cross-stitches around the neck
     for k in range(7):
         gx = (k - 3) * 0.06
-        px, py = canvas.pt(gx, 0.14 if geom["cut"] else 0.1)
+        px, py = canvas.pt(gx, 0.32)
         s = 0.025 * canvas.unit
         draw.line([(px - s, py - s), (px + s, py + s)], fill=255, width=max(1, w - 1))
         draw.line([(px - s, py + s), (px + s, py - s)], fill=255, width=max(1, w - 1))

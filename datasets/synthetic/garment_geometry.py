@@ -23,7 +23,13 @@ _FIT_SHAPE = {  # shoulder half-width, armpit half-width, waist half-width, skir
 }
 _SKIRT_LENGTH = {"maxi_length": 1.45, "mini_length": 0.55, "no_dress": 0.0}
 _SLEEVE_LENGTH = {"long_sleeve": 0.95, "short_sleeve": 0.3, "sleeveless": 0.0}
-_NECK_HALF_WIDTH = 0.14
+#: Half the neckline's width: the opening is about 1/7 of the garment box's width (a real neck
+#: in a photo of a whole garment); a crop of the collar region shows it far larger.
+_NECK_HALF_WIDTH = 0.11
+#: How deep each opening reaches below the neck (its lowest point, center_front).
+_NECK_DEPTH = {"crew_neckline": 0.1, "v_neckline": 0.26, "square_neckline": 0.2}
+_SQUARE_HALF_WIDTH = 0.125
+_COLLAR_BAND = (-0.06, 0.02)  # the no_neckline band's top and bottom
 _ARMPIT_Y = 0.36
 _SHOULDER_Y = 0.08
 
@@ -32,8 +38,9 @@ Points = dict[str, tuple[float, float]]
 
 def garment_geometry(rng: np.random.Generator, labels: dict[str, str]) -> dict[str, Any]:
     """A top or a dress by ``labels`` (``fit``, ``length``, ``sleeve``, ``neckline``): its
-    ``parts``, ``sleeves``, ``arms``, neckline ``cut``, ``neck_stub``, ``skin``, ``hem_y``,
-    ``waist``, ``is_dress``, FashionAI ``category`` and ``keypoints`` (garment units)."""
+    ``parts``, ``sleeves``, ``arms``, neckline ``cut``, ``neckline`` (the polygon that shows the
+    neckline class: the cut, or the collar band of ``no_neckline``), ``neck_stub``, ``skin``,
+    ``hem_y``, ``waist``, ``is_dress``, FashionAI ``category`` and ``keypoints`` (garment units)."""
     shoulder, armpit, waist, flare = _FIT_SHAPE[labels["fit"]]
     jitter = rng.uniform(0.95, 1.05)
     shoulder, armpit, waist = shoulder * jitter, armpit * jitter, waist * jitter
@@ -68,12 +75,13 @@ def garment_geometry(rng: np.random.Generator, labels: dict[str, str]) -> dict[s
     cut, collar = _neckline(labels["neckline"], shoulder, points)
     if collar is not None:
         parts.append(collar)
-    neck_stub = [(-0.085, -0.3), (0.085, -0.3), (0.085, 0.05), (-0.085, 0.05)]
+    neck_stub = [(-0.065, -0.3), (0.065, -0.3), (0.065, 0.05), (-0.065, 0.05)]
     return {
         "parts": parts,
         "sleeves": sleeves,
         "arms": arms,
         "cut": cut,
+        "neckline": cut or collar,  # never empty: one of the two is drawn
         "neck_stub": neck_stub,
         "skin": arms + [neck_stub] + ([cut] if cut else []),
         "hem_y": hem_y,
@@ -115,24 +123,29 @@ def _neckline(neck: str, shoulder: float, points: Points) -> tuple[Poly, Poly | 
     """The neckline opening ``cut`` (empty for ``no_neckline``) and the collar band drawn above
     the shoulder line instead (or None); adds the neckline keypoints to ``points``."""
     nw = _NECK_HALF_WIDTH
-    # The three openings differ in outline, width and depth so they survive a 64 px input:
-    # crew = small shallow half-disc, V = deep narrow point, square = wide deep rectangle.
+    # The openings are small (about 1/7 of the garment's width) and differ in outline and depth
+    # so that a 64 px crop of the collar region tells them apart: crew = shallow half-disc,
+    # V = deep point, square = slightly wider rectangle of middle depth, none = a closed band.
     # neckline_left/right: where the opening meets the top edge; center_front: its lowest point
     if neck == "crew_neckline":
-        cut: Poly = [(nw * math.cos(t), 0.16 * math.sin(t)) for t in np.linspace(0.0, math.pi, 13)]
-        points |= pair("neckline", nw, 0.0) | {"center_front": (0.0, 0.16)}
+        depth = _NECK_DEPTH["crew_neckline"]
+        cut: Poly = [(nw * math.cos(t), depth * math.sin(t)) for t in np.linspace(0.0, math.pi, 13)]
+        points |= pair("neckline", nw, 0.0) | {"center_front": (0.0, depth)}
     elif neck == "v_neckline":
-        cut = [(-nw, 0.0), (nw, 0.0), (0.0, 0.46)]
-        points |= pair("neckline", nw, 0.0) | {"center_front": (0.0, 0.46)}
+        depth = _NECK_DEPTH["v_neckline"]
+        cut = [(-nw, 0.0), (nw, 0.0), (0.0, depth)]
+        points |= pair("neckline", nw, 0.0) | {"center_front": (0.0, depth)}
     elif neck == "square_neckline":
-        sq = min(0.2, shoulder - 0.06)
-        cut = [(-sq, 0.0), (sq, 0.0), (sq, 0.27), (-sq, 0.27)]
+        depth = _NECK_DEPTH["square_neckline"]
+        sq = min(_SQUARE_HALF_WIDTH, shoulder - 0.06)
+        cut = [(-sq, 0.0), (sq, 0.0), (sq, depth), (-sq, depth)]
         # the opening's side meets the slope from the neck (nw, 0) to the shoulder
         corner_y = _SHOULDER_Y * max(0.0, sq - nw) / (shoulder - nw)
-        points |= pair("neckline", sq, corner_y) | {"center_front": (0.0, 0.27)}
+        points |= pair("neckline", sq, corner_y) | {"center_front": (0.0, depth)}
     else:  # no_neckline: a closed collar band above the shoulder line
-        points |= pair("neckline", nw, -0.07) | {"center_front": (0.0, -0.07)}
-        return [], [(-nw, -0.07), (nw, -0.07), (nw, 0.02), (-nw, 0.02)]
+        top, bottom = _COLLAR_BAND
+        points |= pair("neckline", nw, top) | {"center_front": (0.0, top)}
+        return [], [(-nw, top), (nw, top), (nw, bottom), (-nw, bottom)]
     return cut, None
 
 

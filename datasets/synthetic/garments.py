@@ -7,7 +7,8 @@ Every DeepFashion-6 head is drawn visibly:
 - sleeve: how much of the (skin-coloured) arm the sleeve covers;
 - length: a dress with a belt and a skirt down to the ankles (maxi) or above the knee (mini), or a
   top that ends at the waist (no_dress);
-- neckline: the opening cut at the top (round, V, square, or a closed collar band);
+- neckline: the opening cut at the top (round, V, square, or a closed collar band), small as in a
+  photo of a whole garment (about 1/7 of its width): a crop of the collar region shows it best;
 - fabric: the colour and grain of the cloth (blue twill denim, pale see-through chiffon, plain
   mid-colour cotton, dark leather with a sheen, noisy fuzzy-edged faux fur, ribbed knit);
 - fit: the silhouette (narrow and tapered, wide and flared, straight).
@@ -313,6 +314,8 @@ class GarmentDrawing:
         keypoint the category does not define or the garment lacks (the cuffs of a sleeveless
         top). ``_left`` points are on the image's left, as in the FashionAI annotations.
       mask: bool ``[H, W]``, where the garment's cloth is.
+      neckline: bool ``[H, W]``, the drawn neckline detail (the opening, or the closed collar
+        band of ``no_neckline``), or None for a category without one (outwear, skirt, trousers).
     """
 
     image: Image.Image
@@ -320,6 +323,7 @@ class GarmentDrawing:
     category: str
     keypoints: np.ndarray
     mask: np.ndarray
+    neckline: np.ndarray | None = None
 
 
 def keypoint_category(labels: dict[str, str]) -> str:
@@ -354,7 +358,15 @@ def render_garment_keypoints(
     image, bbox, canvas, geom, garment = _render(
         rng, labels, max_side, _CATEGORY_GEOMETRY[category]
     )
-    return GarmentDrawing(image, bbox, category, _keypoint_rows(canvas, geom, category), garment)
+    neckline = geom.get("neckline")
+    return GarmentDrawing(
+        image,
+        bbox,
+        category,
+        _keypoint_rows(canvas, geom, category),
+        garment,
+        None if neckline is None else mask(canvas.polys([neckline])),
+    )
 
 
 def _keypoint_rows(canvas: Canvas, geom: dict[str, Any], category: str) -> np.ndarray:

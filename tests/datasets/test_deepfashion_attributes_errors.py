@@ -333,6 +333,7 @@ def test_generator_is_deterministic(tmp_path):
     files = _tree(a)
     assert files == _tree(b)
     assert "README_SYNTHETIC.txt" in files and "Anno_fine/list_attr_cloth.txt" in files
+    assert demo.REGION_FILE in files  # compared byte for byte too
     _, mismatch, errors = filecmp.cmpfiles(a, b, files, shallow=False)
     assert not mismatch and not errors
     assert (a / "Anno_fine/train_attr.txt").read_bytes() != (
