@@ -17,7 +17,8 @@ box in the photo's pixels (top-left, then the exclusive bottom-right edges; floa
 ``file:line: field = 'value': expected ...`` :class:`AnnotationError`, or with
 ``skip_bad_rows`` is skipped and counted by reason. When the photo sizes are known, a box
 reaching outside its photo is clamped (and counted) and one wholly outside is a bad row.
-:func:`write_region_file` writes the same format atomically.
+:func:`write_region_file` writes the same format atomically; :func:`append_region_rows` appends
+rows to one (with the score column) so that the file is valid at every moment.
 
 :mod:`fashion_keras.data.region_lookup` joins a ``tf.data`` dataset with a region file.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -315,6 +317,84 @@ def write_region_file(path: str | os.PathLike, rows: RegionRows) -> str:
             cells.append("" if box.score is None else _format_number(box.score))
         out.append(cells)
     return _write_csv_atomically(os.fspath(path), header, out)
+
+
+def append_region_rows(
+    path: str | os.PathLike,
+    rows: Iterable[Sequence[Any]],
+    seen: set[tuple[str, str]] | None = None,
+) -> int:
+    """Appends ``(image, region, x1, y1, x2, y2, score)`` rows (a score may be None) to the
+    region file at ``path``, which has the ``score`` column; returns the rows written.
+
+    A missing or empty file gets its header first (written atomically). The rows are checked
+    as :func:`write_region_file` checks them, then written in one write, flushed and synced, so
+    a reader (or an interruption) finds the header and whole rows only; a torn last line that a
+    killed process left is dropped before appending.
+
+    Args:
+      seen: the ``(image, region)`` keys already in the file; a row repeating one is an error.
+        The written rows' keys are added to it.
+
+    Raises:
+      ValueError: a bad row (nothing is written), or a file whose header is not
+        ``image,region,x1,y1,x2,y2,score``.
+    """
+    path = os.fspath(path)
+    seen = set() if seen is None else seen
+    keys = set(seen)
+    checked = [_check_written_row(i, tuple(item), keys) for i, item in enumerate(rows)]
+    header = ",".join((*COLUMNS, SCORE_COLUMN))
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        _write_csv_atomically(path, header.split(","), [])
+    else:
+        drop_torn_line(path)
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            got = f.readline().rstrip("\r\n")
+        if got != header:
+            raise ValueError(
+                f"{path}: header {got!r}: expected {header!r} (a region file with a score "
+                "column) to append to; give another path or delete the file"
+            )
+    if not checked:
+        return 0
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for image, region, box in checked:
+        score = "" if box.score is None else _format_number(box.score)
+        writer.writerow([image, region, *(_format_number(v) for v in box[:4]), score])
+    with open(path, "a", encoding="utf-8", newline="") as f:
+        f.write(buffer.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+    seen.update(keys)
+    return len(checked)
+
+
+def drop_torn_line(path: str | os.PathLike) -> bool:
+    """Truncates the file at ``path`` after its last newline (the partial line a killed write
+    left; the files this module writes end every line with one); returns whether it did.
+    :func:`append_region_rows` calls it before appending."""
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return False
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return False
+        start = size
+        while start > 0:
+            step = min(start, 1 << 16)
+            start -= step
+            f.seek(start)
+            cut = f.read(step).rfind(b"\n")
+            if cut >= 0:
+                f.truncate(start + cut + 1)
+                return True
+        raise ValueError(
+            f"{path}: no complete line (not even the header): expected a region file; "
+            "delete it and run again"
+        )
 
 
 def _check_written_row(

@@ -10,7 +10,13 @@ import pytest
 import tensorflow as tf
 from conftest import boxed_image, encode
 
-from fashion_keras.data.region_files import RegionBox, read_region_file, write_region_file
+from fashion_keras.data.region_files import (
+    RegionBox,
+    append_region_rows,
+    drop_torn_line,
+    read_region_file,
+    write_region_file,
+)
 from fashion_keras.data.region_lookup import (
     FallbackCounts,
     count_fallbacks,
@@ -293,6 +299,64 @@ def test_write_rejects_duplicates(tmp_path):
     rows = [("a.jpg", "collar", 0, 0, 1, 1), ("./a.jpg", "collar", 0, 0, 2, 2)]
     with pytest.raises(ValueError, match="one row per image and region"):
         write_region_file(tmp_path / "r.csv", rows)
+
+
+def test_append_creates_the_header_once_and_appends(tmp_path):
+    path = tmp_path / "sub" / "r.csv"
+    seen: set[tuple[str, str]] = set()
+    assert append_region_rows(path, [], seen) == 0  # the header alone: a valid, empty file
+    assert path.read_text() == HEADER + ",score\n"
+    assert read_region_file(path, REGIONS).boxes == {}
+    assert append_region_rows(path, [("./a.jpg", "collar", 1, 2, 3.5, 4, 0.25)], seen) == 1
+    assert append_region_rows(path, [("b, c.jpg", "lower", 0, 0, 1, 1, None)], seen) == 1
+    assert path.read_text().splitlines() == [
+        HEADER + ",score",
+        "a.jpg,collar,1,2,3.5,4,0.25",
+        '"b, c.jpg",lower,0,0,1,1,',
+    ]
+    assert seen == {("a.jpg", "collar"), ("b, c.jpg", "lower")}
+    assert read_region_file(path, REGIONS).boxes == {
+        ("a.jpg", "collar"): (1.0, 2.0, 3.5, 4.0, 0.25),
+        ("b, c.jpg", "lower"): (0.0, 0.0, 1.0, 1.0, None),
+    }
+    assert not list(tmp_path.glob("**/*.tmp-*"))
+
+
+def test_append_rejects_a_bad_batch_whole(tmp_path):
+    path = tmp_path / "r.csv"
+    seen: set[tuple[str, str]] = set()
+    append_region_rows(path, [("a.jpg", "collar", 0, 0, 1, 1, 0.5)], seen)
+    before = path.read_text()
+    with pytest.raises(ValueError, match=r"region row 1 = .*one row per image and region"):
+        append_region_rows(
+            path, [("b.jpg", "collar", 0, 0, 1, 1, 0.5), ("./a.jpg", "collar", 0, 0, 2, 2)], seen
+        )
+    with pytest.raises(ValueError, match=r"region row 0 = .*a score in \[0, 1\] or None"):
+        append_region_rows(path, [("c.jpg", "collar", 0, 0, 1, 1, 2.0)], seen)
+    assert path.read_text() == before
+    assert seen == {("a.jpg", "collar")}
+
+
+def test_append_needs_the_score_header(tmp_path):
+    path = region_csv(tmp_path, "a.jpg,collar,0,0,1,1")
+    with pytest.raises(
+        ValueError, match=r"r(egions)?.csv: header 'image,region,x1,y1,x2,y2': expected .*score"
+    ):
+        append_region_rows(path, [("b.jpg", "collar", 0, 0, 1, 1, 0.5)])
+
+
+def test_append_drops_a_torn_last_line(tmp_path):
+    path = tmp_path / "r.csv"
+    append_region_rows(path, [("a.jpg", "collar", 0, 0, 1, 1, 0.5)])
+    intact = path.read_text()
+    assert not drop_torn_line(path)
+    with open(path, "a") as f:
+        f.write("b.jpg,coll")  # a killed write
+    append_region_rows(path, [("b.jpg", "collar", 0, 0, 1, 1, 0.5)])
+    assert path.read_text() == intact + "b.jpg,collar,0,0,1,1,0.5\n"
+    (tmp_path / "torn.csv").write_text("image,reg")
+    with pytest.raises(ValueError, match=r"torn.csv: no complete line .*delete it"):
+        drop_torn_line(tmp_path / "torn.csv")
 
 
 # --- joining with tf.data ----------------------------------------------------------------------
