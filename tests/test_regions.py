@@ -1,4 +1,7 @@
-"""Regions: validation, presets, box rules (pixel edges), batch boxes, heads naming regions."""
+"""Regions: validation, presets, box rules (pixel edges), batch boxes, heads naming regions;
+and the command ``python -m fashion_keras.regions`` that writes a keypoint model's region boxes
+(its library, :mod:`fashion_keras.evaluation.region_detection`, is tested in
+``tests/evaluation/test_region_detection.py``)."""
 
 import hashlib
 import json
@@ -8,6 +11,7 @@ import numpy as np
 import pytest
 
 from fashion_keras import heads as H
+from fashion_keras import regions as regions_command
 from fashion_keras.heads import Region, region_box, region_boxes
 
 # A small keypoint head for hand-made points: a, b, c bound the test regions, d never does.
@@ -262,7 +266,9 @@ def test_fashionai8_heads_carry_their_regions():
         "skirt_length_labels": "lower",
         "sleeve_length_labels": "sleeves",
     }
-    assert all(h.region is None for h in (*H.DEEPFASHION6, *H.DEEPFASHION_CATEGORY))
+    # deepfashion6: the neckline, a small design detail, looks at the collar
+    assert {h.name: h.region for h in H.DEEPFASHION6 if h.region} == {"neckline": "collar"}
+    assert all(h.region is None for h in H.DEEPFASHION_CATEGORY)
     spec = H.get_heads("fashionai8")
     assert H.heads_from_dict(json.loads(json.dumps(H.heads_to_dict(spec)))) == spec
 
@@ -311,6 +317,141 @@ _BEFORE_REGIONS = {
 def test_preset_dicts_are_unchanged_but_for_the_region_entries(preset):
     as_dict = H.heads_to_dict(H.get_heads(preset))
     with_region = [h.pop("region") for h in as_dict["heads"] if "region" in h]
-    assert bool(with_region) == (preset == "fashionai8")
+    assert bool(with_region) == (preset in ("fashionai8", "deepfashion6"))
     text = json.dumps(as_dict, sort_keys=True)
     assert hashlib.sha256(text.encode()).hexdigest() == _BEFORE_REGIONS[preset]
+
+
+# --- the command: python -m fashion_keras.regions ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def command_setup(tmp_path_factory):
+    """A 5-image keypoints demo split and a 64 px keypoint model in a .keras file."""
+    from fashion_keras.data import sources
+    from fashion_keras.models import build_model
+    from fashion_keras_datasets.synthetic.keypoints_demo import generate_keypoints_demo
+
+    root = tmp_path_factory.mktemp("regions_command")
+    generate_keypoints_demo(str(root / "manual"), num_train=6, num_test=0, seed=4, max_side=80)
+    builder = sources.get_builder("fashionai_keypoints", str(root / "manual"), str(root / "tfds"))
+    model = build_model("seresnet_tiny", "fashionai_keypoints", image_size=64, keypoint_filters=16)
+    model.save(str(root / "kp.keras"))
+    data = [
+        "--dataset",
+        "fashionai_keypoints",
+        "--data-dir",
+        str(root / "manual"),
+        "--tfds-data-dir",
+        str(root / "tfds"),
+        "--split",
+        "train",
+    ]
+    return {"root": root, "model": str(root / "kp.keras"), "builder": builder, "data": data}
+
+
+def test_command_writes_the_library_rows_and_resumes(command_setup, tmp_path, capsys):
+    from fashion_keras.data import sources
+    from fashion_keras.data.region_files import read_region_file
+    from fashion_keras.evaluation.model_loading import load_predictor
+    from fashion_keras.evaluation.region_detection import detect_regions
+
+    out = tmp_path / "regions.csv"
+    argv = [command_setup["model"], *command_setup["data"], "--output", str(out)]
+    argv += ["--batch-size", "2", "--min-score", "0", "--regions", "collar,lower"]
+    assert regions_command.main(argv) == 0
+    printed = capsys.readouterr().out
+    images = command_setup["builder"].info.splits["train"].num_examples
+    # min-score 0: every keypoint present, so every image has both boxes
+    assert f"{out}: {images} images\n" in printed
+    assert f"collar  {images} rows, 0 images without a box" in printed
+    assert f"lower   {images} rows, 0 images without a box" in printed
+    written = out.read_text()
+    boxes = read_region_file(out, list(H.REGIONS)).boxes
+    assert len(boxes) == 2 * images and {r for _, r in boxes} == {"collar", "lower"}
+
+    # the same rows as the library call with the same settings
+    library = tmp_path / "library.csv"
+    detect_regions(
+        load_predictor(command_setup["model"]),
+        sources.load_split(command_setup["builder"], "train"),
+        library,
+        regions=["collar", "lower"],
+        min_score=0.0,
+        batch_size=2,
+        progress=False,
+    )
+    assert library.read_text() == written
+
+    # a rerun resumes: everything is already written, nothing is added
+    assert regions_command.main(argv) == 0
+    assert f"({images} already written by an earlier run, skipped)" in capsys.readouterr().out
+    assert out.read_text() == written
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--regions", "hood"], r"error: config field 'regions' = 'hood': unknown or no region"),
+        (["--tta", "ten_crop"], r"error: tta = 'ten_crop': keypoint heads take one of"),
+        (["--min-score", "2"], r"error: config field 'min_score' must be in \[0, 1\], got 2.0"),
+    ],
+)
+def test_command_input_errors_are_one_line(command_setup, tmp_path, flags, message):
+    argv = [command_setup["model"], *command_setup["data"], "--output", str(tmp_path / "r.csv")]
+    with pytest.raises(SystemExit, match=message):
+        regions_command.main([*argv, *flags])
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_command_needs_an_output(command_setup):
+    with pytest.raises(SystemExit, match=r"error: config field 'output' is required"):
+        regions_command.main([command_setup["model"], *command_setup["data"]])
+
+
+def test_command_rejects_a_region_the_model_lacks(tmp_path):
+    from fashion_keras.models import build_model
+
+    neck = H.KeypointHead(
+        "neck",
+        ("neckline_left", "neckline_right", "center_front", "shoulder_left", "shoulder_right"),
+        (),
+        {"all": (("neckline_left", "neckline_right"), None)},
+    )
+    path = str(tmp_path / "neck.keras")
+    build_model("seresnet_tiny", (neck,), image_size=32, keypoint_filters=8).save(path)
+    argv = [path, "--data-dir", str(tmp_path / "unused"), "--output", str(tmp_path / "r.csv")]
+    with pytest.raises(
+        SystemExit,
+        match=r"error: region 'lower' needs keypoint\(s\) \['waistband_left', .*\] that "
+        r"keypoint head 'neck' lacks; drop it from --regions",
+    ):
+        regions_command.main([*argv, "--regions", "collar,lower"])
+
+
+# --- views: which picture each head reads (fashion_keras.heads.views) --------------------------
+
+
+def test_views_name_inputs_and_pick_each_heads_view():
+    from fashion_keras.heads.views import crop_input, head_view, model_views, named_regions
+
+    assert crop_input(None) == "image" and crop_input("collar") == "collar_crop"
+    neck = H.Head("neck", ("v", "round"), region="collar")
+    hem = H.Head("hem", ("short", "long"), region="lower")
+    plain = H.Head("colour", ("dark", "light"))
+    assert head_view(neck, ("collar",)) == "collar"
+    assert head_view(neck, ("lower",)) is None and head_view(plain, ("collar",)) is None
+    heads = (neck, plain, hem, H.Head("cut", ("a", "b"), region="collar"))
+    assert named_regions(heads) == ("collar", "lower")
+    assert named_regions((plain,)) == ()
+    assert named_regions((*heads, H.FASHIONAI_KEYPOINTS)) == ("collar", "lower")
+    # the garment view first when a head needs it, then the regions in the order given
+    assert model_views(heads, ()) == (None,)
+    assert model_views(heads, ("lower", "collar")) == (None, "lower", "collar")
+    assert model_views((neck, hem), ("lower", "collar")) == ("lower", "collar")
+    assert model_views((neck, hem), ("collar",)) == (None, "collar")
+    # a keypoint head reads the garment view
+    assert model_views((neck, H.FASHIONAI_KEYPOINTS), ("collar",)) == (None, "collar")
+    deepfashion6 = H.get_heads("deepfashion6")
+    assert named_regions(deepfashion6) == ("collar",)
+    assert model_views(deepfashion6, ("collar",)) == (None, "collar")

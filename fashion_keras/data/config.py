@@ -57,6 +57,12 @@ class DataConfig(Section):
         "Skip and report malformed annotation rows instead of stopping the build (the "
         "<config>_skip_bad_rows builder config).",
     )
+    region_file: str | None = option(
+        None,
+        "Region boxes for --region-crops: a CSV image,region,x1,y1,x2,y2[,score] in pixels, "
+        "joined with the dataset by image path (python -m fashion_keras.regions writes one "
+        "from a keypoint model; any detector's boxes in that format work too).",
+    )
     tfds_data_dir: str | None = option(
         None, "Where TFDS writes the prepared dataset (default: TFDS's ~/tensorflow_datasets)."
     )
@@ -71,6 +77,8 @@ class DataConfig(Section):
     def __post_init__(self) -> None:
         if self.data_dir is not None:
             self.data_dir = os.path.expanduser(self.data_dir)
+        if self.region_file is not None:
+            self.region_file = os.path.expanduser(self.region_file)
 
     @property
     def uses_demo_data(self) -> bool:
@@ -97,6 +105,16 @@ class PreprocessConfig(Section):
         "Margin around the garment box, as a fraction of its size on each side. Training: "
         f"default {DEFAULT_BBOX_MARGIN}, saved with the model. Evaluation, prediction and "
         "feature stacking use the model's own margin unless this overrides it.",
+    )
+
+    keypoint_model: str | None = option(
+        None,
+        "For a model with region crops: the keypoint model (.keras file or training run "
+        "folder, e.g. trained with --heads fashionai_keypoints) whose points give the regions' "
+        "boxes. Training: the export then runs both stages (photo -> keypoints -> region boxes "
+        "-> crops -> heads). Evaluation and prediction: the boxes (default: the model's own "
+        "keypoint head or the export's first stage). Not needed when the model has such a "
+        "keypoint head itself.",
     )
 
     def validate(self) -> None:

@@ -27,7 +27,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from fashion_keras.data import geometry
-from fashion_keras.data.preprocess import DEFAULT_BBOX_MARGIN, eval_view, train_view
+from fashion_keras.data.preprocess import DEFAULT_BBOX_MARGIN
+from fashion_keras.data.region_views import eval_views, train_views
 from fashion_keras.heads import (
     AnyHead,
     Head,
@@ -36,6 +37,7 @@ from fashion_keras.heads import (
     softmax_heads,
     visibility_output,
 )
+from fashion_keras.heads.views import model_views
 
 
 class DatasetHeadsError(ValueError):
@@ -117,7 +119,8 @@ def normalize_example(example: Mapping[str, Any], heads: Sequence[AnyHead]) -> d
       "keypoints": {keypoint head: float32 [K, 3] (x, y, v) in photo pixels},
       "keypoint_categories": {keypoint head: int32 index into the head's categories, -1 =
       unknown}}`` (builders with keypoints write ``keypoints/<head>`` and
-      ``keypoint_categories/<head>``).
+      ``keypoint_categories/<head>``), plus ``region_boxes`` and ``region_found`` where the
+      example has them (:mod:`.region_lookup`, :mod:`.region_views`).
       The soft target is the example's own ``soft_labels`` entry where it has one, else the
       one-hot label (all zeros when unlabelled). Heads the example does not know are unlabelled
       (keypoints all absent, -1). Normalising a normalised example changes nothing.
@@ -154,6 +157,11 @@ def normalize_example(example: Mapping[str, Any], heads: Sequence[AnyHead]) -> d
         else:
             categories[head.name] = tf.constant(-1, tf.int32)
     bbox = example["bbox"] if "bbox" in example else tf.constant(_FULL_IMAGE)
+    regions = (
+        {"region_boxes": example["region_boxes"], "region_found": example["region_found"]}
+        if "region_boxes" in example
+        else {}
+    )
     return {
         "image": example["image"],
         "bbox": tf.cast(tf.reshape(bbox, [4]), tf.float32),
@@ -161,6 +169,7 @@ def normalize_example(example: Mapping[str, Any], heads: Sequence[AnyHead]) -> d
         "soft_labels": soft,
         "keypoints": points,
         "keypoint_categories": categories,
+        **regions,
     }
 
 
@@ -411,6 +420,7 @@ def make_dataset(
     drop_remainder: bool | None = None,
     scale: float = 0.0,
     rotation: float = 0.0,
+    regions: Sequence[str] = (),
 ) -> tf.data.Dataset:
     """Builds the batched ``(image, targets, sample_weights)`` pipeline.
 
@@ -423,37 +433,31 @@ def make_dataset(
       drop_remainder: defaults to ``training``.
       scale, rotation: the training view's zoom and rotation ranges
         (:func:`~fashion_keras.data.preprocess.train_view`; 0 = off).
+      regions: the model's region crops (``MultiHeadClassifier.regions``): the input is then
+        a dict of views (:func:`fashion_keras.heads.views.model_views`), each region's the view
+        of its box in ``region_boxes`` (the garment box where an example has none), drawn with
+        the garment view's seed (the same flip); keypoint targets follow the garment view.
     """
     heads = tuple(heads)
     if drop_remainder is None:
         drop_remainder = training
-
-    def _bbox(example):
-        return example["bbox"] if "bbox" in example else None
-
+    views = model_views(heads, regions)
     if training:
         examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         aug_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         examples = tf.data.Dataset.zip(examples, aug_seeds)
 
         def _map(example, aug_seed):
-            view = train_view(
-                example["image"],
-                image_size,
-                _bbox(example),
-                bbox_margin,
-                seed=aug_seed,
-                scale=scale,
-                rotation=rotation,
+            images, matrix, flipped = train_views(
+                example, views, image_size, bbox_margin, aug_seed, scale, rotation
             )
-            targets = targets_from_example(example, heads, view.matrix, image_size, view.flipped)
-            return (view.image, *targets)
+            return (images, *targets_from_example(example, heads, matrix, image_size, flipped))
 
     else:
 
         def _map(example):
-            image, matrix = eval_view(example["image"], image_size, _bbox(example), bbox_margin)
-            return (image, *targets_from_example(example, heads, matrix, image_size))
+            images, matrix = eval_views(example, views, image_size, bbox_margin)
+            return (images, *targets_from_example(example, heads, matrix, image_size))
 
     ds = examples.map(_map, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)

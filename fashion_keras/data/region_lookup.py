@@ -1,4 +1,5 @@
-"""Joining a ``tf.data`` dataset with a region file (:mod:`.region_files`) by image path.
+"""Region boxes for ``tf.data`` examples: a region file's (:mod:`.region_files`, joined by image
+path) or the box of the example's own keypoints (:func:`attach_region_boxes` takes both).
 
 :func:`region_lookup` adds ``region_boxes`` (normalised ``(ymin, xmin, ymax, xmax)``, as
 ``bbox``) and ``region_found`` per region to each example; an image without a box for a region
@@ -15,10 +16,15 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from fashion_keras.data.pipeline import keypoint_features
 from fashion_keras.data.region_files import KEY_SEPARATOR, RegionFile, check_region_names
-
-#: The garment box of an example without one: the whole photo.
-FULL_IMAGE = (0.0, 0.0, 1.0, 1.0)
+from fashion_keras.data.region_views import (
+    FULL_IMAGE,
+    keypoint_head_for,
+    keypoint_region_boxes,
+    to_normalized,
+)
+from fashion_keras.heads import KeypointHead, get_heads, get_region
 
 
 def normalize_image_path_tf(path: tf.Tensor) -> tf.Tensor:
@@ -147,3 +153,82 @@ def count_fallbacks(
         for r in names:
             counts[r] += int((~flags[r]).sum())
     return FallbackCounts(total, counts)
+
+
+def boxes_from_keypoints(
+    example: Mapping[str, Any], regions: Sequence[str], heads: Sequence[KeypointHead]
+) -> dict[str, Any]:
+    """``example`` (a builder's, with ``image`` bytes, ``bbox`` and ``keypoints/<head>``) plus
+    ``region_boxes`` / ``region_found`` from its own keypoints (``heads``: the dataset's keypoint
+    heads); a region without a box gets the garment ``bbox`` and found = False. A region the
+    example already has a found box for (a region file's, :mod:`.region_lookup`) keeps it."""
+    height, width = photo_size(example)
+    sizes = tf.reshape(tf.stack([width, height]), [1, 2])
+    garment = (
+        tf.reshape(tf.cast(example["bbox"], tf.float32), [4])
+        if "bbox" in example
+        else tf.constant(FULL_IMAGE, tf.float32)
+    )
+    boxes = dict(example.get("region_boxes", {}))
+    found = dict(example.get("region_found", {}))
+    for region in regions:
+        head = keypoint_head_for(region, heads)
+        points = tf.cast(example["keypoints"][head.name], tf.float32)[None]
+        pixels, ok = keypoint_region_boxes(region, points, head, sizes)
+        box, ok = to_normalized(pixels, sizes)[0], ok[0]
+        if region in found:
+            ok, box = found[region] | ok, tf.where(found[region], boxes[region], box)
+        boxes[region] = tf.where(ok, box, garment)
+        found[region] = ok
+    return {**example, "region_boxes": boxes, "region_found": found}
+
+
+def dataset_keypoint_heads(features: Mapping[str, Any]) -> tuple[KeypointHead, ...]:
+    """The keypoint heads (presets) whose ``keypoints/<head>`` a dataset's features hold."""
+    found = []
+    for name, shape in keypoint_features(features).items():
+        try:
+            (head,) = get_heads(name)
+        except (ValueError, KeyError):
+            continue
+        if isinstance(head, KeypointHead) and (head.num_keypoints, 3) == tuple(shape):
+            found.append(head)
+    return tuple(found)
+
+
+def attach_region_boxes(
+    examples: tf.data.Dataset,
+    regions: Sequence[str],
+    keypoint_sources: Sequence[KeypointHead] = (),
+    lookup: Any = None,
+) -> tf.data.Dataset:
+    """A builder's examples plus ``region_boxes`` / ``region_found`` for ``regions``: a region
+    file's box where it has one (``lookup``, :func:`~.region_lookup.region_lookup`), else the
+    box of the example's own keypoints (``keypoint_sources``: the dataset's keypoint heads; a
+    region none of them covers has no such source), else the garment box (found = False)."""
+    regions = tuple(regions)
+    by_keypoints = tuple(
+        r
+        for r in regions
+        if any(all(k in h.keypoints for k in get_region(r).keypoints) for h in keypoint_sources)
+    )
+
+    def _attach(example):
+        if lookup is not None:
+            example = lookup(example)
+        else:
+            garment = (
+                tf.reshape(tf.cast(example["bbox"], tf.float32), [4])
+                if "bbox" in example
+                else tf.constant(FULL_IMAGE, tf.float32)
+            )
+            example = {
+                **example,
+                "region_boxes": {r: garment for r in regions},
+                "region_found": {r: tf.constant(False) for r in regions},
+            }
+        if by_keypoints:
+            example = boxes_from_keypoints(example, by_keypoints, keypoint_sources)
+        return example
+
+    return examples.map(_attach, num_parallel_calls=tf.data.AUTOTUNE)

@@ -11,7 +11,7 @@ import dataclasses
 import importlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -178,6 +178,7 @@ def training_data(
     val_split: str | None = "val",
     weights: Sequence[float] | None = None,
     seed: int | None = None,
+    prepare: Callable[[tfds.core.DatasetBuilder, tf.data.Dataset], tf.data.Dataset] | None = None,
 ) -> TrainingData:
     """Train/val examples of one or several prepared builders, for ``heads``.
 
@@ -185,7 +186,8 @@ def training_data(
     not label is masked on its examples. With several builders the training stream mixes them
     with ``sample_from_datasets`` (``weights``, default: proportional to their training split
     sizes, i.e. each example about once per epoch) and validation runs over every builder's
-    ``val_split`` once.
+    ``val_split`` once. ``prepare(builder, examples)``, when given, transforms each builder's
+    split before they are mixed (e.g. adds region boxes, :mod:`.region_views`).
     """
     for b in builders:
         labelled = pipeline.check_heads(heads, b.info.features, b.name)
@@ -195,6 +197,9 @@ def training_data(
     trains = [load_split(b, train_split, shuffle_files=True) for b in builders]
     sizes = [b.info.splits[train_split].num_examples for b in builders]
     vals = [load_split(b, val_split) for b in builders] if val_split else []
+    if prepare is not None:
+        trains = [prepare(b, ds) for b, ds in zip(builders, trains, strict=True)]
+        vals = [prepare(b, ds) for b, ds in zip(builders, vals, strict=True)]
     weights = list(weights) if weights is not None else [float(n) for n in sizes]
     if len(builders) == 1:
         return TrainingData(trains[0], vals[0] if vals else None, sizes[0], list(builders), [1.0])

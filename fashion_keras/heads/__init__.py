@@ -49,7 +49,9 @@ attribute is about, the box around some keypoints grown by ``margin``, ``square`
 ``upper``, ``sleeves``, ``lower`` and ``garment`` (FashionAI keypoint names). A softmax head may
 name its region (``region: collar`` in a spec; ``fashionai8`` sets them for its eight tasks);
 :func:`region_box` / :func:`region_boxes` give the boxes (pixel edges, ``None`` / not found when
-fewer than two of the region's keypoints are present). Training on region crops is not wired yet.
+fewer than two of the region's keypoints are present). :mod:`~fashion_keras.heads.views` says
+which view (the garment's or a region's crop) each head of a model trained with region crops
+reads.
 """
 
 from fashion_keras.heads.keypoints import (

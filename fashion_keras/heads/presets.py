@@ -9,6 +9,8 @@ from fashion_keras.heads.softmax import Head
 # --- DeepFashion fine-grained attributes ("DeepFashion-6", Anno_fine/) -------------------------
 # Attribute types 1..6 in the file order of <split>_attr.txt (26 columns). Default loss weights
 # are the per-head focal-loss weights of the DeepFashion-6 challenge report (82.65% mean acc).
+# The neckline, a small design detail, looks at the collar region (regions.REGIONS) when training
+# with region crops; the other heads see the garment box.
 DEEPFASHION6: HeadSpec = (
     Head(
         "texture",
@@ -21,6 +23,7 @@ DEEPFASHION6: HeadSpec = (
         "neckline",
         ("crew_neckline", "v_neckline", "square_neckline", "no_neckline"),
         0.9,
+        region="collar",
     ),
     Head("fabric", ("denim", "chiffon", "cotton", "leather", "faux", "knit"), 1.0),
     Head("fit", ("tight", "loose", "conventional"), 0.9),

@@ -20,6 +20,7 @@ from fashion_keras.heads import (
     softmax_heads,
     visibility_output,
 )
+from fashion_keras.heads.views import crop_input, head_view, model_views
 from fashion_keras.models.backbones import get_backbone
 from fashion_keras.models.keypoint_layers import KeypointHeatmapHead
 from fashion_keras.models.layers import ImageNormalization
@@ -65,9 +66,31 @@ def _check_sizes(fc_layers: int, fc_units: int, dropout: float, image_size: int 
         )
 
 
-def _check_names(heads: HeadSpec, backbone: keras.Model, fc_layers: int) -> None:
+def _check_regions(heads: HeadSpec, regions: Sequence[str]) -> tuple[str, ...]:
+    """``regions`` as a tuple; raises ``ValueError`` unless each is a region some softmax
+    head names (``Head.region``), once."""
+    if isinstance(regions, str) or not isinstance(regions, Sequence):
+        raise ValueError(
+            f"MultiHeadClassifier: regions = {regions!r} must be a list of region names"
+        )
+    named = {h.region for h in softmax_heads(heads) if h.region}
+    for region in regions:
+        if region not in named:
+            raise ValueError(
+                f"MultiHeadClassifier: regions = {list(regions)!r}: no head reads region "
+                f"{region!r}; the heads name {sorted(named)!r} (a head's 'region' in the spec)"
+            )
+    if len(set(regions)) != len(regions):
+        raise ValueError(f"MultiHeadClassifier: regions = {list(regions)!r} repeats a name")
+    return tuple(regions)
+
+
+def _check_names(
+    heads: HeadSpec, backbone: keras.Model, fc_layers: int, regions: Sequence[str] = ()
+) -> None:
     """Raises ``ValueError`` when a head's name is taken by a layer or output of the model."""
     reserved = {"image", "normalize", "pool", "dropout", backbone.name}
+    reserved |= {crop_input(r) for r in regions}
     reserved |= {f"fc{i + 1}" for i in range(fc_layers)}
     reserved |= {f"fc{i + 1}_dropout" for i in range(fc_layers)}
     reserved |= {visibility_output(h.name) for h in keypoint_heads(heads)}
@@ -113,6 +136,9 @@ class MultiHeadClassifier(keras.Model):
     map: a :class:`~fashion_keras.models.keypoint_layers.KeypointHeatmapHead` named after the
     head gives heatmap logits at ``keypoint_stride`` and per-keypoint visibility probabilities.
 
+    With ``regions``, the input is a dict of views (:func:`model_views`): ``image`` and one
+    ``<region>_crop`` per region, each ``(batch, size, size, 3)``.
+
     Outputs: a dict ``{head.name: (batch, head.num_classes)}`` for the softmax heads and, per
     keypoint head, ``{head.name: (batch, size / stride, size / stride, K)}`` heatmap logits
     and ``{head.name + "_visibility": (batch, K)}``, in head order.
@@ -130,6 +156,10 @@ class MultiHeadClassifier(keras.Model):
       keypoint_filters: channels of the keypoint heads' deconvolutions (256 in SimpleBaselines).
       keypoint_stride: input pixels per heatmap cell (4 or 8; a power of two dividing the
         backbone's output stride).
+      regions: regions (``REGIONS`` names) the model reads crops of: a softmax head whose
+        ``region`` is listed pools the backbone's features of its input ``<region>_crop`` (the
+        region's view) instead of ``image`` (the garment view); the same backbone runs over
+        every view. Empty (the default): one ``image`` input, every head on the garment view.
       preprocessing: input preprocessing the data pipeline (not the model) applies, an opaque
         JSON-serialisable dict such as ``{"bbox_margin": 0.2}``; kept as ``model.preprocessing``
         and in the saved config (``None``: not recorded, as in models saved before it existed).
@@ -149,6 +179,7 @@ class MultiHeadClassifier(keras.Model):
         preprocessing: Mapping[str, Any] | None = None,
         keypoint_filters: int = 256,
         keypoint_stride: int = 4,
+        regions: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         if mean is None:
@@ -163,19 +194,21 @@ class MultiHeadClassifier(keras.Model):
         _check_sizes(fc_layers, fc_units, dropout, image_size)
         preprocessing_json = _preprocessing_json(preprocessing)
         dropout = float(dropout)
-        _check_names(heads, backbone, fc_layers)
+        regions = _check_regions(heads, regions)
+        if regions and image_size is None:
+            raise ValueError(
+                f"MultiHeadClassifier: regions = {list(regions)!r} need a fixed image_size "
+                "(the views share one batch through the backbone)"
+            )
+        _check_names(heads, backbone, fc_layers, regions)
 
         # --- functional graph ---
-        inputs = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="image")
-        x = ImageNormalization(mean, std, name="normalize")(inputs)
-        features = backbone(x)
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
-        for i in range(fc_layers):
-            x = keras.layers.Dense(fc_units, activation="relu", name=f"fc{i + 1}")(x)
-            if dropout > 0:
-                x = keras.layers.Dropout(dropout, name=f"fc{i + 1}_dropout")(x)
-        if fc_layers == 0 and dropout > 0:
-            x = keras.layers.Dropout(dropout, name="dropout")(x)
+        views = model_views(heads, regions)
+        shape = (image_size, image_size, 3)
+        inputs = {v: keras.Input(shape=shape, dtype="float32", name=crop_input(v)) for v in views}
+        feature_maps, pooled = _view_features(
+            backbone, inputs, mean, std, fc_layers, fc_units, dropout
+        )
         points = keypoint_heads(heads)
         num_deconv = _num_deconv(backbone, image_size, keypoint_stride) if points else 0
         outputs = {}
@@ -187,13 +220,17 @@ class MultiHeadClassifier(keras.Model):
                     num_deconv=num_deconv,
                     input_stride=keypoint_stride * 2**num_deconv,
                     name=h.name,
-                )(features)
+                )(feature_maps[None])
                 outputs[h.name] = heatmaps
                 outputs[visibility_output(h.name)] = visibility
             else:
                 outputs[h.name] = keras.layers.Dense(
                     h.num_classes, activation="softmax", dtype="float32", name=h.name
-                )(x)
+                )(pooled[head_view(h, regions)])
+        if views == (None,):
+            inputs = inputs[None]  # a plain image input, as before regions existed
+        else:
+            inputs = {crop_input(v): tensor for v, tensor in inputs.items()}
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # --- config ---
@@ -208,6 +245,7 @@ class MultiHeadClassifier(keras.Model):
         self._preprocessing_json = preprocessing_json
         self.keypoint_filters = keypoint_filters
         self.keypoint_stride = keypoint_stride
+        self.regions = regions
 
     @property
     def head_names(self) -> tuple[str, ...]:
@@ -245,6 +283,7 @@ class MultiHeadClassifier(keras.Model):
             "preprocessing": self.preprocessing,
             "keypoint_filters": self.keypoint_filters,
             "keypoint_stride": self.keypoint_stride,
+            **({"regions": list(self.regions)} if self.regions else {}),
         }
 
     @classmethod
@@ -261,6 +300,46 @@ class MultiHeadClassifier(keras.Model):
         from fashion_keras.training import metrics, optimizers  # noqa: F401
 
         super().compile_from_config(config)
+
+
+def _view_features(
+    backbone: keras.Model,
+    inputs: Mapping[str | None, Any],
+    mean: Sequence[float],
+    std: Sequence[float],
+    fc_layers: int,
+    fc_units: int,
+    dropout: float,
+) -> tuple[dict[str | None, Any], dict[str | None, Any]]:
+    """Per view: the backbone's feature map and the pooled (and fc) features, with one set of
+    layers (shared weights) for every view (several views need a fixed input size)."""
+    normalize = ImageNormalization(mean, std, name="normalize")
+    pool = keras.layers.GlobalAveragePooling2D(name="pool")
+    hidden = []
+    for i in range(fc_layers):
+        hidden.append(keras.layers.Dense(fc_units, activation="relu", name=f"fc{i + 1}"))
+        if dropout > 0:
+            hidden.append(keras.layers.Dropout(dropout, name=f"fc{i + 1}_dropout"))
+    if fc_layers == 0 and dropout > 0:
+        hidden.append(keras.layers.Dropout(dropout, name="dropout"))
+    views = list(inputs)
+    # several views go through the backbone as one batch (views major), so batch
+    # normalisation sees the same mix of views in training as its moving statistics hold
+    stacked = inputs[views[0]]
+    if len(views) > 1:
+        stacked = keras.ops.concatenate([inputs[v] for v in views], axis=0)
+    maps = backbone(normalize(stacked))
+    x = pool(maps)
+    for layer in hidden:
+        x = layer(x)
+    if len(views) == 1:
+        return {views[0]: maps}, {views[0]: x}
+    per_view = keras.ops.reshape(x, (len(views), -1, x.shape[-1]))
+    per_map = keras.ops.reshape(maps, (len(views), -1, *maps.shape[1:]))
+    return (
+        {v: per_map[i] for i, v in enumerate(views)},
+        {v: per_view[i] for i, v in enumerate(views)},
+    )
 
 
 def _num_deconv(backbone: keras.Model, image_size: int | None, stride: int) -> int:

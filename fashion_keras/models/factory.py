@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fashion_keras.heads import HeadSpec
@@ -32,6 +32,7 @@ def create_model(
     preprocessing: Mapping[str, Any] | None = None,
     keypoint_filters: int = 256,
     keypoint_stride: int = 4,
+    regions: Sequence[str] = (),
 ) -> MultiHeadClassifier:
     """Builds a :class:`MultiHeadClassifier` whose backbone is loaded from ``weights`` and whose
     mean/std follow that checkpoint (like ``timm.create_model(name, pretrained=True)``).
@@ -59,6 +60,7 @@ def create_model(
         ``{"bbox_margin": 0.2}``; see :class:`MultiHeadClassifier`).
       keypoint_filters, keypoint_stride: the keypoint heads' deconvolution width and heatmap
         stride (see :class:`MultiHeadClassifier`; only used when ``heads`` has keypoint heads).
+      regions: the regions whose crops the model reads (see :class:`MultiHeadClassifier`).
 
     Raises:
       ValueError: an unknown backbone or head spec, or a bad size argument.
@@ -82,6 +84,7 @@ def create_model(
         preprocessing=preprocessing,
         keypoint_filters=keypoint_filters,
         keypoint_stride=keypoint_stride,
+        regions=regions,
     )
 
 

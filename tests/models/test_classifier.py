@@ -230,6 +230,15 @@ _JAX_SCRIPT = textwrap.dedent(
         y = np.asarray(out[h.name])
         assert y.shape == (2, h.num_classes), y.shape
         np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
+    # region crops: one backbone over the stacked views, each head on its own view
+    m = build_model("seresnet_tiny", "fashionai8", image_size=32, regions=("collar", "lower"))
+    views = {n: np.random.rand(2, 32, 32, 3).astype("float32") * 255
+             for n in ("image", "collar_crop", "lower_crop")}  # fmt: skip
+    out = m.predict(views, verbose=0)
+    changed = m.predict({**views, "collar_crop": views["collar_crop"][::-1]}, verbose=0)
+    for h in m.heads:
+        moved = not np.allclose(out[h.name], changed[h.name], atol=1e-7)
+        assert moved == (h.region == "collar"), h.name
     assert not any(k.split(".")[0] == "tensorflow" for k in sys.modules), "tensorflow imported"
     print("OK")
     """
@@ -283,3 +292,141 @@ def test_bad_keypoint_settings_are_named():
     clash = Head("fashionai_keypoints_visibility", ("a", "b"))
     with pytest.raises(ValueError, match="clash with layer names"):
         build_model("seresnet_tiny", (FASHIONAI_KEYPOINTS, clash), image_size=SIZE)
+
+
+# --- region crops ------------------------------------------------------------------------------
+
+REGION_SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def collar_model() -> MultiHeadClassifier:
+    return build_model(
+        "seresnet_tiny", "deepfashion6", image_size=REGION_SIZE, fc_layers=1, fc_units=16,
+        regions=("collar",),
+    )  # fmt: skip
+
+
+def _views(seed: int = 0, n: int = 2) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    shape = (n, REGION_SIZE, REGION_SIZE, 3)
+    return {
+        "image": rng.uniform(0, 255, shape).astype("float32"),
+        "collar_crop": rng.uniform(0, 255, shape).astype("float32"),
+    }
+
+
+def _input_names(m: MultiHeadClassifier) -> list[str]:
+    """The names of a region model's inputs (a dict keyed by them), sorted."""
+    assert isinstance(m.input, dict)
+    assert all(t.name == name for name, t in m.input.items())
+    assert sorted(t.name for t in m.inputs) == sorted(m.input)
+    return sorted(m.input)
+
+
+def test_a_region_model_reads_the_garment_view_and_each_region_crop(collar_model) -> None:
+    assert collar_model.regions == ("collar",)
+    assert _input_names(collar_model) == ["collar_crop", "image"]
+    for t in collar_model.inputs:
+        assert tuple(t.shape) == (None, REGION_SIZE, REGION_SIZE, 3)
+    # one backbone (and one set of fc layers) over both views
+    backbones = [la for la in collar_model.layers if la.name == "seresnet_tiny"]
+    assert len(backbones) == 1 and collar_model.backbone is backbones[0]
+    out = _np(collar_model(_views()))
+    assert list(out) == [h.name for h in get_heads("deepfashion6")]
+    for h in get_heads("deepfashion6"):
+        assert out[h.name].shape == (2, h.num_classes)
+
+
+def test_the_neckline_reads_the_collar_crop_and_the_others_the_image(collar_model) -> None:
+    base = _views(0)
+    out = _np(collar_model(base))
+    new_crop = {**base, "collar_crop": _views(1)["collar_crop"]}
+    new_image = {**base, "image": _views(2)["image"]}
+    crop_out, image_out = _np(collar_model(new_crop)), _np(collar_model(new_image))
+    for name in out:
+        if name == "neckline":
+            assert not np.allclose(crop_out[name], out[name], atol=1e-6)
+            np.testing.assert_array_equal(image_out[name], out[name])
+        else:
+            np.testing.assert_array_equal(crop_out[name], out[name])
+            assert not np.allclose(image_out[name], out[name], atol=1e-6)
+
+
+def test_a_region_model_saves_and_loads_with_the_same_outputs(collar_model, tmp_path) -> None:
+    config = collar_model.get_config()
+    assert json.loads(json.dumps(config))["regions"] == ["collar"]
+    path = tmp_path / "collar.keras"
+    collar_model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, MultiHeadClassifier)
+    assert loaded.regions == ("collar",) and loaded.get_config() == config
+    assert _input_names(loaded) == ["collar_crop", "image"]
+    x = _views(3)
+    expected, got = _np(collar_model(x)), _np(loaded(x))
+    assert list(got) == list(expected)
+    for k in expected:
+        np.testing.assert_array_equal(got[k], expected[k])
+    clone = MultiHeadClassifier.from_config(config)
+    assert clone.regions == ("collar",) and clone.get_config() == config
+
+
+def test_a_model_without_regions_keeps_its_config_and_single_input(model) -> None:
+    assert "regions" not in model.get_config()
+    assert model.regions == ()
+    assert len(model.inputs) == 1 and model.inputs[0].name == "image"
+    # an empty list is the same as none
+    m = build_model("seresnet_tiny", "deepfashion6", image_size=REGION_SIZE, regions=[])
+    assert "regions" not in m.get_config() and len(m.inputs) == 1
+
+
+@pytest.mark.parametrize(
+    "regions, match",
+    [
+        (("sleeves",), r"no head reads region 'sleeves'; the heads name \['collar'\]"),
+        (("collar", "collar"), r"regions = \['collar', 'collar'\] repeats a name"),
+        ("collar", "must be a list of region names"),
+    ],
+    ids=["unnamed", "repeated", "string"],
+)
+def test_bad_regions_are_named(regions, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        build_model("seresnet_tiny", "deepfashion6", image_size=REGION_SIZE, regions=regions)
+
+
+def test_a_model_whose_every_head_reads_a_region_has_no_image_input(tmp_path) -> None:
+    heads = (
+        Head("neck", ("v", "round"), region="collar"),
+        Head("hem", ("short", "long", "none"), region="lower"),
+        Head("cut", ("a", "b"), region="collar"),
+    )
+    m = build_model("seresnet_tiny", heads, image_size=REGION_SIZE, regions=("lower", "collar"))
+    assert _input_names(m) == ["collar_crop", "lower_crop"]
+    rng = np.random.default_rng(5)
+    shape = (2, REGION_SIZE, REGION_SIZE, 3)
+    x = {k: rng.uniform(0, 255, shape).astype("float32") for k in ("lower_crop", "collar_crop")}
+    out = _np(m(x))
+    assert {k: v.shape for k, v in out.items()} == {"neck": (2, 2), "hem": (2, 3), "cut": (2, 2)}
+    moved = _np(m({**x, "lower_crop": x["collar_crop"]}))
+    np.testing.assert_array_equal(moved["neck"], out["neck"])
+    np.testing.assert_array_equal(moved["cut"], out["cut"])
+    assert not np.allclose(moved["hem"], out["hem"], atol=1e-6)
+    # only some heads cropped: the image is back for the others
+    partial = build_model("seresnet_tiny", heads, image_size=REGION_SIZE, regions=("collar",))
+    assert _input_names(partial) == ["collar_crop", "image"]
+
+
+def test_a_keypoint_head_keeps_the_image_input() -> None:
+    from fashion_keras.heads import FASHIONAI_KEYPOINTS
+
+    heads = (Head("neck", ("v", "round"), region="collar"), FASHIONAI_KEYPOINTS)
+    m = build_model(
+        "seresnet_tiny", heads, image_size=REGION_SIZE, keypoint_filters=8, regions=("collar",)
+    )
+    assert _input_names(m) == ["collar_crop", "image"]
+    base = _views(0)
+    out = _np(m(base))
+    assert out["fashionai_keypoints"].shape == (2, REGION_SIZE // 4, REGION_SIZE // 4, 24)
+    moved = _np(m({**base, "collar_crop": _views(1)["collar_crop"]}))
+    np.testing.assert_array_equal(moved["fashionai_keypoints"], out["fashionai_keypoints"])
+    assert not np.allclose(moved["neck"], out["neck"], atol=1e-6)
