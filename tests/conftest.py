@@ -42,6 +42,27 @@ def run_under_jax(script: str, *args: str, timeout: int = 600) -> str:
     return proc.stdout
 
 
+def tiny_train_config(small_demo: dict, output_dir, **overrides):
+    """A ``TrainConfig`` for a few seconds of training on the ``small_demo`` release: the tiny
+    backbone at 32 px, batches of 16, 2 epochs (``overrides`` by field name)."""
+    from fashion_keras.training.config import TrainConfig
+
+    base = dict(
+        heads="deepfashion6",
+        data_dir=small_demo["manual_dir"],
+        tfds_data_dir=small_demo["tfds_dir"],
+        backbone="seresnet_tiny",
+        image_size=32,
+        batch_size=16,
+        epochs=2,
+        learning_rate=1e-3,
+        output_dir=str(output_dir),
+        verbose=0,
+    )
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
 def boxed_image(height: int, width: int, box: tuple[int, int, int, int]) -> np.ndarray:
     """Blue image with a red rectangle at pixel box (y0, x0, y1, x1), end-exclusive."""
     img = np.zeros((height, width, 3), np.uint8)

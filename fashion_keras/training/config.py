@@ -88,6 +88,14 @@ class ModelConfig(Section):
     keypoint_stride: Literal[4, 8] = option(
         4, "Input pixels per keypoint heatmap cell (3 deconvolutions on stride 32 give 4)."
     )
+    region_crops: bool = option(
+        False,
+        "Each head that names a region (its 'region' in the head spec: deepfashion6's "
+        "neckline, fashionai8's design and length heads) learns from the crop of that region's "
+        "box instead of the garment box; one backbone runs over every crop. The boxes come "
+        "from --region-file, else from the dataset's own keypoints; an image without one "
+        "falls back to the garment box (counted in the log and metrics.json).",
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -370,6 +378,11 @@ class TrainConfig:
             raise ValueError(
                 "config field 'freeze_epochs' (two-phase fine-tuning) is not supported with "
                 "strategy 'multi_worker' yet: the per-phase backups are not multi-worker aware"
+            )
+        if self.data.region_file and not self.model.region_crops:
+            raise ValueError(
+                f"config field 'region_file' = {self.data.region_file!r} needs 'region_crops' "
+                "(--region-crops): the boxes are only read for region crops"
             )
 
     def to_dict(self) -> dict[str, Any]:

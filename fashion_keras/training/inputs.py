@@ -4,15 +4,28 @@ label counts per class), the class-balanced stream, and the train and validation
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from fashion_keras.data import pipeline, sources
-from fashion_keras.heads import AnyHead, softmax_heads
+from fashion_keras.data.region_files import read_region_file
+from fashion_keras.data.region_lookup import (
+    FallbackCounts,
+    attach_region_boxes,
+    count_fallbacks,
+    dataset_keypoint_heads,
+    region_lookup,
+)
+from fashion_keras.heads import REGIONS, AnyHead, softmax_heads
+from fashion_keras.heads.views import named_regions
 from fashion_keras.training import distribute
 from fashion_keras.training.config import TrainConfig
+
+log = logging.getLogger("fashion_keras")
 
 
 @dataclasses.dataclass
@@ -24,11 +37,52 @@ class RunData:
     num_train: int  # training examples (defines an epoch)
     train_counts: dict[str, np.ndarray]  # labelled training rows per class of each softmax head
     val_counts: dict[str, np.ndarray] | None = None  # the same for validation (None: no val)
+    # with region crops, per split the examples that fell back to the garment box per region
+    region_fallbacks: dict[str, FallbackCounts] | None = None
+
+
+def model_regions(cfg: TrainConfig, heads: Sequence[AnyHead]) -> tuple[str, ...]:
+    """The regions the model crops: with ``--region-crops``, every region a head names."""
+    if not cfg.model.region_crops:
+        return ()
+    regions = named_regions(heads)
+    if not regions:
+        raise ValueError(
+            f"config field 'region_crops' is set, but no head of {cfg.data.heads!r} names a "
+            "region; give heads a 'region' in the head spec (see fashion_keras/heads/regions.py)"
+        )
+    return regions
+
+
+def region_preparer(
+    cfg: TrainConfig, heads: Sequence[AnyHead]
+) -> Callable[[tfds.core.DatasetBuilder, tf.data.Dataset], tf.data.Dataset] | None:
+    """What adds each example's region boxes for the run (``--region-file``, else the
+    dataset's own keypoints), or None without region crops."""
+    regions = model_regions(cfg, heads)
+    if not regions:
+        return None
+    lookup = None
+    if cfg.data.region_file:
+        boxes = read_region_file(
+            cfg.data.region_file, tuple(REGIONS), skip_bad_rows=cfg.data.skip_bad_rows
+        )
+        if boxes.num_skipped:
+            log.warning("%s", boxes.format())
+        lookup = region_lookup(boxes, regions)
+
+    def prepare(builder: tfds.core.DatasetBuilder, examples: tf.data.Dataset) -> tf.data.Dataset:
+        keypoints = dataset_keypoint_heads(builder.info.features)
+        return attach_region_boxes(examples, regions, keypoints, lookup)
+
+    return prepare
 
 
 def load_examples(cfg: TrainConfig, heads: Sequence[AnyHead]) -> sources.TrainingData:
     """Train/val examples for a resolved config: the demo data, ``--dataset`` + ``--data-dir``,
-    or several ``--sources`` mixed (joint training)."""
+    or several ``--sources`` mixed (joint training); with region crops, each example with its
+    region boxes."""
+    prepare = region_preparer(cfg, heads)  # checks the region options before any data
     builders, weights = sources.builders_for(cfg.data, heads)
     return sources.training_data(
         builders,
@@ -37,6 +91,7 @@ def load_examples(cfg: TrainConfig, heads: Sequence[AnyHead]) -> sources.Trainin
         val_split=cfg.data.val_split,
         weights=weights,
         seed=cfg.runtime.seed,
+        prepare=prepare,
     )
 
 
@@ -82,7 +137,21 @@ def run_data(
                 f"name, one of {list(by_name)}"
             )
         train = pipeline.balance_classes(train, head, counts[head.name], n, seed=cfg.runtime.seed)
-    return RunData(train, val, n, counts, val_counts if val is not None else None)
+    fallbacks = None
+    regions = model_regions(cfg, heads)
+    if regions and train_examples is None:
+        fallbacks = {"train": count_fallbacks(loaded.train.take(n), regions)}
+        if val is not None:
+            fallbacks["val"] = count_fallbacks(val, regions)
+        for split, counts_ in fallbacks.items():
+            log.info("%s", counts_.format(f"region boxes ({split})"))
+            if counts_.examples and max(counts_.fallbacks.values()) == counts_.examples:
+                log.warning(
+                    "region boxes (%s): every example fell back to the garment box for some "
+                    "region; give --region-file or data with keypoints",
+                    split,
+                )
+    return RunData(train, val, n, counts, val_counts if val is not None else None, fallbacks)
 
 
 def input_batches(
@@ -100,6 +169,7 @@ def input_batches(
         seed=cfg.runtime.seed if training else None,
         scale=cfg.optimization.augment_scale,
         rotation=cfg.optimization.augment_rotation,
+        regions=model_regions(cfg, heads),
     )
     return ds.repeat() if training else ds
 

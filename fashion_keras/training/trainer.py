@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from fashion_keras.evaluation import keypoint_predictions, reports
+from fashion_keras.evaluation.predictors import keras_file, load_keras_model
 from fashion_keras.export import export_saved_model
 from fashion_keras.heads import AnyHead, Head, get_heads, keypoint_heads, softmax_heads
 from fashion_keras.models import create_model
@@ -131,6 +132,7 @@ def build_model(cfg: TrainConfig, heads: Sequence[Head]) -> keras.Model:
         preprocessing={"bbox_margin": cfg.preprocess.bbox_margin},
         keypoint_filters=m.keypoint_filters,
         keypoint_stride=m.keypoint_stride,
+        regions=inputs.model_regions(cfg, heads),
     )
 
 
@@ -296,6 +298,42 @@ def _final_validation(
     return val_metrics, report, keypoints
 
 
+def _region_section(data: inputs.RunData) -> dict[str, Any]:
+    """``metrics.json``'s ``region_boxes``: per split, the examples that fell back to the
+    garment box per region (nothing without region crops)."""
+    if not data.region_fallbacks:
+        return {}
+    return {
+        "region_boxes": {
+            split: {"examples": c.examples, "fell_back_to_garment_box": dict(c.fallbacks)}
+            for split, c in data.region_fallbacks.items()
+        }
+    }
+
+
+def _export(model: keras.Model, cfg: TrainConfig) -> str | None:
+    """Exports the run's model (two stages with ``--keypoint-model`` for region crops)."""
+    keypoint_model = None
+    if cfg.preprocess.keypoint_model:
+        keypoint_model = load_keras_model(keras_file(cfg.preprocess.keypoint_model))
+    elif model.regions and not model.keypoint_heads:
+        log.warning(
+            "not exported: the model crops the regions %s and has no keypoint head to find "
+            "them; export it with python -m fashion_keras.export %s --keypoint-model "
+            "KEYPOINT_MODEL (a model trained with --heads fashionai_keypoints), or train with "
+            "--keypoint-model",
+            list(model.regions),
+            cfg.runtime.output_dir,
+        )
+        return None
+    export_base = cfg.runtime.export_dir or os.path.join(cfg.runtime.output_dir, "export")
+    path = export_saved_model(
+        model, export_base, training_data=cfg.data.to_dict(), keypoint_model=keypoint_model
+    )
+    print(f"Exported SavedModel (TF Serving layout): {path}")
+    return path
+
+
 def _write_metrics(cfg: TrainConfig, **sections: Any) -> None:
     path = os.path.join(cfg.runtime.output_dir, "metrics.json")
     with open(path, "w", encoding="utf-8") as f:
@@ -427,13 +465,12 @@ def _train(
     if val_ds is not None:
         val_metrics, report, keypoints = _final_validation(model, cfg, heads, val_ds, data)
     sections = {"keypoints": keypoints} if keypoints else {}
+    sections.update(_region_section(data))
     _write_metrics(cfg, val=val_metrics, heads=report, final_weights=final, **sections)
     save_atomically(model, os.path.join(cfg.runtime.output_dir, "model.keras"))
     export_path = None
     if export:
-        export_base = cfg.runtime.export_dir or os.path.join(cfg.runtime.output_dir, "export")
-        export_path = export_saved_model(model, export_base, training_data=cfg.data.to_dict())
-        print(f"Exported SavedModel (TF Serving layout): {export_path}")
+        export_path = _export(model, cfg)
     return TrainResult(
         cfg,
         model,

@@ -14,11 +14,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import xla_flags
+from conftest import tiny_train_config, xla_flags
 
 from fashion_keras import models  # noqa: F401  (registers the classes model.keras refers to)
 from fashion_keras.training import checkpointing, distribute
-from fashion_keras.training.config import TrainConfig
 
 pytestmark = pytest.mark.slow
 
@@ -28,20 +27,7 @@ JOB_LIMIT_S = 900
 
 
 def tiny_config(small_demo, out, **kw):
-    base = dict(
-        heads="deepfashion6",
-        data_dir=small_demo["manual_dir"],
-        tfds_data_dir=small_demo["tfds_dir"],
-        backbone="seresnet_tiny",
-        image_size=32,
-        batch_size=16,
-        epochs=2,
-        learning_rate=1e-3,
-        output_dir=str(out),
-        verbose=0,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_train_config(small_demo, out, **kw)
 
 
 def run_job(cfg, tmp_path, name, cpu_devices=1, env=None, one_device=False, val_examples=None):

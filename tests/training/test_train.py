@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import encode
+from conftest import encode, tiny_train_config
 
 from fashion_keras import train as cli
 from fashion_keras.data import pipeline, sources
@@ -19,20 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def tiny_config(small_demo, tmp_path, **kw):
-    base = dict(
-        heads="deepfashion6",
-        data_dir=small_demo["manual_dir"],
-        tfds_data_dir=small_demo["tfds_dir"],
-        backbone="seresnet_tiny",
-        image_size=32,
-        batch_size=16,
-        epochs=2,
-        learning_rate=1e-3,
-        output_dir=str(tmp_path / "run"),
-        verbose=0,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_train_config(small_demo, tmp_path / "run", **kw)
 
 
 def test_train_evaluate_export_deepfashion6(small_demo, tmp_path):
