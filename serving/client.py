@@ -65,8 +65,10 @@ from serving.results import (
     ClientError,
     KeypointScore,
     Prediction,
+    RegionBox,
     keypoint_lists,
     predictions,
+    region_boxes,
     top_classes,
 )
 
@@ -76,8 +78,10 @@ __all__ = [
     "GrpcClient",
     "KeypointScore",
     "Prediction",
+    "RegionBox",
     "RestClient",
     "keypoint_lists",
+    "region_boxes",
     "main",
     "predictions",
     "top_classes",

@@ -1,7 +1,8 @@
 """What the clients return: each photo's :class:`Prediction`, each head's top :class:`ClassScore`
 list, read from a model's ``<head>_probs`` and ``<head>_class_names`` outputs, each keypoint
 head's :class:`KeypointScore` list, read from ``<head>_keypoints``, ``<head>_scores`` and
-``<head>_keypoint_names``, and :class:`ClientError`.
+``<head>_keypoint_names``, the boxes a two-stage model (region crops) cropped, read from
+``<region>_box`` and ``<region>_found`` (:class:`RegionBox`), and :class:`ClientError`.
 
 The names are those of ``python -m fashion_keras.predict``: a class has ``class_index`` (its
 position in ``<head>_probs``), ``class_name`` and ``probability``; a keypoint, likewise,
@@ -23,6 +24,8 @@ NAMES_SUFFIX = "_class_names"
 KEYPOINTS_SUFFIX = "_keypoints"
 SCORES_SUFFIX = "_scores"
 KEYPOINT_NAMES_SUFFIX = "_keypoint_names"
+BOX_SUFFIX = "_box"
+FOUND_SUFFIX = "_found"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +70,18 @@ class KeypointScore:
 
 
 @dataclasses.dataclass(frozen=True)
+class RegionBox:
+    """The box a two-stage model cropped for a region: ``x1, y1, x2, y2`` pixel edges of the
+    photo sent, and whether its keypoints gave it (False: the garment box)."""
+
+    box: tuple[float, float, float, float]
+    found: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"box": [round(v, 2) for v in self.box], "found": self.found}
+
+
+@dataclasses.dataclass(frozen=True)
 class Prediction:
     """One photo's result: the model and the version that answered, each head's top classes
     and each keypoint head's keypoints (``model_version`` is None only when a server's gRPC
@@ -76,10 +91,12 @@ class Prediction:
     model_version: int | None
     heads: dict[str, list[ClassScore]]
     keypoints: dict[str, list[KeypointScore]] = dataclasses.field(default_factory=dict)
+    regions: dict[str, RegionBox] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """``{"model_name", "model_version", "heads": {head: [class, ...]}}``, plus
-        ``"keypoints": {head: [keypoint, ...]}`` when the model has keypoint heads."""
+        ``"keypoints": {head: [keypoint, ...]}`` when the model has keypoint heads and
+        ``"regions": {region: {"box", "found"}}`` when it crops regions."""
         out: dict[str, Any] = {
             "model_name": self.model_name,
             "model_version": self.model_version,
@@ -89,6 +106,8 @@ class Prediction:
             out["keypoints"] = {
                 h: [k.to_dict() for k in points] for h, points in self.keypoints.items()
             }
+        if self.regions:
+            out["regions"] = {r: b.to_dict() for r, b in self.regions.items()}
         return out
 
 
@@ -191,6 +210,31 @@ def keypoint_lists(outputs: Mapping[str, Any]) -> list[dict[str, list[KeypointSc
     ]
 
 
+def region_boxes(outputs: Mapping[str, Any]) -> list[dict[str, RegionBox]]:
+    """Per example, each region's :class:`RegionBox` from ``<region>_box`` (``[N, 4]``) and
+    ``<region>_found`` (``[N]``); ``[]`` when ``outputs`` has none."""
+    regions = sorted(
+        k[: -len(BOX_SUFFIX)]
+        for k in outputs
+        if k.endswith(BOX_SUFFIX) and k[: -len(BOX_SUFFIX)] + FOUND_SUFFIX in outputs
+    )
+    if not regions:
+        return []
+    boxes = {r: np.asarray(outputs[r + BOX_SUFFIX], np.float64) for r in regions}
+    found = {r: np.asarray(outputs[r + FOUND_SUFFIX], bool).reshape(-1) for r in regions}
+    for r in regions:
+        if boxes[r].ndim != 2 or boxes[r].shape[1] != 4 or len(found[r]) != len(boxes[r]):
+            raise ValueError(
+                f"{r}{BOX_SUFFIX} has shape {list(boxes[r].shape)} and {r}{FOUND_SUFFIX} "
+                f"{list(found[r].shape)}; expected [batch, 4] and [batch]"
+            )
+    size = len(boxes[regions[0]])
+    return [
+        {r: RegionBox(tuple(float(v) for v in boxes[r][i]), bool(found[r][i])) for r in regions}
+        for i in range(size)
+    ]
+
+
 def predictions(
     model_name: str, model_version: int | None, outputs: Mapping[str, Any], top_k: int = 3
 ) -> list[Prediction]:
@@ -207,13 +251,17 @@ def predictions(
             )
         return [Prediction(model_name, model_version, {}, p) for p in points]
     classes = top_classes(outputs, top_k)
-    if points and len(points) != len(classes):
-        raise ValueError(
-            f"the response's class outputs hold {len(classes)} examples but its keypoint "
-            f"outputs {len(points)}; expected the same batch"
-        )
+    boxes = region_boxes(outputs)
+    for what, rows in (("keypoint", points), ("region box", boxes)):
+        if rows and len(rows) != len(classes):
+            raise ValueError(
+                f"the response's class outputs hold {len(classes)} examples but its {what} "
+                f"outputs {len(rows)}; expected the same batch"
+            )
     return [
-        Prediction(model_name, model_version, c, points[i] if points else {})
+        Prediction(
+            model_name, model_version, c, points[i] if points else {}, boxes[i] if boxes else {}
+        )
         for i, c in enumerate(classes)
     ]
 

@@ -47,6 +47,8 @@ import tensorflow as tf
 from fashion_keras.data import geometry
 from fashion_keras.data.config import DEFAULT_BBOX_MARGIN
 from fashion_keras.data.preprocess import eval_view
+from fashion_keras.data.region_views import REGION_MARGIN
+from fashion_keras.export.region_stage import RegionStage, region_output_names
 from fashion_keras.heads import (
     AnyHead,
     Head,
@@ -56,6 +58,7 @@ from fashion_keras.heads import (
     softmax_heads,
     visibility_output,
 )
+from fashion_keras.heads.views import crop_input, model_views
 from fashion_keras.models.keypoint_layers import expected_position, spatial_log_softmax
 
 log = logging.getLogger("fashion_keras")
@@ -73,6 +76,25 @@ SIGNATURES = {
     "predict_images": IMAGES_INPUT,
     "predict_examples": EXAMPLES_INPUT,
 }
+
+
+def serialize_examples(image_bytes: Any, bboxes: Any | None = None) -> tf.Tensor:
+    """The ``predict_examples`` input for encoded images and optional normalised garment
+    boxes ``[N, 4]``: serialized ``tf.train.Example`` protos (eager)."""
+    images = [bytes(b) for b in tf.convert_to_tensor(image_bytes).numpy()]
+    boxes = None if bboxes is None else tf.convert_to_tensor(bboxes, tf.float32).numpy()
+    out = []
+    for i, image in enumerate(images):
+        feature = {
+            EXAMPLE_IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))
+        }
+        if boxes is not None:
+            feature[EXAMPLE_BBOX_KEY] = tf.train.Feature(
+                float_list=tf.train.FloatList(value=[float(v) for v in boxes[i]])
+            )
+        example = tf.train.Example(features=tf.train.Features(feature=feature))
+        out.append(example.SerializeToString())
+    return tf.constant(out, tf.string, shape=[len(out)])
 
 
 def output_names(head: AnyHead) -> tuple[str, ...]:
@@ -130,6 +152,9 @@ class ServingModule:
       bbox_margin: the garment-box margin of the ``predict_examples`` crop; default: the one
         the model was trained with (``model.preprocessing``), else 0.1.
       training_data: the ``DataConfig`` (as a dict) the model was trained on, for the metadata.
+      keypoint_model: for a model with region crops (``model.regions``), the keypoint model
+        whose points give the regions' boxes (:class:`~.region_stage.RegionStage`); default:
+        the model itself, when it has such keypoint heads.
     """
 
     def __init__(
@@ -140,6 +165,7 @@ class ServingModule:
         heads: Sequence[AnyHead] | None = None,
         bbox_margin: float | None = None,
         training_data: Mapping[str, Any] | None = None,
+        keypoint_model: keras.Model | None = None,
     ) -> None:
         if keras.backend.backend() != "tensorflow":
             raise RuntimeError(
@@ -166,19 +192,39 @@ class ServingModule:
             _keypoint_stride(model, self.keypoint_heads) if self.keypoint_heads else None
         )
         self.tables = {h.name: _class_table(h, asset_dir) for h in self.softmax_heads}
+        self.regions = tuple(getattr(model, "regions", ()) or ())
+        self.views = model_views(model.heads, self.regions)
+        self.region_stage = None
+        if self.regions:
+            if keypoint_model is None and not keypoint_heads(model.heads):
+                raise ValueError(
+                    f"the model crops the regions {list(self.regions)!r}: exporting it needs "
+                    "the keypoint model that finds them (keypoint_model=...; "
+                    "python -m fashion_keras.export MODEL --keypoint-model KEYPOINT_MODEL)"
+                )
+            self.region_stage = RegionStage(keypoint_model or model, self.regions)
 
     def trackables(self) -> list[Any]:
-        """What the SavedModel must hold: the model and the class-name tables."""
-        return [self.model, *self.tables.values()]
+        """What the SavedModel must hold: the model(s) and the class-name tables."""
+        stage = self.region_stage.trackables() if self.region_stage else []
+        return [self.model, *stage, *self.tables.values()]
 
-    def outputs(self, images: tf.Tensor, matrices: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
-        """The named outputs of every head for a float32 image batch (the model's view).
+    def outputs(
+        self, images: tf.Tensor | Mapping[str | None, tf.Tensor], matrices: tf.Tensor | None = None
+    ) -> dict[str, tf.Tensor]:
+        """The named outputs of every head for a float32 image batch (the model's view; for a
+        model with regions, ``{view: batch}`` keyed by :func:`~fashion_keras.heads.views.model_views`).
 
-        ``matrices`` (``[N, 3, 3]``, photo -> view) take keypoints back to photo pixels;
-        without them keypoints are in the pixels of ``images``.
+        ``matrices`` (``[N, 3, 3]``, photo -> garment view) take keypoints back to photo
+        pixels; without them keypoints are in the pixels of ``images``.
         """
+        if self.regions:
+            first = images[self.views[0]]
+            images = {crop_input(v): tf.cast(images[v], tf.float32) for v in self.views}
+        else:
+            first = images
         probs = self.model(images, training=False)
-        batch = tf.shape(images, out_type=tf.int64)[0]
+        batch = tf.shape(first, out_type=tf.int64)[0]
         out = {}
         for h in self.heads:
             if isinstance(h, KeypointHead):
@@ -233,14 +279,46 @@ class ServingModule:
             fn_output_signature=spec,
         )
 
-    def predict_images(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Preprocessed float32 RGB 0-255 images of the model's input size (keypoints in their
-        pixels)."""
-        return self.outputs(tf.cast(images, tf.float32))
+    def _photo_outputs(
+        self, image_bytes: tf.Tensor, bboxes: tf.Tensor | None
+    ) -> dict[str, tf.Tensor]:
+        """The outputs for encoded photos: the garment view and, for a model with regions,
+        the region stage's boxes, each region's view of its box, and the boxes."""
+        if not self.regions:
+            return self.outputs(*self._eval_views(image_bytes, bboxes))
+        boxes = self.region_stage.boxes(image_bytes, bboxes)
+        views, matrices = {}, None
+        if None in self.views:
+            views[None], matrices = self._eval_views(image_bytes, bboxes)
+        size = self.image_size
+        for region in self.regions:
+            views[region] = tf.map_fn(
+                lambda x: eval_view(x[0], size, x[1], REGION_MARGIN)[0],
+                (image_bytes, boxes.normalized[region]),
+                fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
+            )
+        out = self.outputs(views, matrices)
+        for region in self.regions:
+            box_name, found_name = region_output_names(region)
+            out[box_name] = tf.identity(boxes.pixels[region], name=box_name)
+            out[found_name] = tf.identity(boxes.found[region], name=found_name)
+        return out
+
+    def predict_images(self, *images: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Preprocessed float32 RGB 0-255 images of the model's input size, one batch per
+        view (:meth:`image_inputs`; keypoints in their pixels)."""
+        if not self.regions:
+            return self.outputs(tf.cast(images[0], tf.float32))
+        return self.outputs(dict(zip(self.views, images, strict=True)))
+
+    def image_inputs(self) -> tuple[str, ...]:
+        """The inputs of ``predict_images``: ``images`` (the garment view), then
+        ``<region>_crop`` per cropped region."""
+        return tuple(IMAGES_INPUT if v is None else crop_input(v) for v in self.views)
 
     def predict_image_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         """Encoded whole photos (no garment box; keypoints in the photos' pixels)."""
-        return self.outputs(*self._eval_views(image_bytes, None))
+        return self._photo_outputs(image_bytes, None)
 
     def predict_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
         """Serialized ``tf.train.Example`` protos with the image and an optional box (keypoints
@@ -250,7 +328,7 @@ class ServingModule:
             EXAMPLE_BBOX_KEY: tf.io.FixedLenFeature([4], tf.float32, [0.0, 0.0, 1.0, 1.0]),
         }
         parsed = tf.io.parse_example(examples, spec)
-        return self.outputs(*self._eval_views(parsed[EXAMPLE_IMAGE_KEY], parsed[EXAMPLE_BBOX_KEY]))
+        return self._photo_outputs(parsed[EXAMPLE_IMAGE_KEY], parsed[EXAMPLE_BBOX_KEY])
 
     def endpoints(self) -> dict[str, tuple[Callable[[tf.Tensor], dict], list[tf.TensorSpec]]]:
         """Signature name -> (method, input signature), for ``ExportArchive.add_endpoint``."""
@@ -262,7 +340,10 @@ class ServingModule:
             ),
             "predict_images": (
                 self.predict_images,
-                [tf.TensorSpec([None, size, size, 3], tf.float32, name=IMAGES_INPUT)],
+                [
+                    tf.TensorSpec([None, size, size, 3], tf.float32, name=n)
+                    for n in self.image_inputs()
+                ],
             ),
             "predict_examples": (
                 self.predict_examples,
@@ -279,7 +360,10 @@ class ServingModule:
             "image_size": size,
             "input": {
                 "serving_default": {SERVING_INPUT: "encoded image bytes, tf.string [None]"},
-                "predict_images": {IMAGES_INPUT: f"float32 RGB 0-255 [None, {size}, {size}, 3]"},
+                "predict_images": {
+                    name: f"float32 RGB 0-255 [None, {size}, {size}, 3]"
+                    for name in self.image_inputs()
+                },
                 "predict_examples": {
                     EXAMPLES_INPUT: "serialized tf.Example, tf.string [None]",
                     "features": {
@@ -295,6 +379,7 @@ class ServingModule:
                 "resize_then_centre_crop": True,
             },
             **({"keypoints": self._keypoint_metadata()} if self.keypoint_heads else {}),
+            **({"regions": self.region_stage.metadata()} if self.region_stage else {}),
             **({"training_data": self.training_data} if self.training_data else {}),
         }
 

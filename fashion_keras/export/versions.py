@@ -26,6 +26,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from fashion_keras.export.serving_module import (
     EXAMPLE_IMAGE_KEY,
+    IMAGES_INPUT,
     SIGNATURES,
     ServingModule,
 )
@@ -65,7 +66,9 @@ def write_version(module: ServingModule, export_base: str, version: int | None =
         archive.write_out(staging, verbose=False)
         extra = os.path.join(staging, "assets.extra")
         os.makedirs(extra, exist_ok=True)
-        write_warmup_requests(os.path.join(extra, WARMUP_FILE), module.image_size)
+        write_warmup_requests(
+            os.path.join(extra, WARMUP_FILE), module.image_size, module.image_inputs()
+        )
         with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as f:
             json.dump(module.metadata(), f, indent=2)
         os.rename(staging, final)
@@ -83,6 +86,7 @@ def export_saved_model(
     version: int | None = None,
     bbox_margin: float | None = None,
     training_data: Mapping[str, Any] | None = None,
+    keypoint_model: keras.Model | None = None,
 ) -> str:
     """Exports ``model`` (dict outputs keyed by head name) as ``<export_base>/<version>``.
 
@@ -94,6 +98,8 @@ def export_saved_model(
       bbox_margin: the garment-box margin of ``predict_examples``; default: the model's own.
       training_data: the data the model was trained on (a ``DataConfig`` as a dict), kept in
         the metadata so ``evaluate`` finds the data of an export by itself.
+      keypoint_model: for a model with region crops, the keypoint model that finds the regions
+        (:class:`ServingModule`).
 
     Returns:
       The path of the new version folder.
@@ -101,15 +107,24 @@ def export_saved_model(
     asset_src = tempfile.mkdtemp(prefix="fashion_keras_assets_")
     try:
         module = ServingModule(
-            model, asset_src, heads=heads, bbox_margin=bbox_margin, training_data=training_data
+            model,
+            asset_src,
+            heads=heads,
+            bbox_margin=bbox_margin,
+            training_data=training_data,
+            keypoint_model=keypoint_model,
         )
         return write_version(module, export_base, version)
     finally:
         shutil.rmtree(asset_src, ignore_errors=True)
 
 
-def warmup_requests(image_size: int) -> list[prediction_log_pb2.PredictionLog]:
-    """One batch-of-one ``PredictionLog`` per signature (a mid-grey JPEG, zeros, a tf.Example)."""
+def warmup_requests(
+    image_size: int, image_inputs: Sequence[str] = (IMAGES_INPUT,)
+) -> list[prediction_log_pb2.PredictionLog]:
+    """One batch-of-one ``PredictionLog`` per signature (a mid-grey JPEG, zeros, a tf.Example);
+    ``image_inputs``: the inputs of ``predict_images`` (a model with region crops has one per
+    view, :meth:`ServingModule.image_inputs`), each given zeros."""
     jpeg = tf.io.encode_jpeg(tf.fill([image_size, image_size, 3], tf.constant(128, tf.uint8)))
     jpeg = jpeg.numpy()
     example = tf.train.Example(
@@ -119,26 +134,34 @@ def warmup_requests(image_size: int) -> list[prediction_log_pb2.PredictionLog]:
             }
         )
     )
+    zeros = tf.make_tensor_proto(tf.zeros([1, image_size, image_size, 3], tf.float32).numpy())
     inputs = {
-        "serving_default": tf.make_tensor_proto([jpeg], dtype=tf.string),
-        "predict_images": tf.make_tensor_proto(
-            tf.zeros([1, image_size, image_size, 3], tf.float32).numpy()
-        ),
-        "predict_examples": tf.make_tensor_proto([example.SerializeToString()], dtype=tf.string),
+        "serving_default": {
+            SIGNATURES["serving_default"]: tf.make_tensor_proto([jpeg], dtype=tf.string)
+        },
+        "predict_images": {name: zeros for name in image_inputs},
+        "predict_examples": {
+            SIGNATURES["predict_examples"]: tf.make_tensor_proto(
+                [example.SerializeToString()], dtype=tf.string
+            )
+        },
     }
     logs = []
-    for signature, tensor in inputs.items():
+    for signature, tensors in inputs.items():
         request = predict_pb2.PredictRequest()
         request.model_spec.signature_name = signature
-        request.inputs[SIGNATURES[signature]].CopyFrom(tensor)
+        for name, tensor in tensors.items():
+            request.inputs[name].CopyFrom(tensor)
         logs.append(prediction_log_pb2.PredictionLog(predict_log={"request": request}))
     return logs
 
 
-def write_warmup_requests(path: str, image_size: int) -> None:
+def write_warmup_requests(
+    path: str, image_size: int, image_inputs: Sequence[str] = (IMAGES_INPUT,)
+) -> None:
     """Writes :func:`warmup_requests` as the TFRecord file TF Serving replays on load."""
     with tf.io.TFRecordWriter(path) as writer:
-        for log in warmup_requests(image_size):
+        for log in warmup_requests(image_size, image_inputs):
             writer.write(log.SerializeToString())
 
 
