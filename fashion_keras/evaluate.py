@@ -34,6 +34,8 @@ from fashion_keras.evaluation.eval_data import data_config_for, keypoint_truth, 
 from fashion_keras.evaluation.evaluate import evaluate
 from fashion_keras.evaluation.keypoint_evaluation import keypoint_summary
 from fashion_keras.evaluation.model_loading import split_model_paths
+from fashion_keras.evaluation.predictors import keras_file, load_keras_model
+from fashion_keras.evaluation.region_inputs import use_region_sources
 from fashion_keras.evaluation.summaries import format_summary
 from fashion_keras.heads import softmax_heads
 
@@ -136,6 +138,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         data, search_data, train_counts, train_keypoints = _load_data(
             data_cfg, ensemble.heads, config
         )
+        region_sources = {
+            "region_file": data_cfg.region_file,
+            "keypoint_model": preprocess.keypoint_model
+            and load_keras_model(keras_file(preprocess.keypoint_model)),
+            "skip_bad_rows": data_cfg.skip_bad_rows,
+        }
+        data.examples = use_region_sources(ensemble.predictors, data.examples, **region_sources)
+        if search_data is not None:
+            search_data.examples = use_region_sources(
+                ensemble.predictors, search_data.examples, **region_sources
+            )
         metrics = evaluate(
             ensemble,
             data,

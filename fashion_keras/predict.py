@@ -39,6 +39,8 @@ from fashion_keras.evaluation.predict import (
     write_csv,
     write_submission,
 )
+from fashion_keras.evaluation.predictors import keras_file, load_keras_model
+from fashion_keras.evaluation.region_inputs import set_keypoint_model
 from fashion_keras.evaluation.views import keypoint_tta
 from fashion_keras.heads import keypoint_heads, softmax_heads
 
@@ -149,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with cli.input_errors(args.debug):  # bad flags, models, files
         inference, margin = sections.validated_from_args(args, InferenceConfig, PreprocessConfig)
         ensemble = load_ensemble([args.model], inference.weights)
+        if margin.keypoint_model:  # the regions' boxes of a model with region crops
+            model = load_keras_model(keras_file(margin.keypoint_model))
+            set_keypoint_model(ensemble.predictors, model)
         if args.fashionai_question:
             return _submission(args, ensemble, inference, margin.bbox_margin)
         if not args.images:

@@ -162,7 +162,8 @@ def load_eval_data(
         examples = examples.take(max_examples)
 
     def _model_input(ex):
-        out = {"image": ex["image"], "bbox": ex["bbox"]}
+        # the file name: --region-file joins the examples with its boxes by it
+        out = {"image": ex["image"], "bbox": ex["bbox"], "filename": ex["filename"]}
         if points:
             out["keypoints"] = ex["keypoints"]
             out["keypoint_categories"] = ex["keypoint_categories"]

@@ -342,6 +342,20 @@ def _run_entry(
     }
 
 
+def _region_entry(ensemble: Ensemble) -> dict[str, Any]:
+    """``metrics.json``'s ``region_boxes``: per model with region crops, the examples and how
+    many fell back to the garment box per region (nothing without such a model)."""
+    entry = {
+        p.name: {
+            "examples": p.region_fallbacks.examples,
+            "fell_back_to_garment_box": dict(p.region_fallbacks.fallbacks),
+        }
+        for p in ensemble.predictors
+        if p.region_fallbacks is not None
+    }
+    return {"region_boxes": entry} if entry else {}
+
+
 def _write_outputs(
     metrics: dict[str, Any],
     heads: Sequence[Head],
@@ -416,6 +430,7 @@ def evaluate(
         probs = ensemble.predict_examples(data.examples, **options)
         if any(len(p) != data.num_examples for p in probs.values()):
             raise RuntimeError("the models returned a different number of rows than the data has")
+        metrics.update(_region_entry(ensemble))
         metrics.update(score_probs(probs, data, heads, train_counts, config.top_losses))
         _plot(metrics, data, heads, views[0][0], config.output_dir)
     else:

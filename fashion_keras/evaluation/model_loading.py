@@ -20,10 +20,10 @@ from fashion_keras.evaluation.predictors import (
     STACK_FILE,
     ModelLoadError,
     Predictor,
-    SavedModelPredictor,
     StackPredictor,
     load_keras_predictor,
 )
+from fashion_keras.evaluation.saved_model_predictor import SavedModelPredictor
 
 
 def load_predictor(path: str) -> Predictor:

@@ -37,8 +37,11 @@ import numpy as np
 import tensorflow as tf
 
 from fashion_keras.data.config import DEFAULT_BBOX_MARGIN
+from fashion_keras.data.region_lookup import FallbackCounts
+from fashion_keras.data.region_views import REGION_MARGIN
 from fashion_keras.evaluation import keypoint_predictions
 from fashion_keras.evaluation.keypoint_predictions import KeypointOutputs, KeypointPredictions
+from fashion_keras.evaluation.region_inputs import BoxFunction, region_examples
 from fashion_keras.evaluation.views import (
     KEYPOINT_TTA_MODES,
     NUM_VIEWS,
@@ -46,6 +49,10 @@ from fashion_keras.evaluation.views import (
     check_tta_mode,
     override_margin,
     view_batches,
+)
+from fashion_keras.export.region_stage import (
+    RegionStage,
+    keypoint_stage_model,
 )
 from fashion_keras.heads import (
     AnyHead,
@@ -55,6 +62,7 @@ from fashion_keras.heads import (
     keypoint_heads,
     softmax_heads,
 )
+from fashion_keras.heads.views import crop_input, model_views
 
 log = logging.getLogger("fashion_keras")
 
@@ -80,6 +88,15 @@ class Predictor(abc.ABC):
     name: str
     heads: tuple[AnyHead, ...]
     inputs: tuple[InputSpec, ...]
+    #: the regions whose views the model reads (a model trained with region crops)
+    regions: tuple[str, ...] = ()
+    #: after :func:`predict_examples` on a model with regions: the garment-box fallbacks
+    region_fallbacks: FallbackCounts | None = None
+
+    def region_boxes_of(self) -> BoxFunction | None:
+        """What finds the regions' boxes in photos for this model (its keypoint stage), or
+        None (:mod:`~fashion_keras.evaluation.region_inputs`)."""
+        return None
 
     @property
     def image_sizes(self) -> tuple[int, ...]:
@@ -185,86 +202,68 @@ class KerasPredictor(Predictor):
     the model records no preprocessing).
     """
 
-    def __init__(self, model: keras.Model, name: str = "model", path: str | None = None) -> None:
+    def __init__(
+        self,
+        model: keras.Model,
+        name: str = "model",
+        path: str | None = None,
+        keypoint_model: keras.Model | None = None,
+    ) -> None:
         heads = getattr(model, "heads", None)
         if not heads:
             raise ModelLoadError(f"{name}: the Keras model has no `heads` attribute")
         self.model = model
         self.name = name
         self.heads = tuple(heads)
-        self.inputs = (keras_input(model, path),)
+        self.regions = tuple(getattr(model, "regions", ()) or ())
+        garment = keras_input(model, path)
+        views = model_views(self.heads, self.regions)
+        self.inputs = tuple(
+            garment
+            if v is None
+            else InputSpec(garment.image_size, REGION_MARGIN, "region box", region=v)
+            for v in views
+        )
+        self._names = tuple(crop_input(v) for v in views)
+        self.keypoint_model = keypoint_model
         self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        out = self._fn(tf.convert_to_tensor(images[0], tf.float32))
+        x = [tf.convert_to_tensor(i, tf.float32) for i in images]
+        out = self._fn(dict(zip(self._names, x, strict=True)) if self.regions else x[0])
         return {h.name: np.asarray(out[h.name], np.float32) for h in self.softmax_heads}
 
     def keypoint_outputs(self, images: tf.Tensor, tta: str) -> KeypointOutputs:
         stride = int(getattr(self.model, "keypoint_stride", 4))
         return keypoint_predictions.keypoint_outputs(
-            self.model, images, self.keypoint_heads, stride, tta
+            keypoint_stage_model(self.model), images, self.keypoint_heads, stride, tta
         )
 
+    def region_boxes_of(self) -> BoxFunction | None:
+        """The keypoint model's boxes (``keypoint_model``, else the model's own keypoint
+        head), as the two-stage export finds them."""
+        source = self.keypoint_model
+        if source is None and self.keypoint_heads:
+            source = self.model
+        if not self.regions or source is None:
+            return None
+        stage = RegionStage(source, self.regions)
 
-class SavedModelPredictor(Predictor):
-    """An exported version folder, through its ``predict_images`` signature."""
+        def boxes_of(image_bytes, bboxes):
+            found = stage.boxes(image_bytes, bboxes)
+            return {r: (found.normalized[r], found.found[r]) for r in self.regions}
 
-    def __init__(self, version_dir: str) -> None:
-        from fashion_keras.export import load_metadata, output_names
-
-        meta = load_metadata(version_dir)
-        self.name = version_dir
-        self.heads = tuple(
-            heads_from_dict({"heads": meta["heads"]}, where=f"{version_dir} metadata")
-        )
-        margin = meta.get("preprocessing", {}).get("bbox_margin", DEFAULT_BBOX_MARGIN)
-        self.inputs = (InputSpec(int(meta["image_size"]), float(margin), "export metadata"),)
-        loaded = tf.saved_model.load(version_dir)
-        if "predict_images" not in loaded.signatures:
-            raise ModelLoadError(
-                f"{version_dir}: no predict_images signature (has {sorted(loaded.signatures)})"
-            )
-        self._loaded = loaded  # keeps the variables alive
-        self._fn = loaded.signatures["predict_images"]
-        self._keys = {h.name: output_names(h)[0] for h in self.softmax_heads}
-        self._points = {h.name: output_names(h)[:2] for h in self.keypoint_heads}
-        have = set(self._fn.structured_outputs)
-        missing = sorted(k for keys in self._points.values() for k in keys if k not in have)
-        if missing:
-            raise ModelLoadError(
-                f"{version_dir}: the predict_images signature lacks the keypoint outputs "
-                f"{missing} (it has {sorted(have)}); export the model again with this version"
-            )
-
-    def predict_batch(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        out = self._fn(tf.convert_to_tensor(images[0], tf.float32))
-        return {name: out[key].numpy() for name, key in self._keys.items()}
-
-    def keypoint_outputs(self, images: tf.Tensor, tta: str) -> KeypointOutputs:
-        """The export's ``<head>_keypoints`` / ``<head>_scores`` (view pixels); ``flip``
-        averages them with the mirrored view's, mirrored back (``x -> S - 1 - x``) and
-        left/right swapped: the soft-argmax is linear in the heatmap probabilities, so this is
-        the average of the two heatmaps, as for Keras models."""
-        images = tf.convert_to_tensor(images, tf.float32)
-        out = self._fn(images)
-        mirrored = self._fn(tf.reverse(images, [2])) if tta == "flip" else None
-        width = tf.cast(tf.shape(images)[2], tf.float32)
-        result = {}
-        for head in self.keypoint_heads:
-            points, scores = self._points[head.name]
-            coords, score = out[points], out[scores]
-            if mirrored is not None:
-                perm = list(head.flip_permutation())
-                m_coords = tf.gather(mirrored[points], perm, axis=1)
-                m_coords = tf.stack([width - 1.0 - m_coords[..., 0], m_coords[..., 1]], axis=-1)
-                coords = (coords + m_coords) / 2.0
-                score = (score + tf.gather(mirrored[scores], perm, axis=1)) / 2.0
-            result[head.name] = (coords, score)
-        return result
+        return boxes_of
 
 
 def feature_extractor(model: keras.Model) -> keras.Model:
     """The image -> pooled-feature part of a ``MultiHeadClassifier`` (its ``pool`` layer)."""
+    if getattr(model, "regions", ()):
+        raise ModelLoadError(
+            f"model {model.name!r} reads region crops {list(model.regions)!r}: its heads pool "
+            "different views, so it has no one feature vector to stack; stack models trained "
+            "without --region-crops"
+        )
     try:
         pool = model.get_layer("pool")
     except ValueError:
@@ -434,6 +433,10 @@ def predict_examples(
     heads = predictor.softmax_heads
     if not heads:
         return {}
+    if predictor.regions:
+        examples, predictor.region_fallbacks = region_examples(
+            examples, predictor.regions, predictor.region_boxes_of(), predictor.name, batch_size
+        )
     chunks: dict[str, list[np.ndarray]] = {h.name: [] for h in heads}
     batches = view_batches(
         examples,

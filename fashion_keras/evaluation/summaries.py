@@ -85,9 +85,20 @@ def _report_header(metrics: Mapping[str, Any]) -> list[str]:
     ):
         seen = ", ".join(
             f"{v['image_size']} px, box margin {v['bbox_margin']:g} (from {v['source']})"
+            if "region" not in v
+            else f"{v['region']} region crop"
             for v in views
         )
         lines.append(f"- model `{model}` weight {weight:.3f}; input {seen}")
+        regions = metrics.get("region_boxes", {}).get(model)
+        if regions:
+            fallbacks = ", ".join(
+                f"{r} {n}" for r, n in regions["fell_back_to_garment_box"].items()
+            )
+            lines.append(
+                f"  - region boxes: of {regions['examples']} examples, fell back to the "
+                f"garment box: {fallbacks}"
+            )
     if "ensemble_search" in metrics:
         s = metrics["ensemble_search"]
         lines.append(

@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from fashion_keras.data.config import DEFAULT_BBOX_MARGIN
 from fashion_keras.data.preprocess import RESIZE_RATIO, preprocess_square
+from fashion_keras.data.region_views import region_box
 
 log = logging.getLogger("fashion_keras")
 
@@ -57,14 +58,20 @@ class InputSpec:
       bbox_margin: the garment-box margin of the crop (a fraction of the box on each side).
       source: where the margin comes from (the model, its export metadata, the run's
         ``config.json``, the default, or a ``--bbox-margin`` override), for the reports.
+      region: for a region's view (a model with region crops), the region whose box it crops
+        (the example's ``region_boxes`` entry, with no margin); ``None``: the garment box.
     """
 
     image_size: int
     bbox_margin: float
     source: str = "model"
+    region: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if self.region is None:
+            del out["region"]
+        return out
 
 
 def override_margin(inputs: Sequence[InputSpec], margin: float | None) -> tuple[InputSpec, ...]:
@@ -72,7 +79,10 @@ def override_margin(inputs: Sequence[InputSpec], margin: float | None) -> tuple[
     if margin is None:
         return tuple(inputs)
     return tuple(
-        dataclasses.replace(i, bbox_margin=float(margin), source="--bbox-margin") for i in inputs
+        i
+        if i.region is not None
+        else dataclasses.replace(i, bbox_margin=float(margin), source="--bbox-margin")
+        for i in inputs
     )
 
 
@@ -173,7 +183,14 @@ def view_batches(
     def _views(example):
         bbox = example["bbox"] if "bbox" in example else None
         return tuple(
-            preprocess_tta(example["image"], i.image_size, tta, bbox, i.bbox_margin, resize_ratio)
+            preprocess_tta(
+                example["image"],
+                i.image_size,
+                tta,
+                bbox if i.region is None else region_box(example, i.region),
+                i.bbox_margin,
+                resize_ratio,
+            )
             for i in inputs
         )
 

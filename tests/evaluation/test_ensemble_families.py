@@ -14,6 +14,7 @@ from fashion_keras import evaluate, train, train_stack
 from fashion_keras.data import sources
 from fashion_keras.evaluation import ensembles, model_loading, predictors
 from fashion_keras.evaluation import evaluate as evaluation
+from fashion_keras.evaluation.saved_model_predictor import SavedModelPredictor
 from fashion_keras.heads import get_heads
 from fashion_keras.models import ApplicationBackbone, Backbone, build_model
 
@@ -75,7 +76,7 @@ def test_ensemble_of_seresnet_and_densenet_at_their_own_sizes(members, small_dem
 def test_exported_densenet_predicts_as_its_keras_model(members):
     keras_member = model_loading.load_predictor(members["densenet"])
     exported = model_loading.load_predictor(os.path.join(members["densenet"], "export"))
-    assert isinstance(exported, predictors.SavedModelPredictor)
+    assert isinstance(exported, SavedModelPredictor)
     assert exported.image_sizes == (48,)
     images = [np.random.default_rng(3).uniform(0, 255, (2, 48, 48, 3)).astype("float32")]
     want, got = keras_member.predict_batch(images), exported.predict_batch(images)

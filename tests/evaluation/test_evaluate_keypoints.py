@@ -16,9 +16,10 @@ from PIL import Image
 from fashion_keras import evaluate, predict
 from fashion_keras.data import sources
 from fashion_keras.evaluation import keypoint_predictions as kp
-from fashion_keras.evaluation import model_loading, predictors
+from fashion_keras.evaluation import model_loading
 from fashion_keras.evaluation.keypoint_submission import read_submission, submission_header
 from fashion_keras.evaluation.predict import file_examples
+from fashion_keras.evaluation.saved_model_predictor import SavedModelPredictor
 from fashion_keras.heads import FASHIONAI_KEYPOINTS, get_heads
 from fashion_keras.models import build_model
 from fashion_keras_datasets.synthetic.keypoints_demo import generate_keypoints_demo
@@ -262,7 +263,7 @@ def test_an_export_predicts_the_keras_models_points(kp_model, kp_demo, tmp_path)
     export_saved_model(model, base)
     examples = sources.load_split(kp_demo["builder"], "val")
     keras_p, export_p = model_loading.load_predictor(path), model_loading.load_predictor(base)
-    assert isinstance(export_p, predictors.SavedModelPredictor)
+    assert isinstance(export_p, SavedModelPredictor)
     for tta in ("none", "flip"):
         want = keras_p.predict_keypoints(examples, tta=tta)[HEAD.name]
         got = export_p.predict_keypoints(examples, tta=tta)[HEAD.name]

@@ -13,6 +13,7 @@ from conftest import encode
 from fashion_keras.data.preprocess import preprocess_for_eval
 from fashion_keras.evaluation import ensembles, model_loading, predictors
 from fashion_keras.evaluation import views as V
+from fashion_keras.evaluation.saved_model_predictor import SavedModelPredictor
 from fashion_keras.export import export_saved_model
 from fashion_keras.heads import get_heads
 from fashion_keras.models import build_model
@@ -138,8 +139,8 @@ def test_every_model_form_loads_and_agrees(tiny_model, tmp_path):
     for path, kind in [
         (keras_path, predictors.KerasPredictor),
         (str(tmp_path / "run"), predictors.KerasPredictor),
-        (version, predictors.SavedModelPredictor),
-        (export_base, predictors.SavedModelPredictor),
+        (version, SavedModelPredictor),
+        (export_base, SavedModelPredictor),
     ]:
         predictor = model_loading.load_predictor(path)
         assert isinstance(predictor, kind)
