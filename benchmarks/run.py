@@ -14,12 +14,16 @@ per-repetition ratios, with their min-max):
    head's cost there; skipped without one (``benchmarks/gpu_bench.py``);
 6. ``keypoints``: the cost of the FashionAI keypoint head: training step and inference images/s
    of SE-ResNet-50 with the DeepFashion-6 heads with and without it, CPU
-   (``benchmarks/keypoint_bench.py``).
+   (``benchmarks/keypoint_bench.py``);
+7. ``regions``: the cost of training with region crops: training step and inference images/s
+   of SE-ResNet-50 with the DeepFashion-6 heads over the garment view and the collar crop, vs
+   the garment view alone and vs one model per region group (collar, garment), CPU
+   (``benchmarks/region_bench.py``).
 
 Prints each part's table and a summary against the goals, and writes everything, with the
 environment, to ``benchmarks/results/<YYYY-MM-DD>.json``.
 
-    .venv/bin/python -m benchmarks.run                   # all parts (about 20 min on 2 cores)
+    .venv/bin/python -m benchmarks.run                   # all parts (about 30 min on 2 cores)
     .venv/bin/python -m benchmarks.run --parts train,infer --reps 3
 """
 
@@ -37,10 +41,10 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from benchmarks import infer_bench, input_bench, keypoint_bench, train_bench
+from benchmarks import infer_bench, input_bench, keypoint_bench, region_bench, train_bench
 from benchmarks.common import ROOT, environment
 
-PARTS = ("input", "train", "infer", "serving", "gpu", "keypoints")
+PARTS = ("input", "train", "infer", "serving", "gpu", "keypoints", "regions")
 SERVING_GOAL = 0.9  # server throughput / in-process model.predict on the same batches
 
 
@@ -158,6 +162,62 @@ def print_keypoints(result: dict[str, Any]) -> None:
 def part_keypoints(args: argparse.Namespace) -> dict[str, Any]:
     result = keypoint_bench.run(args.reps, args.train_steps, args.infer_batches)
     print_keypoints(result)
+    return result
+
+
+PHASES = ("train", "infer")
+REGION_RATIOS = {"plain": "regions / plain", "groups": "regions / groups"}
+
+
+def print_regions(result: dict[str, Any]) -> None:
+    """Prints the region part's table (``region_bench.run``'s result)."""
+    train, infer = result["train_images_per_s"], result["infer_images_per_s"]
+    train_cpu, infer_cpu = result["train_images_per_cpu_s"], result["infer_images_per_cpu_s"]
+    rss = result["peak_rss_mb"]
+    rows = []
+    for c in train:
+        memory = f"{rss['infer'][c]:.0f} / {rss['train'][c]:.0f}"
+        params = f"{result['params'][c]:,}"
+        rows.append(
+            [c, "images/s", params, _fmt_stats(train[c], 2), _fmt_stats(infer[c], 2), memory]
+        )
+        rows.append(
+            ["", "per core", "", _fmt_stats(train_cpu[c], 2), _fmt_stats(infer_cpu[c], 2), ""]
+        )
+    groups = result["models"]["groups"]
+    for g, spec in groups.items():
+        rate = [result[f"groups_{what}_images_per_cpu_s"][g] for what in PHASES]
+        n = len(spec["heads"])
+        label = f"  {g} ({n} head{'s' * (n != 1)})"
+        rows.append(
+            [label, "per core", f"{spec['params']:,}", *(_fmt_stats(r, 2) for r in rate), ""]
+        )
+    for peer, name in REGION_RATIOS.items():
+        for label, suffix in (("images/s", ""), ("per core", "_per_cpu_s")):
+            ratios = [_fmt_ratio(result[f"{what}_ratio_vs_{peer}{suffix}"]) for what in PHASES]
+            rows.append([name if not suffix else "", label, "", *ratios, ""])
+    model = result["models"]["regions"]["regions"]
+    crops = " + ".join(model["inputs"])
+    on_crops = ", ".join(h for g, s in groups.items() if g != "garment" for h in s["heads"])
+    group_heads = "; ".join(f"{g}: {', '.join(s['heads'])}" for g, s in groups.items())
+    reps = next(iter(train.values()))["reps"]
+    print(
+        f"\n[7] region crop cost, CPU: {result['model']}, deepfashion6 heads; regions: one "
+        f"model, inputs {crops} stacked into one batch through the backbone ({on_crops} on the "
+        f"crop); plain: image only; groups: one model per region group ({group_heads}), costs "
+        f"added; {result['threads']} threads; train batch {result['train_batch_size']}, "
+        f"inference batch {result['infer_batch_size']} (an image = a photo with its views); "
+        f"median ±half-spread of {reps} repetitions; per core = images per CPU-second of the "
+        "contender's process"
+    )
+    header = ["contender", "measure", "trainable params", "train", "inference"]
+    header.append("peak RSS MiB infer / train")
+    print(_table(header, rows))
+
+
+def part_regions(args: argparse.Namespace) -> dict[str, Any]:
+    result = region_bench.run(args.reps, args.train_steps, args.infer_batches)
+    print_regions(result)
     return result
 
 
@@ -287,6 +347,12 @@ def goal_rows(parts: dict[str, Any]) -> list[dict[str, Any]]:
             for suffix, label in (("", ""), ("_per_cpu_s", ", per core")):
                 what_ = f"keypoints: {what} with / without keypoint head{label} (info)"
                 rows.append(_goal_row(what_, parts["keypoints"][f"{what}_ratio{suffix}"], None))
+    if "regions" in parts and "error" not in parts["regions"]:
+        for what in PHASES:
+            for peer, name in REGION_RATIOS.items():
+                for suffix, label in (("", ""), ("_per_cpu_s", ", per core")):
+                    ratio = parts["regions"][f"{what}_ratio_vs_{peer}{suffix}"]
+                    rows.append(_goal_row(f"regions: {what} {name}{label} (info)", ratio, None))
     for name, part in parts.items():
         if "error" in part:
             rows.append({"what": f"{name}: FAILED", "skipped": part["error"].splitlines()[-1]})
@@ -317,6 +383,7 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "serving": part_serving,
     "gpu": part_gpu,
     "keypoints": part_keypoints,
+    "regions": part_regions,
 }
 
 

@@ -1,5 +1,6 @@
 """The input benchmark is fair only if its PIL loader makes the tensors the tf.data pipeline makes;
-the keypoint head comparison (CPU and GPU code paths) runs on tiny sizes and reports its keys."""
+the keypoint head comparison (CPU and GPU code paths) and the region crop comparison run on tiny
+sizes and report their keys."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks import keypoint_bench
+from benchmarks import keypoint_bench, region_bench
 from benchmarks import run as bench_run
 from benchmarks.common import ROOT
 from benchmarks.input_bench import (
@@ -164,3 +165,83 @@ def test_gpu_bench_keypoint_comparison_runs_under_jax(tmp_path):
         "gpu: keypoint head, train with / without (info)",
         "gpu: keypoint head, infer with / without (info)",
     ]
+
+
+def test_region_contenders_split_deepfashion6_into_view_groups():
+    from fashion_keras.heads import DEEPFASHION6
+
+    names = [h.name for h in DEEPFASHION6]
+    plain = region_bench.contender_models(region_bench.PLAIN)
+    regions = region_bench.contender_models(region_bench.REGIONS)
+    assert plain == {"plain": (tuple(DEEPFASHION6), ())}
+    assert regions == {"regions": (tuple(DEEPFASHION6), ("collar",))}
+    groups = region_bench.contender_models(region_bench.GROUPS)
+    assert list(groups) == ["garment", "collar"]
+    garment, collar = groups["garment"], groups["collar"]
+    assert [h.name for h in garment[0]] == [n for n in names if n != "neckline"]
+    assert garment[1] == ()
+    assert [h.name for h in collar[0]] == ["neckline"] and collar[1] == ("collar",)
+    with pytest.raises(ValueError, match="unknown contender"):
+        region_bench.contender_models("collar")
+
+
+def test_region_groups_costs_add():
+    parts = [
+        {"items": 4, "seconds": 1.0, "items_per_s": 4.0, "cpu_s": 2.0, "items_per_cpu_s": 2.0},
+        {"items": 4, "seconds": 3.0, "items_per_s": 4 / 3, "cpu_s": 6.0, "items_per_cpu_s": 4 / 6},
+    ]
+    both = region_bench.added(parts, 4)
+    assert both["seconds"] == 4.0 and both["cpu_s"] == 8.0
+    assert both["items_per_s"] == 1.0 and both["items_per_cpu_s"] == 0.5
+
+
+@pytest.mark.slow
+def test_region_bench_reports_three_contenders_and_ratios(capsys):
+    result = region_bench.run(
+        reps=1,
+        steps=1,
+        batches=1,
+        train_batch_size=2,
+        infer_batch_size=2,
+        image_size=64,
+        backbone="seresnet_tiny",
+    )
+    contenders = set(region_bench.CONTENDERS)
+    for phase in ("train", "infer"):
+        for suffix in ("_per_s", "_per_cpu_s"):
+            rates = result[f"{phase}_images{suffix}"]
+            assert set(rates) == contenders
+            assert all(s["median"] > 0 and s["reps"] == 1 for s in rates.values())
+            assert set(result[f"groups_{phase}_images{suffix}"]) == {"garment", "collar"}
+        for peer in ("plain", "groups"):
+            for suffix in ("", "_per_cpu_s"):
+                ratio = result[f"{phase}_ratio_vs_{peer}{suffix}"]
+                assert ratio["median"] > 0 and ratio["reps"] == 1
+        assert set(result["peak_rss_mb"][phase]) == contenders
+    models = result["models"]
+    assert models["plain"]["plain"]["inputs"] == ["image"]
+    assert models["regions"]["regions"]["inputs"] == ["image", "collar_crop"]
+    assert models["groups"]["collar"]["inputs"] == ["collar_crop"]
+    assert models["groups"]["collar"]["heads"] == ["neckline"]
+    assert models["groups"]["garment"]["inputs"] == ["image"]
+    params = result["params"]
+    assert params["regions"] == params["plain"]  # one backbone, the same heads
+    group_params = [m["params"] for m in models["groups"].values()]
+    assert params["groups"] == sum(group_params) > params["plain"]
+
+    bench_run.print_regions(result)
+    rows = bench_run.goal_rows({"regions": result})
+    bench_run.print_summary(rows)
+    out = capsys.readouterr().out
+    assert "[7] region crop cost" in out
+    assert "regions / plain" in out and "regions / groups" in out
+    assert "  collar (1 head)" in out and "  garment (5 heads)" in out
+    assert [r["what"] for r in rows] == [
+        f"regions: {phase} regions / {peer}{label} (info)"
+        for phase in ("train", "infer")
+        for peer in ("plain", "groups")
+        for label in ("", ", per core")
+    ]
+    assert all(r["goal"] is None and r["met"] is None for r in rows)
+    assert rows[0]["value"] == result["train_ratio_vs_plain"]["median"]
+    assert rows[7]["value"] == result["infer_ratio_vs_groups_per_cpu_s"]["median"]
