@@ -12,6 +12,7 @@ memory so far (``VmHWM``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -255,3 +256,46 @@ def summary(values: Sequence[float]) -> dict[str, float]:
 def paired_ratio(ours: Sequence[float], theirs: Sequence[float]) -> dict[str, float]:
     """Summary of the per-repetition ratios ``ours[i] / theirs[i]`` (side by side pairs)."""
     return summary([a / b for a, b in zip(ours, theirs, strict=True)])
+
+
+def contender_args(
+    description: str, contenders: Sequence[str], argv: Sequence[str] | None = None
+) -> argparse.Namespace:
+    """The options of a bench that runs its contenders in alternating worker processes
+    (``keypoint_bench``, ``region_bench``): repetitions, steps, batches, sizes, backbone."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--steps", type=int, default=1, help="training steps per repetition")
+    p.add_argument("--batches", type=int, default=1, help="inference batches per repetition")
+    p.add_argument("--train-batch-size", type=int, default=16)
+    p.add_argument("--infer-batch-size", type=int, default=32)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--backbone", default="seresnet50")
+    p.add_argument("--worker", choices=contenders, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def contender_main(
+    argv: Sequence[str] | None,
+    description: str,
+    contenders: Sequence[str],
+    worker: Callable[[argparse.Namespace], Any],
+    run: Callable[..., dict[str, Any]],
+) -> int:
+    """Such a bench's ``main``: one worker process (``--worker``), or the whole run, printed as
+    JSON."""
+    args = contender_args(description, contenders, argv)
+    if args.worker:
+        worker(args)
+        return 0
+    result = run(
+        args.reps,
+        args.steps,
+        args.batches,
+        args.train_batch_size,
+        args.infer_batch_size,
+        args.image_size,
+        args.backbone,
+    )
+    print(json.dumps(result, indent=2))
+    return 0

@@ -34,14 +34,22 @@ training.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import Worker, cpu_count, interleave, paired_ratio, serve, summary, timed
+from benchmarks.common import (
+    Worker,
+    contender_main,
+    cpu_count,
+    interleave,
+    paired_ratio,
+    serve,
+    summary,
+    timed,
+)
 from benchmarks.infer_bench import _images, _tf
 
 WITHOUT = "attributes"
@@ -222,35 +230,8 @@ def run(
     }
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--steps", type=int, default=1, help="training steps per repetition")
-    p.add_argument("--batches", type=int, default=1, help="inference batches per repetition")
-    p.add_argument("--train-batch-size", type=int, default=16)
-    p.add_argument("--infer-batch-size", type=int, default=32)
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--backbone", default="seresnet50")
-    p.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
-    return p.parse_args(argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.worker:
-        _contender(args)
-    else:
-        result = run(
-            args.reps,
-            args.steps,
-            args.batches,
-            args.train_batch_size,
-            args.infer_batch_size,
-            args.image_size,
-            args.backbone,
-        )
-        print(json.dumps(result, indent=2))
-    return 0
+    return contender_main(argv, __doc__.split("\n\n")[0], CONTENDERS, _contender, run)
 
 
 if __name__ == "__main__":
