@@ -143,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "keypoint_model": preprocess.keypoint_model
             and load_keras_model(keras_file(preprocess.keypoint_model)),
             "skip_bad_rows": data_cfg.skip_bad_rows,
+            "inherited": args.region_file is None,
         }
         data.examples = use_region_sources(ensemble.predictors, data.examples, **region_sources)
         if search_data is not None:

@@ -144,10 +144,14 @@ def use_region_sources(
     region_file: str | None = None,
     keypoint_model: Any = None,
     skip_bad_rows: bool = False,
+    inherited: bool = False,
 ) -> tf.data.Dataset:
     """Applies ``--region-file`` (the examples joined with it, for every model with regions)
     and ``--keypoint-model`` (a loaded Keras keypoint model: the boxes of each Keras model with
-    regions) and returns the examples; nothing changes for models without regions."""
+    regions) and returns the examples; nothing changes for models without regions.
+    ``inherited``: the region file is the training run's, not given for this evaluation; it is
+    then used only when some model has no box source of its own (an export's first stage, a
+    keypoint head, ``keypoint_model``), so an export is scored as it is served."""
     regions = tuple(dict.fromkeys(r for p in predictors for r in p.regions))
     if not regions:
         if region_file or keypoint_model is not None:
@@ -155,6 +159,9 @@ def use_region_sources(
         return examples
     if keypoint_model is not None:
         set_keypoint_model(predictors, keypoint_model)
+    if inherited and all(p.region_boxes_of() is not None for p in predictors if p.regions):
+        region_file = None
     if region_file:
+        log.info("region boxes from %s%s", region_file, " (the training run's)" * inherited)
         examples = with_region_file(examples, region_file, regions, skip_bad_rows)
     return examples
