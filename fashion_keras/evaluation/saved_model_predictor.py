@@ -20,6 +20,7 @@ from fashion_keras.export import load_metadata, output_names
 from fashion_keras.export.region_stage import region_output_names
 from fashion_keras.export.serving_module import IMAGES_INPUT, serialize_examples
 from fashion_keras.heads import heads_from_dict
+from fashion_keras.heads.views import crop_input
 
 
 class SavedModelPredictor(Predictor):
@@ -35,10 +36,11 @@ class SavedModelPredictor(Predictor):
         size = int(meta["image_size"])
         self.regions = tuple(meta.get("regions", {}).get("names", ()))
         self._names = tuple(meta.get("input", {}).get("predict_images", {IMAGES_INPUT: ""}))
+        region_of = {crop_input(r): r for r in self.regions}
         self.inputs = tuple(
             InputSpec(size, float(margin), "export metadata")
             if n == IMAGES_INPUT
-            else InputSpec(size, REGION_MARGIN, "region box", region=n.removesuffix("_crop"))
+            else InputSpec(size, REGION_MARGIN, "region box", region=region_of[n])
             for n in self._names
         )
         loaded = tf.saved_model.load(version_dir)

@@ -32,6 +32,12 @@ image's), ``<head>_scores`` (float32 [None, K], each keypoint's visibility proba
 ``<head>_keypoint_names`` (string [None, K], the keypoint names in ``<head>_keypoints`` order).
 The values are those of :func:`fashion_keras.evaluation.keypoint_predictions.predict_keypoints`
 (no test-time augmentation).
+
+A model with region crops (``model.regions``) is exported with its first stage
+(:class:`~fashion_keras.export.region_stage.RegionStage`): for ``serving_default`` and
+``predict_examples`` a keypoint model finds each region's box, the region's view is cropped at
+it, and ``<region>_box`` / ``<region>_found`` join the outputs; ``predict_images`` takes one
+input per view (:meth:`ServingModule.image_inputs`).
 """
 
 from __future__ import annotations
