@@ -128,6 +128,13 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return bool(strategy.extended.should_checkpoint)
 
 
+def barrier(strategy: tf.distribute.Strategy) -> None:
+    """Under MultiWorkerMirroredStrategy, waits until every worker gets here (an all-reduce of
+    one number); nothing otherwise."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+
 def worker_config(cfg: TrainConfig, strategy: tf.distribute.Strategy) -> TrainConfig:
     """``cfg`` itself on the chief; on other workers, ``cfg`` writing to a temporary folder.
 

@@ -236,6 +236,21 @@ def _callbacks(
     ]
 
 
+def _chief_checkpoint(
+    strategy: tf.distribute.Strategy,
+    checkpoint: checkpointing.AtomicModelCheckpoint,
+    chief_path: str,
+) -> checkpointing.AtomicModelCheckpoint:
+    """The best checkpoint every worker restores: the chief's, once it is written (a non-chief
+    worker's own only saw the epochs since its last start, so after a resume it may differ)."""
+    distribute.barrier(strategy)
+    if distribute.is_chief(strategy):
+        return checkpoint
+    return checkpointing.AtomicModelCheckpoint(
+        chief_path, monitor=checkpoint.monitor, mode=checkpoint.mode, save_best_only=True
+    )
+
+
 def _restore_best(
     model: keras.Model, cfg: TrainConfig, checkpoint: checkpointing.AtomicModelCheckpoint
 ) -> dict[str, Any]:
@@ -413,6 +428,7 @@ def _train(
     # Multi-worker: every worker restores the chief's backup, but only the chief writes to
     # output_dir; the others write to a temporary folder (removed when train() returns).
     backup_dir = os.path.join(cfg.runtime.output_dir, "backup")
+    best_path = os.path.join(cfg.runtime.output_dir, "checkpoints", "best.keras")
     cfg = distribute.worker_config(cfg, strategy)
     distribute.check_batch_size(cfg.optimization.batch_size, strategy)
     run_folder.prepare(cfg)  # a finished run is refused (or cleared with --overwrite)
@@ -460,7 +476,7 @@ def _train(
         shuffle=False,  # the tf.data pipeline shuffles
         verbose=_verbosity(cfg),
     )
-    final = _restore_best(model, cfg, checkpoint)
+    final = _restore_best(model, cfg, _chief_checkpoint(strategy, checkpoint, best_path))
     val_metrics, report, keypoints = {}, {}, {}
     if val_ds is not None:
         val_metrics, report, keypoints = _final_validation(model, cfg, heads, val_ds, data)
