@@ -299,3 +299,31 @@ def contender_main(
     )
     print(json.dumps(result, indent=2))
     return 0
+
+
+def run_contenders(
+    module: str,
+    contenders: Sequence[str],
+    reps: int,
+    steps: int,
+    batches: int,
+    train_batch_size: int,
+    infer_batch_size: int,
+    image_size: int,
+    backbone: str,
+) -> tuple[list[Worker], dict[str, dict[str, list[dict[str, Any]]]]]:
+    """Starts one worker process of ``module`` per contender (:func:`contender_args`' options),
+    times inference, then training, alternately over them (:func:`interleave`) and closes
+    them; returns the workers (their ``ready`` records) and the results per command."""
+    argv = ["--steps", str(steps), "--batches", str(batches), "--image-size", str(image_size)]
+    argv += ["--train-batch-size", str(train_batch_size), "--backbone", backbone]
+    argv += ["--infer-batch-size", str(infer_batch_size)]
+    workers: list[Worker] = []
+    try:
+        for name in contenders:
+            workers.append(Worker(name, module, ["--worker", name, *argv]))
+        results = {cmd: interleave(workers, reps, cmd=cmd) for cmd in ("infer", "train")}
+    finally:
+        for w in workers:
+            w.close()
+    return workers, results

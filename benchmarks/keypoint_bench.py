@@ -41,11 +41,10 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import (
-    Worker,
     contender_main,
     cpu_count,
-    interleave,
     paired_ratio,
+    run_contenders,
     serve,
     summary,
     timed,
@@ -177,17 +176,17 @@ def run(
 ) -> dict[str, Any]:
     """Times inference, then training, of both contenders alternately; returns images/s, the
     ratios with / without the keypoint head and peak memory."""
-    argv = ["--steps", str(steps), "--batches", str(batches), "--image-size", str(image_size)]
-    argv += ["--train-batch-size", str(train_batch_size), "--backbone", backbone]
-    argv += ["--infer-batch-size", str(infer_batch_size)]
-    workers = []
-    try:
-        for name in CONTENDERS:
-            workers.append(Worker(name, "benchmarks.keypoint_bench", ["--worker", name, *argv]))
-        results = {cmd: interleave(workers, reps, cmd=cmd) for cmd in ("infer", "train")}
-    finally:
-        for w in workers:
-            w.close()
+    workers, results = run_contenders(
+        "benchmarks.keypoint_bench",
+        CONTENDERS,
+        reps,
+        steps,
+        batches,
+        train_batch_size,
+        infer_batch_size,
+        image_size,
+        backbone,
+    )
     rates = {
         cmd: {c: [r["items_per_s"] for r in res[c]] for c in CONTENDERS}
         for cmd, res in results.items()

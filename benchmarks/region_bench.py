@@ -39,11 +39,10 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import (
-    Worker,
     contender_main,
     cpu_count,
-    interleave,
     paired_ratio,
+    run_contenders,
     serve,
     summary,
     timed,
@@ -193,17 +192,17 @@ def run(
 ) -> dict[str, Any]:
     """Times inference, then training, of the three contenders alternately; returns images/s,
     the ratios ``regions / plain`` and ``regions / groups``, parameters and peak memory."""
-    argv = ["--steps", str(steps), "--batches", str(batches), "--image-size", str(image_size)]
-    argv += ["--train-batch-size", str(train_batch_size), "--backbone", backbone]
-    argv += ["--infer-batch-size", str(infer_batch_size)]
-    workers = []
-    try:
-        for name in CONTENDERS:
-            workers.append(Worker(name, "benchmarks.region_bench", ["--worker", name, *argv]))
-        results = {cmd: interleave(workers, reps, cmd=cmd) for cmd in ("infer", "train")}
-    finally:
-        for w in workers:
-            w.close()
+    workers, results = run_contenders(
+        "benchmarks.region_bench",
+        CONTENDERS,
+        reps,
+        steps,
+        batches,
+        train_batch_size,
+        infer_batch_size,
+        image_size,
+        backbone,
+    )
     result: dict[str, Any] = {
         "model": f"{backbone}, {image_size} px",
         "regions": list(CROPS),
