@@ -81,7 +81,8 @@ def part_input(args: argparse.Namespace) -> dict[str, Any]:
                 + [_fmt_ratio(ratio["PIL"]), _fmt_ratio(ratio["decode"])]
             )
     header = ["images", "measure", "tf.data", "PIL+NumPy threads", "bare decode_jpeg"]
-    header += ["tf.data/PIL (>=1.5)", "tf.data/decode (>=0.8)"]
+    goals = input_bench.GOALS
+    header += [f"tf.data/PIL (>={goals['PIL']})", f"tf.data/decode (>={goals['decode']})"]
     print(
         f"\n[1] input pipeline, {result['image_size']} px training view, batch "
         f"{result['batch_size']}, {result['images']} JPEGs per set (each pass: one half), "
@@ -89,6 +90,13 @@ def part_input(args: argparse.Namespace) -> dict[str, Any]:
         "= images per CPU-second of the contender's process"
     )
     print(_table(header, rows))
+    for s in result["sets"].values():
+        cores = s["cores_for_feed_rate"]
+        print(
+            f"cores needed to feed {input_bench.FEED_RATE:,} images/s ({s['description']}): "
+            f"{cores['median']:.1f} ({cores['min']:.1f}-{cores['max']:.1f}; goal <= "
+            f"{input_bench.FEED_CORES_GOAL})"
+        )
     return result
 
 
@@ -290,7 +298,8 @@ def goal_rows(parts: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     if "input" in parts and "error" not in parts["input"]:
         for name, s in parts["input"]["sets"].items():
-            for peer, label, goal in (("PIL", "PIL+NumPy", 1.5), ("decode", "bare decode", 0.8)):
+            for peer, label in (("PIL", "PIL+NumPy"), ("decode", "bare decode")):
+                goal = input_bench.GOALS[peer]
                 rows.append(_goal_row(f"input {name}: tf.data / {label}", s["ratio"][peer], goal))
                 rows.append(
                     _goal_row(
@@ -299,6 +308,14 @@ def goal_rows(parts: dict[str, Any]) -> list[dict[str, Any]]:
                         goal,
                     )
                 )
+            cores = _goal_row(
+                f"input {name}: cores to feed {input_bench.FEED_RATE:,} images/s",
+                s["cores_for_feed_rate"],
+                None,
+            )
+            goal = input_bench.FEED_CORES_GOAL
+            cores.update(goal=goal, at_most=True, met=cores["value"] <= goal)
+            rows.append(cores)
     if "train" in parts and "error" not in parts["train"]:
         rows.append(_goal_row("train: Keras / timm (torch)", parts["train"]["ratio"], 1.0))
     if "infer" in parts and "error" not in parts["infer"]:
@@ -368,7 +385,8 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
         met = {True: "yes", False: "NO", None: "-"}[r["met"]]
         digits = 0 if r["value"] >= 100 else 2
         spread = f"[{r['min']:.{digits}f}-{r['max']:.{digits}f}]" if r["min"] != r["max"] else ""
-        goal = "-" if r["goal"] is None else f">= {r['goal']:g}"
+        sign = "<=" if r.get("at_most") else ">="
+        goal = "-" if r["goal"] is None else f"{sign} {r['goal']:g}"
         table.append([r["what"], f"{r['value']:.{digits}f}", spread, goal, met])
     print("\nSummary against the goals (ratios: median of per-repetition ratios [min-max])")
     print(_table(["measure", "value", "[min-max]", "goal", "met"], table))

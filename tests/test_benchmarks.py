@@ -245,3 +245,29 @@ def test_region_bench_reports_three_contenders_and_ratios(capsys):
     assert all(r["goal"] is None and r["met"] is None for r in rows)
     assert rows[0]["value"] == result["train_ratio_vs_plain"]["median"]
     assert rows[7]["value"] == result["infer_ratio_vs_groups_per_cpu_s"]["median"]
+
+
+def test_the_input_summary_says_how_many_cores_feed_3000_images_per_second(capsys):
+    """Issue 19: from the per-core rate, 3,000 / (images per CPU-second), goal at most 8."""
+    from benchmarks import input_bench
+
+    per_cpu = [400.0, 500.0, 600.0]
+    stats = {"median": 1.0, "min": 1.0, "max": 1.0}
+    sets = {
+        name: {
+            "description": name,
+            "ratio": {"PIL": stats, "decode": stats},
+            "ratio_per_cpu_s": {"PIL": stats, "decode": stats},
+            "cores_for_feed_rate": input_bench.cores_needed(rate),
+        }
+        for name, rate in (("fast", per_cpu), ("slow", [300.0]))
+    }
+    assert sets["fast"]["cores_for_feed_rate"] == {"median": 6.0, "min": 5.0, "max": 7.5}
+    rows = {r["what"]: r for r in bench_run.goal_rows({"input": {"sets": sets}})}
+    fast = rows["input fast: cores to feed 3,000 images/s"]
+    slow = rows["input slow: cores to feed 3,000 images/s"]
+    assert (fast["value"], fast["met"]) == (6.0, True)
+    assert (slow["value"], slow["met"]) == (10.0, False)
+    assert rows["input fast: tf.data / PIL+NumPy"]["goal"] == 2.0
+    bench_run.print_summary(list(rows.values()))
+    assert "<= 8" in capsys.readouterr().out

@@ -11,8 +11,6 @@ take an ``image_size`` crop (random for training, central for evaluation).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import tensorflow as tf
 
 from fashion_keras.data import geometry
@@ -216,91 +214,3 @@ def eval_view(
     image = image[offset : offset + image_size, offset : offset + image_size, :]
     image.set_shape([image_size, image_size, 3])
     return image, geometry.crop_resize_matrix(window, side, tf.constant([offset, offset]))
-
-
-def preprocess_for_train(
-    image_bytes: tf.Tensor,
-    image_size: int,
-    bbox: tf.Tensor | None = None,
-    margin: float = DEFAULT_BBOX_MARGIN,
-    seed: tf.Tensor | None = None,
-    brightness: float = 0.1,
-    contrast: float = 0.2,
-    saturation: float = 0.2,
-) -> tf.Tensor:
-    """Training view: box crop, pad, resize, random ``image_size`` crop, flip and colour jitter.
-
-    Args:
-      seed: a stateless random seed, shape (2,) int; the same seed gives the same augmentation.
-      brightness: maximum brightness shift as a fraction of the 0-255 range.
-      contrast, saturation: maximum relative change (factor drawn from [1 - c, 1 + c]).
-    """
-    return train_view(
-        image_bytes, image_size, bbox, margin, seed, brightness, contrast, saturation
-    ).image
-
-
-class TrainView(NamedTuple):
-    """A training view: the image, its 3x3 photo -> view matrix and whether it is mirrored."""
-
-    image: tf.Tensor
-    matrix: tf.Tensor
-    flipped: tf.Tensor
-
-
-def train_view(
-    image_bytes: tf.Tensor,
-    image_size: int,
-    bbox: tf.Tensor | None = None,
-    margin: float = DEFAULT_BBOX_MARGIN,
-    seed: tf.Tensor | None = None,
-    brightness: float = 0.1,
-    contrast: float = 0.2,
-    saturation: float = 0.2,
-    scale: float = 0.0,
-    rotation: float = 0.0,
-) -> TrainView:
-    """:func:`preprocess_for_train` with its geometry, so keypoints can follow the image.
-
-    Args:
-      scale: when > 0, zoom the view by a factor drawn from [1 - scale, 1 + scale] about its
-        centre (after the crop and flip; the border is reflected).
-      rotation: when > 0, rotate the view by an angle drawn from [-rotation, rotation] degrees.
-      Other arguments as :func:`preprocess_for_train` (with both 0, the same image for the
-      same seed).
-    """
-    if seed is None:
-        seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=7)
-    side = resize_size(image_size)
-    image, window = square_view(image_bytes, side, bbox, margin)
-    # tf.image.stateless_random_crop and stateless_random_flip_left_right, with their offset
-    # and coin kept for the geometry (the same draws for the same seed)
-    size = tf.constant([image_size, image_size, 3], tf.int32)
-    offset = tf.random.stateless_uniform([3], seeds[0], maxval=size.dtype.max, dtype=tf.int32)
-    offset = offset % (tf.shape(image) - size + 1)
-    image = tf.slice(image, offset, size)
-    flipped = tf.random.stateless_uniform([], seeds[1], 0, 1.0) < 0.5
-    image = tf.cond(flipped, lambda: tf.reverse(image, [1]), lambda: image)
-    matrix = geometry.crop_resize_matrix(window, side, offset[:2])
-    matrix = tf.cond(flipped, lambda: geometry.flip_matrix(image_size) @ matrix, lambda: matrix)
-    if scale or rotation:
-        zoom = tf.random.stateless_uniform([], seeds[5], 1.0 - scale, 1.0 + scale)
-        angle = tf.random.stateless_uniform([], seeds[6], -rotation, rotation)
-        warp = geometry.scale_rotate_matrix(image_size, zoom, angle)
-        image = geometry.warp_image(image, warp)
-        matrix = warp @ matrix
-    # Jitter on the 0-255 scale (contrast and saturation are scale-invariant): the same values
-    # as on [0, 1], without two passes to rescale.
-    if brightness:
-        delta = tf.random.stateless_uniform([], seeds[2], -brightness, brightness)
-        image = image + delta * 255.0
-    if contrast:
-        image = tf.image.stateless_random_contrast(image, 1 - contrast, 1 + contrast, seeds[3])
-    if saturation:
-        image = tf.image.stateless_random_saturation(
-            image, 1 - saturation, 1 + saturation, seeds[4]
-        )
-    image = tf.clip_by_value(image, 0.0, 255.0)
-    image.set_shape([image_size, image_size, 3])
-    return TrainView(image, matrix, flipped)

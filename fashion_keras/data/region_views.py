@@ -19,7 +19,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from fashion_keras.data.preprocess import eval_view, train_view
+from fashion_keras.data.augment import train_view
+from fashion_keras.data.preprocess import eval_view
 from fashion_keras.heads import AnyHead, KeypointHead, keypoint_heads
 from fashion_keras.heads.names import HeadSpecError
 from fashion_keras.heads.region_boxes import region_indices

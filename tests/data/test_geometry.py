@@ -8,7 +8,8 @@ import tensorflow as tf
 from PIL import Image
 
 from fashion_keras.data import geometry
-from fashion_keras.data.preprocess import eval_view, preprocess_square, resize_size, train_view
+from fashion_keras.data.augment import train_view
+from fashion_keras.data.preprocess import eval_view
 from fashion_keras.heads import KeypointHead
 
 HEAD = KeypointHead(
@@ -112,16 +113,3 @@ def test_a_point_leaving_the_view_becomes_absent_and_absent_points_stay_absent()
     np.testing.assert_array_equal(out[1], [-1, -1, -1])  # x = 50 > 31.5
     np.testing.assert_array_equal(out[2], [-1, -1, -1])
     np.testing.assert_array_equal(out[3], [0.0, 4.0, 0.0])  # occluded stays occluded
-
-
-def test_the_training_view_without_zoom_and_rotation_is_the_old_image():
-    """train_view draws the crop and flip as tf.image.stateless_random_crop/flip do."""
-    blob = BLOBS[2]
-    for s in range(4):
-        seed = tf.constant([s, 9])
-        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=7)
-        view = train_view(blob, 40, None, 0.1, seed, 0.0, 0.0, 0.0)
-        square = preprocess_square(blob, resize_size(40), None, 0.1)
-        want = tf.image.stateless_random_crop(square, [40, 40, 3], seed=seeds[0])
-        want = tf.image.stateless_random_flip_left_right(want, seed=seeds[1])
-        np.testing.assert_array_equal(view.image.numpy(), want.numpy())

@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 from conftest import boxed_image, encode
 
+from fashion_keras.data import augment
 from fashion_keras.data import preprocess as P
 
 H, W = 120, 200
@@ -77,9 +78,9 @@ def test_eval_view_shape_range_and_content():
 
 def test_train_view_is_seeded():
     data = tf.constant(encode(np.random.default_rng(0).integers(0, 255, (H, W, 3))))
-    a = P.preprocess_for_train(data, 48, seed=tf.constant([1, 2])).numpy()
-    b = P.preprocess_for_train(data, 48, seed=tf.constant([1, 2])).numpy()
-    c = P.preprocess_for_train(data, 48, seed=tf.constant([3, 4])).numpy()
+    a = augment.preprocess_for_train(data, 48, seed=tf.constant([1, 2])).numpy()
+    b = augment.preprocess_for_train(data, 48, seed=tf.constant([1, 2])).numpy()
+    c = augment.preprocess_for_train(data, 48, seed=tf.constant([3, 4])).numpy()
     assert a.shape == (48, 48, 3)
     assert 0 <= a.min() and a.max() <= 255
     np.testing.assert_array_equal(a, b)

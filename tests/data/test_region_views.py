@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 from conftest import encode
 
-from fashion_keras.data.preprocess import eval_view, train_view
+from fashion_keras.data.augment import train_view
+from fashion_keras.data.preprocess import eval_view
 from fashion_keras.data.region_views import (
     FULL_IMAGE,
     REGION_MARGIN,
