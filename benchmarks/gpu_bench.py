@@ -7,6 +7,12 @@ a GPU it says so and skips. Anchors (published training throughput): NVIDIA's Te
 ResNet-50 v1.5 on an A100 with AMP + XLA, 2,375 img/s; MLPerf Training ResNet-50, about 7,160
 img/s per H100. Goal: >= 3,000 img/s for SE-ResNet-50 on an H100.
 
+Input -> train step (``fed_images_per_s`` in each row; ``--loader none`` skips it): the same
+steps, each on the next batch of the training input pipeline over generated 300 px JPEGs (the
+input benchmark's), moved to the device, repetitions alternating with the device-batch ones;
+``fed_ratio`` below 1 means the input does not keep up. The pipeline is ``tf.data``
+(``make_dataset``) where TensorFlow is installed, else the PIL + NumPy loader.
+
 Keypoint head cost (``keypoints`` in the result; off with ``--no-keypoints``): at the batch size
 that gave the best img/s, training and inference images/s of the model with the DeepFashion-6
 heads with and without the FashionAI keypoint head (``benchmarks.keypoint_bench``'s contenders:
@@ -52,9 +58,21 @@ def gpu_devices() -> list[Any]:
 
 
 def measure(
-    batch_size: int, image_size: int, steps: int, reps: int, backbone: str, num_classes: int
+    batch_size: int,
+    image_size: int,
+    steps: int,
+    reps: int,
+    backbone: str,
+    num_classes: int,
+    feed: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
-    """Training images/s of ``backbone`` at ``batch_size`` (reps of ``steps`` steps each)."""
+    """Training images/s of ``backbone`` at ``batch_size`` (reps of ``steps`` steps each).
+
+    ``images_per_s``: on one in-memory device batch (the step alone); with ``feed`` (an endless
+    iterator of numpy image batches, :func:`input_feed`), also ``fed_images_per_s``: each step
+    on the next batch of the input pipeline, moved to the device (the whole input -> train step
+    path), alternating with the synthetic repetitions, and ``fed_ratio`` = fed / synthetic (1:
+    the input keeps up)."""
     import jax
     import keras
     import numpy as np
@@ -85,21 +103,82 @@ def measure(
     compile_s = time.perf_counter() - start
     for _ in range(2):
         model.train_on_batch(x, {"imagenet": y})
-    rates = []
-    for _ in range(reps):
+    batches = feed() if feed is not None else None
+    if batches is not None:
+        model.train_on_batch(jax.device_put(next(batches), device), {"imagenet": y})
+
+    def one_rep(fed: bool) -> float:
         start = time.perf_counter()
         for _ in range(steps):
-            logs = model.train_on_batch(x, {"imagenet": y}, return_dict=True)
+            images = jax.device_put(next(batches), device) if fed else x
+            logs = model.train_on_batch(images, {"imagenet": y}, return_dict=True)
         float(logs["loss"])  # waits for the device
-        rates.append(steps * batch_size / (time.perf_counter() - start))
+        return steps * batch_size / (time.perf_counter() - start)
+
+    rates, fed_rates = [], []
+    for _ in range(reps):
+        rates.append(one_rep(False))
+        if batches is not None:
+            fed_rates.append(one_rep(True))
     stats = device.memory_stats() or {}
     keras.mixed_precision.set_global_policy("float32")
+    fed_stats = (
+        {"fed_images_per_s": summary(fed_rates), "fed_ratio": paired_ratio(fed_rates, rates)}
+        if fed_rates
+        else {}
+    )
     return {
         "batch_size": batch_size,
         "images_per_s": summary(rates),
+        **fed_stats,
         "compile_s": compile_s,
         "peak_device_memory_mib": stats.get("peak_bytes_in_use", 0) / 2**20 or None,
     }
+
+
+def input_feed(
+    folder: str, batch_size: int, image_size: int, loader: str = "auto"
+) -> tuple[str, Callable[[], Any]]:
+    """``(loader name, a function making an endless iterator of training batches)`` over the
+    input benchmark's JPEG folder (``benchmarks.input_bench.make_images``).
+
+    ``tf.data``: the training pipeline (``make_dataset``, training views, batched, prefetched
+    in its own threads), where TensorFlow is installed, as on a user's training machine;
+    ``PIL``: the PIL + NumPy thread-pool loader (``input_bench.PilLoader``), the one that runs
+    where only JAX is (the GPU machines lent here carry no TensorFlow wheel). ``auto``: tf.data
+    where TensorFlow imports, else PIL.
+    """
+    import importlib.util
+
+    from benchmarks import input_bench
+
+    if loader == "auto":
+        loader = "tf.data" if importlib.util.find_spec("tensorflow") else "PIL"
+    paths, boxes = input_bench.read_index(folder)
+
+    def tf_batches() -> Any:
+        import numpy as np
+        import tensorflow as tf
+
+        from fashion_keras.data.pipeline import make_dataset
+        from fashion_keras.heads import get_heads
+
+        heads = get_heads("deepfashion6")
+        labels = {h.name: np.zeros(len(paths), np.int64) for h in heads}
+        examples = tf.data.Dataset.from_tensor_slices(
+            {"path": paths, "bbox": boxes, "labels": labels}
+        ).map(lambda ex: {**ex, "image": tf.io.read_file(ex["path"])})
+        ds = make_dataset(examples.repeat(), heads, image_size, batch_size, True, seed=0)
+        return (images for images, _, _ in ds.as_numpy_iterator())
+
+    def pil_batches() -> Any:
+        pil = input_bench.PilLoader(image_size, batch_size)
+        epoch = 0
+        while True:
+            epoch += 1
+            yield from pil.epoch(paths, boxes, seed=epoch)
+
+    return loader, tf_batches if loader == "tf.data" else pil_batches
 
 
 def _jax_forward(model: Any) -> Callable[[Any], Any]:
@@ -191,9 +270,14 @@ def run(
     num_classes: int = 1000,
     cpu_smoke: bool = False,
     keypoints: bool = True,
+    loader: str = "auto",
+    images: int = 2000,
+    cache_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Measures every batch size on the GPU, then (``keypoints``) the keypoint head's cost at
-    the best one; ``{"skipped": reason}`` without a GPU."""
+    """Measures every batch size on the GPU, on a device batch and fed by the input pipeline
+    (``loader``: :func:`input_feed`, over ``images`` generated 300 px JPEGs; ``none``: no
+    fed rows), then (``keypoints``) the keypoint head's cost at the best one;
+    ``{"skipped": reason}`` without a GPU."""
     import jax
     import keras
 
@@ -204,7 +288,18 @@ def run(
         platforms = sorted({d.platform for d in jax.devices()})
         return {"skipped": f"no GPU: JAX sees only {', '.join(platforms)} devices"}
     device = gpus[0] if gpus else jax.devices()[0]
-    rows = [measure(b, image_size, steps, reps, backbone, num_classes) for b in batch_sizes]
+    feeds: dict[int, Callable[[], Any] | None] = {b: None for b in batch_sizes}
+    if loader != "none":
+        from benchmarks import input_bench
+
+        folder = input_bench.make_images(
+            cache_dir or input_bench.default_cache_dir(), "deepfashion300", images
+        )
+        for b in batch_sizes:
+            loader, feeds[b] = input_feed(folder, b, image_size, loader)
+    rows = [
+        measure(b, image_size, steps, reps, backbone, num_classes, feeds[b]) for b in batch_sizes
+    ]
     best_row = max(rows, key=lambda r: r["images_per_s"]["median"])
     best = best_row["images_per_s"]["median"]
     is_h100 = "H100" in getattr(device, "device_kind", "")
@@ -219,6 +314,7 @@ def run(
         "goal_applies": is_h100,
         "anchors": ANCHORS,
         "cpu_smoke": cpu_smoke and not gpus,
+        "loader": loader,
     }
     if keypoints:
         result["keypoints"] = measure_keypoints(
@@ -245,6 +341,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="skip the keypoint head comparison",
     )
+    p.add_argument(
+        "--loader",
+        choices=("auto", "tf.data", "PIL", "none"),
+        default="auto",
+        help="input pipeline of the fed rows (auto: tf.data where TensorFlow imports, else PIL)",
+    )
+    p.add_argument("--images", type=int, default=2000, help="JPEGs the fed rows read")
+    p.add_argument("--cache-dir", default=None, help="where the generated JPEGs are kept")
     p.add_argument("--json", help="also write the result here")
     return p.parse_args(argv)
 
@@ -259,6 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.backbone,
         cpu_smoke=args.cpu_smoke,
         keypoints=args.keypoints,
+        loader=args.loader,
+        images=args.images,
+        cache_dir=args.cache_dir,
     )
     if "skipped" in result:
         print(f"GPU benchmark skipped: {result['skipped']}")
@@ -270,6 +377,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{s['median']:.0f} img/s (spread {s['spread']:.0%}), "
                 f"compile {row['compile_s']:.0f} s"
             )
+            if "fed_images_per_s" in row:
+                fed, ratio = row["fed_images_per_s"], row["fed_ratio"]
+                print(
+                    f"{result['device']}: fed by {result['loader']} (input -> train step), "
+                    f"batch {row['batch_size']}: {fed['median']:.0f} img/s, fed / device batch "
+                    f"{ratio['median']:.2f} [{ratio['min']:.2f}-{ratio['max']:.2f}] (1: input "
+                    "keeps up)"
+                )
         kp = result.get("keypoints")
         if kp:
             for what in ("train", "infer"):

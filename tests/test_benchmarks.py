@@ -150,12 +150,17 @@ def test_gpu_bench_keypoint_comparison_runs_under_jax(tmp_path):
     path = tmp_path / "gpu.json"
     cmd = [sys.executable, "-m", "benchmarks.gpu_bench", "--cpu-smoke", "--backbone"]
     cmd += ["seresnet_tiny", "--image-size", "64", "--batch-sizes", "2", "--steps", "1"]
-    cmd += ["--reps", "1", "--json", str(path)]
+    cmd += ["--reps", "1", "--json", str(path), "--images", "8"]
+    cmd += ["--cache-dir", str(tmp_path / "images")]
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "keypoint head cost, train" in proc.stdout
     result = json.loads(path.read_text())
+    # issue 19: the steps fed by the training tf.data pipeline, beside the device batch
+    assert result["loader"] == "tf.data" and "fed by tf.data" in proc.stdout
+    row = result["rows"][0]
+    assert row["fed_images_per_s"]["median"] > 0 and row["fed_ratio"]["median"] > 0
     kp = result["keypoints"]
     assert kp["batch_size"] == 2
     _check_keypoint_keys(kp)
