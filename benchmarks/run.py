@@ -293,29 +293,35 @@ def _goal_row(what: str, ratio: dict[str, float], goal: float | None) -> dict[st
     }
 
 
+def _input_goal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for name, s in result["sets"].items():
+        for peer, label in (("PIL", "PIL+NumPy"), ("decode", "bare decode")):
+            goal = input_bench.GOALS[peer]
+            rows.append(_goal_row(f"input {name}: tf.data / {label}", s["ratio"][peer], goal))
+            rows.append(
+                _goal_row(
+                    f"input {name}: tf.data / {label}, per core",
+                    s["ratio_per_cpu_s"][peer],
+                    goal,
+                )
+            )
+        cores = _goal_row(
+            f"input {name}: cores to feed {input_bench.FEED_RATE:,} images/s",
+            s["cores_for_feed_rate"],
+            None,
+        )
+        goal = input_bench.FEED_CORES_GOAL
+        cores.update(goal=goal, at_most=True, met=cores["value"] <= goal)
+        rows.append(cores)
+    return rows
+
+
 def goal_rows(parts: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per goal of the issue: the measured ratio (or value) and whether it is met."""
     rows: list[dict[str, Any]] = []
     if "input" in parts and "error" not in parts["input"]:
-        for name, s in parts["input"]["sets"].items():
-            for peer, label in (("PIL", "PIL+NumPy"), ("decode", "bare decode")):
-                goal = input_bench.GOALS[peer]
-                rows.append(_goal_row(f"input {name}: tf.data / {label}", s["ratio"][peer], goal))
-                rows.append(
-                    _goal_row(
-                        f"input {name}: tf.data / {label}, per core",
-                        s["ratio_per_cpu_s"][peer],
-                        goal,
-                    )
-                )
-            cores = _goal_row(
-                f"input {name}: cores to feed {input_bench.FEED_RATE:,} images/s",
-                s["cores_for_feed_rate"],
-                None,
-            )
-            goal = input_bench.FEED_CORES_GOAL
-            cores.update(goal=goal, at_most=True, met=cores["value"] <= goal)
-            rows.append(cores)
+        rows += _input_goal_rows(parts["input"])
     if "train" in parts and "error" not in parts["train"]:
         rows.append(_goal_row("train: Keras / timm (torch)", parts["train"]["ratio"], 1.0))
     if "infer" in parts and "error" not in parts["infer"]:
