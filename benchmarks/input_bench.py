@@ -2,12 +2,15 @@
 
 On a folder of generated JPEGs (drawn garments from ``fashion_keras_datasets.synthetic.demo``,
 each with its garment box) of the two realistic sizes, 300 px long side (DeepFashion) and 512x512 (FashionAI),
-three contenders each make passes over half of the images (the first half, then the second, and
+four contenders each make passes over half of the images (the first half, then the second, and
 so on), in their own processes, alternating:
 
-- ``tf.data``: :func:`fashion_keras.data.pipeline.make_dataset` (training: shuffle, decode with
-  the fused box crop, pad to square with the mean colour, resize, random crop, flip, colour
-  jitter, batch), fed file bytes read with ``tf.io.read_file``;
+- ``tf.data``: :func:`fashion_keras.data.pipeline.make_dataset` (training: shuffle, the
+  training view of :mod:`fashion_keras.data.augment`, batch), fed file bytes read with
+  ``tf.io.read_file``;
+- ``first``: the same pipeline with the training view before issue 19
+  (:func:`first_train_view`: full-resolution window, antialiased mean-padded square, then crop,
+  flip and three colour jitter ops): the "before" of today's view, in the same run;
 - ``PIL``: the same tensors from PIL + NumPy with a thread pool of one thread per CPU, as a user
   would write it (:class:`PilLoader`; :func:`pil_eval_view` and :func:`pil_train_view`);
 - ``decode``: bare ``tf.io.decode_jpeg`` of the same files (full image, no crop), in a parallel
@@ -210,6 +213,57 @@ class PilLoader:
                 batch = []
 
 
+# --- the first version's training view (issue 19's "before") -----------------------------------
+
+
+def first_train_view(
+    image_bytes: Any,
+    image_size: int,
+    bbox: Any,
+    seed: Any,
+    margin: float = MARGIN,
+    jitter: bool = True,
+) -> Any:
+    """The training view before issue 19, from TensorFlow's own ops on the same seed: the
+    antialiased mean-padded square of the full-resolution window (``preprocess_square``), then
+    ``tf.image.stateless_random_crop`` / ``_flip_left_right``, brightness on the 0-255 scale,
+    ``stateless_random_contrast`` and HSV ``stateless_random_saturation``, clipped. The
+    ``first`` contender's view, and the reference ``tests/data/test_training_view.py``
+    compares today's view with (``jitter=False``: the geometry alone)."""
+    import tensorflow as tf
+
+    from fashion_keras.data.preprocess import preprocess_square, resize_size
+
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=7)
+    square = preprocess_square(image_bytes, resize_size(image_size), bbox, margin)
+    view = tf.image.stateless_random_crop(square, [image_size, image_size, 3], seed=seeds[0])
+    view = tf.image.stateless_random_flip_left_right(view, seed=seeds[1])
+    if not jitter:
+        return view
+    view = tf.image.stateless_random_brightness(view / 255.0, BRIGHTNESS, seeds[2]) * 255.0
+    view = tf.image.stateless_random_contrast(view, 1 - CONTRAST, 1 + CONTRAST, seeds[3])
+    view = tf.image.stateless_random_saturation(view, 1 - SATURATION, 1 + SATURATION, seeds[4])
+    return tf.clip_by_value(view, 0.0, 255.0)
+
+
+def _first_dataset(examples: Any, heads: Any, image_size: int, batch_size: int) -> Any:
+    """``make_dataset(training=True)`` of before issue 19: the same shuffle, seeds, targets and
+    batching, with :func:`first_train_view`."""
+    import tensorflow as tf
+
+    from fashion_keras.data.pipeline import targets_from_example
+
+    examples = examples.shuffle(2048, seed=0, reshuffle_each_iteration=True)
+    seeds = tf.data.Dataset.random(seed=0, rerandomize_each_iteration=True).batch(2)
+
+    def view(example: Any, seed: Any) -> Any:
+        image = first_train_view(example["image"], image_size, example["bbox"], seed)
+        return (image, *targets_from_example(example, heads))
+
+    ds = tf.data.Dataset.zip(examples, seeds).map(view, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
 # --- the contenders (child processes) ------------------------------------------------------------
 
 
@@ -227,7 +281,7 @@ def _contender(args: argparse.Namespace) -> None:
     threads = cpu_count()
     half = len(paths) // 2
     halves = [(paths[:half], bboxes[:half]), (paths[half:], bboxes[half:])]
-    if args.contender == "tf.data":
+    if args.contender in ("tf.data", "first"):
         tf = _tf_setup(threads)
         from fashion_keras.data.pipeline import make_dataset
         from fashion_keras.heads import get_heads
@@ -243,6 +297,8 @@ def _contender(args: argparse.Namespace) -> None:
                 lambda ex: {**ex, "image": tf.io.read_file(ex["path"])},
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
+            if args.contender == "first":
+                return _first_dataset(examples, heads, args.image_size, args.batch_size)
             return make_dataset(examples, heads, args.image_size, args.batch_size, True, seed=0)
 
         datasets = [dataset(*h) for h in halves]
@@ -289,8 +345,10 @@ def _contender(args: argparse.Namespace) -> None:
 
 # --- the parent ----------------------------------------------------------------------------------
 
-CONTENDERS = ("tf.data", "PIL", "decode")
+CONTENDERS = ("tf.data", "first", "PIL", "decode")
 GOALS = {"PIL": 2.0, "decode": 0.8}
+#: Ratios without a goal: today's view against the first version's (issue 19's before/after).
+INFO = ("first",)
 #: Images/s of one GPU training SE-ResNet-50 (issue 19), and the most CPU cores that may feed it.
 FEED_RATE, FEED_CORES_GOAL = 3000, 8
 
@@ -325,10 +383,13 @@ def run(
             "description": description,
             "images_per_s": {c: summary(v) for c, v in rates.items()},
             "images_per_cpu_s": {c: summary(v) for c, v in per_cpu.items()},
-            "ratio": {c: paired_ratio(rates["tf.data"], rates[c]) for c in GOALS},
-            "ratio_per_cpu_s": {c: paired_ratio(per_cpu["tf.data"], per_cpu[c]) for c in GOALS},
+            "ratio": {c: paired_ratio(rates["tf.data"], rates[c]) for c in (*GOALS, *INFO)},
+            "ratio_per_cpu_s": {
+                c: paired_ratio(per_cpu["tf.data"], per_cpu[c]) for c in (*GOALS, *INFO)
+            },
             "goal": dict(GOALS),
             "cores_for_feed_rate": cores_needed(per_cpu["tf.data"]),
+            "cores_for_feed_rate_first": cores_needed(per_cpu["first"]),
             "peak_rss_mb": {c: results[c][-1]["peak_rss_mb"] for c in CONTENDERS},
         }
     return out

@@ -77,25 +77,27 @@ def part_input(args: argparse.Namespace) -> dict[str, Any]:
         ):
             rows.append(
                 [s["description"] if label == "images/s" else "", label]
-                + [_fmt_stats(rate[c], 0) for c in rate]
-                + [_fmt_ratio(ratio["PIL"]), _fmt_ratio(ratio["decode"])]
+                + [_fmt_stats(rate[c], 0) for c in input_bench.CONTENDERS]
+                + [_fmt_ratio(ratio[c]) for c in ("first", "PIL", "decode")]
             )
-    header = ["images", "measure", "tf.data", "PIL+NumPy threads", "bare decode_jpeg"]
     goals = input_bench.GOALS
+    header = ["images", "measure", "tf.data", "first version", "PIL+NumPy threads"]
+    header += ["bare decode_jpeg", "tf.data/first"]
     header += [f"tf.data/PIL (>={goals['PIL']})", f"tf.data/decode (>={goals['decode']})"]
     print(
         f"\n[1] input pipeline, {result['image_size']} px training view, batch "
         f"{result['batch_size']}, {result['images']} JPEGs per set (each pass: one half), "
         f"{result['threads']} threads each; median ±half-spread of {args.reps} passes; per core "
-        "= images per CPU-second of the contender's process"
+        "= images per CPU-second of the contender's process; first version = the training view "
+        "before issue 19"
     )
     print(_table(header, rows))
     for s in result["sets"].values():
-        cores = s["cores_for_feed_rate"]
+        now, first = s["cores_for_feed_rate"], s["cores_for_feed_rate_first"]
         print(
             f"cores needed to feed {input_bench.FEED_RATE:,} images/s ({s['description']}): "
-            f"{cores['median']:.1f} ({cores['min']:.1f}-{cores['max']:.1f}; goal <= "
-            f"{input_bench.FEED_CORES_GOAL})"
+            f"{now['median']:.1f} ({now['min']:.1f}-{now['max']:.1f}; goal <= "
+            f"{input_bench.FEED_CORES_GOAL}); first version {first['median']:.1f}"
         )
     return result
 
@@ -296,6 +298,14 @@ def _goal_row(what: str, ratio: dict[str, float], goal: float | None) -> dict[st
 def _input_goal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for name, s in result["sets"].items():
+        if "first" in s["ratio_per_cpu_s"]:
+            rows.append(
+                _goal_row(
+                    f"input {name}: tf.data / first version, per core (info)",
+                    s["ratio_per_cpu_s"]["first"],
+                    None,
+                )
+            )
         for peer, label in (("PIL", "PIL+NumPy"), ("decode", "bare decode")):
             goal = input_bench.GOALS[peer]
             rows.append(_goal_row(f"input {name}: tf.data / {label}", s["ratio"][peer], goal))

@@ -262,7 +262,7 @@ def test_the_input_summary_says_how_many_cores_feed_3000_images_per_second(capsy
         name: {
             "description": name,
             "ratio": {"PIL": stats, "decode": stats},
-            "ratio_per_cpu_s": {"PIL": stats, "decode": stats},
+            "ratio_per_cpu_s": {"PIL": stats, "decode": stats, "first": stats},
             "cores_for_feed_rate": input_bench.cores_needed(rate),
         }
         for name, rate in (("fast", per_cpu), ("slow", [300.0]))
@@ -274,5 +274,20 @@ def test_the_input_summary_says_how_many_cores_feed_3000_images_per_second(capsy
     assert (fast["value"], fast["met"]) == (6.0, True)
     assert (slow["value"], slow["met"]) == (10.0, False)
     assert rows["input fast: tf.data / PIL+NumPy"]["goal"] == 2.0
+    assert rows["input fast: tf.data / first version, per core (info)"]["met"] is None
     bench_run.print_summary(list(rows.values()))
     assert "<= 8" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_input_bench_runs_today_and_the_first_view_side_by_side(tmp_path):
+    """One run gives issue 19's before/after: today's pipeline, the first version's view, the
+    PIL loader and bare decoding, each in its own process, and the ratios between them."""
+    from benchmarks import input_bench
+
+    result = input_bench.run(images=128, reps=1, cache_dir=str(tmp_path), image_size=64)
+    for s in result["sets"].values():
+        assert set(s["images_per_cpu_s"]) == set(input_bench.CONTENDERS)
+        assert all(v["median"] > 0 for v in s["images_per_cpu_s"].values())
+        assert set(s["ratio_per_cpu_s"]) == {"PIL", "decode", "first"}
+        assert s["cores_for_feed_rate"]["median"] > 0

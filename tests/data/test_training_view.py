@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from benchmarks.input_bench import pil_resized_square
+from benchmarks.input_bench import first_train_view, pil_resized_square
 from fashion_keras.data import augment, pipeline
 from fashion_keras.data import preprocess as P
 from fashion_keras.heads import Head
@@ -53,19 +53,9 @@ def test_box_crop_pad_and_resize_match_the_pil_reference():
 
 
 def _old_view(data: bytes, box: np.ndarray, seed: tf.Tensor, jitter: bool) -> np.ndarray:
-    """The first version's training view, from TensorFlow's own ops on the same seed: the
-    antialiased square of the full-resolution decode (``preprocess_square``), then
-    ``tf.image.stateless_random_crop`` / ``_flip_left_right``, brightness on 0-255,
-    ``adjust_contrast`` and HSV ``adjust_saturation``, clipped."""
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=7)
-    square = P.preprocess_square(tf.constant(data), P.resize_size(SIZE), tf.constant(box), MARGIN)
-    view = tf.image.stateless_random_crop(square, [SIZE, SIZE, 3], seed=seeds[0])
-    view = tf.image.stateless_random_flip_left_right(view, seed=seeds[1])
-    if jitter:
-        view = tf.image.stateless_random_brightness(view / 255.0, BRIGHTNESS, seeds[2]) * 255.0
-        view = tf.image.stateless_random_contrast(view, 1 - CONTRAST, 1 + CONTRAST, seeds[3])
-        view = tf.image.stateless_random_saturation(view, 1 - SATURATION, 1 + SATURATION, seeds[4])
-    return tf.clip_by_value(view, 0.0, 255.0).numpy()
+    """The first version's training view (the bench's ``first`` contender), on the same seed."""
+    view = first_train_view(tf.constant(data), SIZE, tf.constant(box), seed, MARGIN, jitter)
+    return view.numpy()
 
 
 #: Old and new views on the same seed, mean absolute difference on the 0-255 scale, at most:
