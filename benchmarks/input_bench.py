@@ -53,7 +53,7 @@ JPEG_QUALITY = 90
 #: Bump when the generated images change, so cached folders are regenerated.
 IMAGES_VERSION = 1
 MARGIN = 0.1
-#: Colour jitter of ``preprocess_for_train``'s defaults.
+#: Colour jitter of ``train_view``'s defaults (``fashion_keras.data.augment``).
 BRIGHTNESS, CONTRAST, SATURATION = 0.1, 0.2, 0.2
 # ITU-R 601 luma, as PIL's convert("L") and torchvision's ColorJitter use.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -168,10 +168,10 @@ def pil_train_view(
     rng: np.random.Generator,
     margin: float = MARGIN,
 ) -> np.ndarray:
-    """``preprocess_for_train`` in PIL + NumPy: random crop, flip and colour jitter.
+    """The training view in PIL + NumPy: random crop, flip and colour jitter.
 
     Saturation blends with the luma image (PIL ``ImageEnhance.Color``, torchvision
-    ``ColorJitter``) instead of TensorFlow's HSV round trip: cheaper, and a close stand-in.
+    ``ColorJitter``), as ``fashion_keras.data.augment`` does since issue 19.
     """
     square = pil_resized_square(src, image_size, bbox, margin)
     top, left = rng.integers(0, square.height - image_size + 1, size=2)

@@ -432,7 +432,7 @@ def make_dataset(
       seed: makes shuffling and augmentation repeatable (new randomness each epoch).
       drop_remainder: defaults to ``training``.
       scale, rotation: the training view's zoom and rotation ranges
-        (:func:`~fashion_keras.data.preprocess.train_view`; 0 = off).
+        (:func:`~fashion_keras.data.augment.train_view`; 0 = off).
       regions: the model's region crops (``MultiHeadClassifier.regions``): the input is then
         a dict of views (:func:`fashion_keras.heads.views.model_views`), each region's the view
         of its box in ``region_boxes`` (the garment box where an example has none), drawn with

@@ -1,4 +1,4 @@
-"""Image preprocessing: decode with the garment-box crop fused in, pad to square, resize, augment.
+"""Image preprocessing: decode with the garment-box crop fused in, pad to square, resize.
 
 All functions work on one image and are TF graph code (used inside ``tf.data`` and inside the
 exported serving signature). Images come out as float32 RGB in [0, 255]; mean/std normalisation
@@ -6,7 +6,8 @@ happens inside the model, so the exported model and training see exactly the sam
 
 Geometry (as in the competition write-ups): crop the garment box with a margin, clamped to the
 image; pad the crop to a square with its mean colour; resize to ``round(image_size * 234/224)``;
-take an ``image_size`` crop (random for training, central for evaluation).
+take an ``image_size`` crop (central here, for evaluation and serving; the training view, a
+random crop of the same square with flip and colour jitter, is :mod:`.augment`).
 """
 
 from __future__ import annotations

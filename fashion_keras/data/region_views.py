@@ -6,7 +6,7 @@ inside ``tf.data`` (a dataset's ground-truth keypoints, :func:`boxes_from_keypoi
 the exported two-stage model (a keypoint model's predictions). :func:`to_normalized` turns pixel
 boxes into the ``(ymin, xmin, ymax, xmax)`` form of ``bbox`` that the views crop with.
 
-A region view is the evaluation or training view (:mod:`fashion_keras.data.preprocess`) of the
+A region view is the evaluation or training view (:mod:`.preprocess`, :mod:`.augment`) of the
 region's box with no further margin (:data:`REGION_MARGIN`: a region grows its own, see
 :class:`~fashion_keras.heads.regions.Region`); a model with regions reads it in the input
 :func:`crop_input` names.
@@ -151,7 +151,7 @@ def train_views(
     scale: float = 0.0,
     rotation: float = 0.0,
 ) -> tuple[Any, tf.Tensor | None, tf.Tensor | bool]:
-    """The training views of one example (:func:`~.preprocess.train_view`), each view with the
+    """The training views of one example (:func:`~.augment.train_view`), each view with the
     same ``seed`` (the same flip and offset draws): ``(model input, the garment view's photo ->
     view matrix or None, whether it is mirrored)``."""
     made = {
