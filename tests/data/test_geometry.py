@@ -113,3 +113,43 @@ def test_a_point_leaving_the_view_becomes_absent_and_absent_points_stay_absent()
     np.testing.assert_array_equal(out[1], [-1, -1, -1])  # x = 50 > 31.5
     np.testing.assert_array_equal(out[2], [-1, -1, -1])
     np.testing.assert_array_equal(out[3], [0.0, 4.0, 0.0])  # occluded stays occluded
+
+
+def _blob_jpeg(x: float, y: float, scale: int) -> bytes:
+    """The blob photo ``scale`` times larger, as a JPEG: decoded at a DCT scale in training."""
+    yy, xx = np.mgrid[0 : HEIGHT * scale, 0 : WIDTH * scale]
+    sigma = 2.5 * scale
+    g = 255.0 * np.exp(-((xx - x * scale) ** 2 + (yy - y * scale) ** 2) / (2 * sigma**2))
+    buf = io.BytesIO()
+    image = np.repeat(g[..., None], 3, axis=2).round().astype(np.uint8)
+    Image.fromarray(image).save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("scale, ratio", [(2, 2), (3, 4), (5, 8)])
+def test_points_land_on_their_pixels_when_the_window_is_decoded_at_a_dct_scale(scale, ratio):
+    """Issue 19: a large JPEG's window is decoded at 1/2, 1/4 or 1/8 scale in training; the
+    photo -> view matrix accounts for it (and for the window rounded out to whole scaled
+    pixels), so points in photo pixels still land on their pixels."""
+    from fashion_keras.data.augment import decode_scaled_window
+    from fashion_keras.data.preprocess import resize_size
+
+    size = 48
+    blobs = [tf.constant(_blob_jpeg(x, y, scale)) for x, y in POINTS]
+    _, _, used = decode_scaled_window(blobs[0], tf.constant(BOX), 0.1, resize_size(size))
+    assert int(used) == ratio
+    points = tf.constant(np.column_stack([POINTS * scale, np.ones(len(POINTS))]), tf.float32)
+    checked, seen_flip = 0, set()
+    for s in range(4):
+        seed = tf.constant([s, 11])
+        views = [
+            train_view(b, size, tf.constant(BOX), 0.1, seed, 0.0, 0.0, 0.0).image.numpy()
+            for b in blobs
+        ]
+        view = train_view(blobs[0], size, tf.constant(BOX), 0.1, seed, 0.0, 0.0, 0.0)
+        seen_flip.add(bool(view.flipped))
+        moved = geometry.transform_keypoints(
+            points, view.matrix, size, view.flipped, HEAD.flip_permutation()
+        ).numpy()
+        checked += _check(views, moved, size, bool(view.flipped))
+    assert seen_flip == {False, True} and checked >= 8
