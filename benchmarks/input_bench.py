@@ -402,6 +402,20 @@ def cores_needed(per_cpu: Sequence[float], rate: float = FEED_RATE) -> dict[str,
     return {"median": float(np.median(cores)), "min": min(cores), "max": max(cores)}
 
 
+def feed_lines(result: dict[str, Any]) -> list[str]:
+    """One line per image set of :func:`run`'s result: the cores needed to feed
+    :data:`FEED_RATE` images/s, today and with the first version's view."""
+    lines = []
+    for s in result["sets"].values():
+        now, first = s["cores_for_feed_rate"], s["cores_for_feed_rate_first"]
+        lines.append(
+            f"cores needed to feed {FEED_RATE:,} images/s ({s['description']}): "
+            f"{now['median']:.1f} ({now['min']:.1f}-{now['max']:.1f}; goal <= "
+            f"{FEED_CORES_GOAL}); first version {first['median']:.1f}"
+        )
+    return lines
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=2000, help="images per set")

@@ -82,8 +82,8 @@ def part_input(args: argparse.Namespace) -> dict[str, Any]:
             )
     goals = input_bench.GOALS
     header = ["images", "measure", "tf.data", "first version", "PIL+NumPy threads"]
-    header += ["bare decode_jpeg", "tf.data/first"]
-    header += [f"tf.data/PIL (>={goals['PIL']})", f"tf.data/decode (>={goals['decode']})"]
+    header += ["bare decode_jpeg", "tf.data/first", f"tf.data/PIL (>={goals['PIL']})"]
+    header.append(f"tf.data/decode (>={goals['decode']})")
     print(
         f"\n[1] input pipeline, {result['image_size']} px training view, batch "
         f"{result['batch_size']}, {result['images']} JPEGs per set (each pass: one half), "
@@ -92,13 +92,7 @@ def part_input(args: argparse.Namespace) -> dict[str, Any]:
         "before issue 19"
     )
     print(_table(header, rows))
-    for s in result["sets"].values():
-        now, first = s["cores_for_feed_rate"], s["cores_for_feed_rate_first"]
-        print(
-            f"cores needed to feed {input_bench.FEED_RATE:,} images/s ({s['description']}): "
-            f"{now['median']:.1f} ({now['min']:.1f}-{now['max']:.1f}; goal <= "
-            f"{input_bench.FEED_CORES_GOAL}); first version {first['median']:.1f}"
-        )
+    print("\n".join(input_bench.feed_lines(result)))
     return result
 
 

@@ -264,6 +264,7 @@ def test_the_input_summary_says_how_many_cores_feed_3000_images_per_second(capsy
             "ratio": {"PIL": stats, "decode": stats},
             "ratio_per_cpu_s": {"PIL": stats, "decode": stats, "first": stats},
             "cores_for_feed_rate": input_bench.cores_needed(rate),
+            "cores_for_feed_rate_first": input_bench.cores_needed([100.0]),
         }
         for name, rate in (("fast", per_cpu), ("slow", [300.0]))
     }
@@ -277,6 +278,10 @@ def test_the_input_summary_says_how_many_cores_feed_3000_images_per_second(capsy
     assert rows["input fast: tf.data / first version, per core (info)"]["met"] is None
     bench_run.print_summary(list(rows.values()))
     assert "<= 8" in capsys.readouterr().out
+    line = input_bench.feed_lines({"sets": sets})[0]
+    assert line == (
+        "cores needed to feed 3,000 images/s (fast): 6.0 (5.0-7.5; goal <= 8); first version 30.0"
+    )
 
 
 @pytest.mark.slow

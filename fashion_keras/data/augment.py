@@ -253,19 +253,3 @@ def train_view(
         image = image + fill
     image.set_shape([image_size, image_size, 3])
     return TrainView(image, matrix, flipped, colour)
-
-
-def preprocess_for_train(
-    image_bytes: tf.Tensor,
-    image_size: int,
-    bbox: tf.Tensor | None = None,
-    margin: float = DEFAULT_BBOX_MARGIN,
-    seed: tf.Tensor | None = None,
-    brightness: float = 0.1,
-    contrast: float = 0.2,
-    saturation: float = 0.2,
-) -> tf.Tensor:
-    """The training view's image alone (:func:`train_view`), float32 RGB in [0, 255]."""
-    return train_view(
-        image_bytes, image_size, bbox, margin, seed, brightness, contrast, saturation
-    ).image

@@ -78,9 +78,9 @@ def test_eval_view_shape_range_and_content():
 
 def test_train_view_is_seeded():
     data = tf.constant(encode(np.random.default_rng(0).integers(0, 255, (H, W, 3))))
-    a = augment.preprocess_for_train(data, 48, seed=tf.constant([1, 2])).numpy()
-    b = augment.preprocess_for_train(data, 48, seed=tf.constant([1, 2])).numpy()
-    c = augment.preprocess_for_train(data, 48, seed=tf.constant([3, 4])).numpy()
+    a = augment.train_view(data, 48, seed=tf.constant([1, 2])).image.numpy()
+    b = augment.train_view(data, 48, seed=tf.constant([1, 2])).image.numpy()
+    c = augment.train_view(data, 48, seed=tf.constant([3, 4])).image.numpy()
     assert a.shape == (48, 48, 3)
     assert 0 <= a.min() and a.max() <= 255
     np.testing.assert_array_equal(a, b)

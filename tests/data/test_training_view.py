@@ -20,7 +20,7 @@ from fashion_keras_datasets.synthetic.demo import sample_example
 
 SIZE = 64  # the crop; the square it is cut from is round(64 * 234 / 224) = 67
 MARGIN = 0.1
-#: The training defaults (``preprocess_for_train``): brightness +-0.1 of 255, x[0.8, 1.2].
+#: The training defaults (``train_view``): brightness +-0.1 of 255, x[0.8, 1.2].
 BRIGHTNESS, CONTRAST, SATURATION = 0.1, 0.2, 0.2
 VIEWS = 96  # views per check: enough that a range or a rate shows, few enough to be fast
 
@@ -179,6 +179,6 @@ def test_saturation_scales_the_chroma_by_a_factor_in_0_8_to_1_2():
 @pytest.mark.parametrize("seed", [0, 1])
 def test_the_training_view_stays_in_the_0_255_range(seed):
     data, box = _garment(seed)
-    view = augment.preprocess_for_train(tf.constant(data), SIZE, tf.constant(box), seed=[seed, 1])
+    view = augment.train_view(tf.constant(data), SIZE, tf.constant(box), seed=[seed, 1]).image
     assert view.shape == (SIZE, SIZE, 3)
     assert 0.0 <= float(tf.reduce_min(view)) and float(tf.reduce_max(view)) <= 255.0
