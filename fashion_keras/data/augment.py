@@ -6,8 +6,9 @@ a square with the crop's mean colour, resize to ``round(image_size * 234/224)``,
 with as few passes over pixels as the geometry allows, since a CPU core feeds the accelerator:
 
 1. the JPEG is decoded at the largest DCT scale (1, 1/2, 1/4, 1/8) that keeps the window at
-   least the resized square's side (libjpeg's scaled decoding is a proper low-pass, and costs
-   a fraction of a full decode);
+   least the resized square's side (libjpeg's scaled decoding is a proper low-pass; at 1/2 a
+   512 px window decodes in about 80 % of the time, and the resize has a quarter of the
+   pixels to read);
 2. only the window is decoded (``decode_and_crop_jpeg``) and it is resized once, from uint8,
    straight to its place in the square, bilinear; antialiased only where it shrinks the window
    by more than 1.25x;
@@ -19,9 +20,10 @@ with as few passes over pixels as the geometry allows, since a CPU core feeds th
    deliberate change: saturation blends with the luma grey (PIL's ``ImageEnhance.Color``,
    torchvision's ``ColorJitter``) instead of scaling HSV saturation, which is not affine.
 
-On these CPUs every elementwise pass over a 224 x 224 float view costs about a tenth of a
-millisecond, a JPEG decode of a 300 px photo half a millisecond: the view costs decode plus
-about six passes.
+Measured inside ``tf.data`` on the development machines: a JPEG decode of a 300 px photo
+costs about 0.4 ms, each elementwise pass over a 224 x 224 float view about 0.1 ms, and each
+of the hundred-odd small ops that place the crop a few microseconds; the view costs about four
+decodes (``benchmarks/README.md``, part 1).
 
 The random draws are those of the first version (``tf.image.stateless_random_crop`` / ``_flip``
 / ``_contrast`` / ``_saturation`` on the same seeds); ``tests/data/test_training_view.py``
@@ -44,14 +46,11 @@ DCT_RATIOS = (8, 4, 2)
 
 
 class TrainView(NamedTuple):
-    """A training view: the image, its 3x3 photo -> view matrix and whether it is mirrored;
-    ``colour``, its colour jitter ``(brightness delta on 0-255, contrast factor, saturation
-    factor)``."""
+    """A training view: the image, its 3x3 photo -> view matrix and whether it is mirrored."""
 
     image: tf.Tensor
     matrix: tf.Tensor
     flipped: tf.Tensor
-    colour: tf.Tensor
 
 
 def decode_scaled_window(
@@ -252,4 +251,4 @@ def train_view(
     else:
         image = image + fill
     image.set_shape([image_size, image_size, 3])
-    return TrainView(image, matrix, flipped, colour)
+    return TrainView(image, matrix, flipped)
