@@ -296,3 +296,16 @@ def test_input_bench_runs_today_and_the_first_view_side_by_side(tmp_path):
         assert all(v["median"] > 0 for v in s["images_per_cpu_s"].values())
         assert set(s["ratio_per_cpu_s"]) == {"PIL", "decode", "first"}
         assert s["cores_for_feed_rate"]["median"] > 0
+
+
+def test_the_gpu_bench_feeds_from_the_pil_loader_where_tensorflow_is_missing(tmp_path):
+    """The lent GPU machines have JAX but no TensorFlow: the fed rows then read the PIL loader's
+    training batches (endless, the same size as the device batch)."""
+    from benchmarks import input_bench
+    from benchmarks.gpu_bench import input_feed
+
+    folder = input_bench.make_images(str(tmp_path), "deepfashion300", 6, processes=1)
+    name, make = input_feed(folder, 4, 32, "PIL")
+    batches = make()
+    shapes = [next(batches).shape for _ in range(3)]  # more batches than one pass holds
+    assert name == "PIL" and shapes == [(4, 32, 32, 3)] * 3
