@@ -39,10 +39,10 @@ import tensorflow as tf
 
 from fashion_keras.data import geometry
 from fashion_keras.data.config import DEFAULT_BBOX_MARGIN
-from fashion_keras.data.preprocess import crop_window, resize_size
+from fashion_keras.data.preprocess import crop_window, decode_whole_and_crop, resize_size
 
-#: DCT scales tried, largest first (libjpeg decodes at 1/1, 1/2, 1/4, 1/8).
-DCT_RATIOS = (8, 4, 2)
+#: The DCT scales libjpeg decodes at: 1/1, 1/2, 1/4, 1/8.
+DCT_RATIOS = (1, 2, 4, 8)
 
 
 class TrainView(NamedTuple):
@@ -72,47 +72,32 @@ def decode_scaled_window(
         shape = tf.image.extract_jpeg_shape(image_bytes)
         window = crop_window(shape, bbox, margin)
         long_side = tf.maximum(window[2], window[3])
-        ratio = tf.constant(1, tf.int32)
-        for r in reversed(DCT_RATIOS):  # 2, 4, 8: the last that fits wins
-            ratio = tf.where(long_side >= r * min_side, r, ratio)
+        ratio, index = tf.constant(1, tf.int32), tf.constant(0, tf.int32)
+        for i, r in enumerate(DCT_RATIOS[1:], 1):  # 2, 4, 8: the last that fits wins
+            fits = long_side >= r * min_side
+            ratio, index = tf.where(fits, r, ratio), tf.where(fits, i, index)
         top, left = window[0] // ratio, window[1] // ratio
         scaled_h, scaled_w = -(-shape[0] // ratio), -(-shape[1] // ratio)
         bottom = tf.minimum(-(-(window[0] + window[2]) // ratio), scaled_h)
         right = tf.minimum(-(-(window[1] + window[3]) // ratio), scaled_w)
         scaled = tf.stack([top, left, bottom - top, right - left])
-        image = tf.cond(
-            ratio > 1,
-            lambda: _decode_crop(image_bytes, scaled, ratio),
-            lambda: tf.image.decode_and_crop_jpeg(
-                image_bytes, scaled, channels=3, dct_method="INTEGER_ACCURATE"
-            ),
-        )
+
+        def decode(r: int):  # the ratio attribute is static: one branch per scale
+            return lambda: tf.image.decode_and_crop_jpeg(
+                image_bytes, scaled, channels=3, ratio=r, dct_method="INTEGER_ACCURATE"
+            )
+
+        image = tf.switch_case(index, [decode(r) for r in DCT_RATIOS])
         return image, tf.cast(tf.stack([top, left]) * ratio, tf.float32), ratio
 
     def _other() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-        window = crop_window(tf.shape(image), bbox, margin)
-        image = tf.image.crop_to_bounding_box(image, window[0], window[1], window[2], window[3])
+        image, window = decode_whole_and_crop(image_bytes, bbox, margin)
         return image, tf.cast(window[:2], tf.float32), tf.constant(1, tf.int32)
 
     image, origin, ratio = tf.cond(tf.io.is_jpeg(image_bytes), _jpeg, _other)
     image.set_shape([None, None, 3])
     origin.set_shape([2])
     return image, origin, ratio
-
-
-def _decode_crop(image_bytes: tf.Tensor, window: tf.Tensor, ratio: tf.Tensor) -> tf.Tensor:
-    # the ratio attribute is static: one branch per scale
-    branches = {
-        r: (
-            lambda r=r: tf.image.decode_and_crop_jpeg(
-                image_bytes, window, channels=3, ratio=r, dct_method="INTEGER_ACCURATE"
-            )
-        )
-        for r in DCT_RATIOS
-    }
-    index = tf.where(ratio == 2, 0, tf.where(ratio == 4, 1, 2))
-    return tf.switch_case(index, [branches[2], branches[4], branches[8]])
 
 
 #: The resize is antialiased where it shrinks the window by more than this factor.

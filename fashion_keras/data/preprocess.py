@@ -62,15 +62,22 @@ def decode_window(
         )
         return image, window
 
-    def _other() -> tuple[tf.Tensor, tf.Tensor]:
-        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-        window = crop_window(tf.shape(image), bbox, margin)
-        image = tf.image.crop_to_bounding_box(image, window[0], window[1], window[2], window[3])
-        return image, window
-
-    image, window = tf.cond(tf.io.is_jpeg(image_bytes), _jpeg, _other)
+    image, window = tf.cond(
+        tf.io.is_jpeg(image_bytes), _jpeg, lambda: decode_whole_and_crop(image_bytes, bbox, margin)
+    )
     image.set_shape([None, None, 3])
     window.set_shape([4])
+    return image, window
+
+
+def decode_whole_and_crop(
+    image_bytes: tf.Tensor, bbox: tf.Tensor | None, margin: float
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Any format (PNG, GIF, BMP, WebP, JPEG): a full decode, then the cut of the garment
+    window; returns the uint8 window and its ``[y, x, h, w]`` in the photo."""
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    window = crop_window(tf.shape(image), bbox, margin)
+    image = tf.image.crop_to_bounding_box(image, window[0], window[1], window[2], window[3])
     return image, window
 
 
