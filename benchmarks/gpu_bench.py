@@ -13,6 +13,11 @@ input benchmark's), moved to the device, repetitions alternating with the device
 ``fed_ratio`` below 1 means the input does not keep up. The pipeline is ``tf.data``
 (``make_dataset``) where TensorFlow is installed, else the PIL + NumPy loader.
 
+The view made on the device (``view_images_per_s``, ``view_ratio`` in each row): the same steps
+on a device-resident batch of decoded garment windows (``augment_on = accelerator``: the step
+crops, resizes, mirrors and jitters them first, :mod:`fashion_keras.models.batch_view`), against
+the step on ready images: what making the view costs the accelerator.
+
 Keypoint head cost (``keypoints`` in the result; off with ``--no-keypoints``): at the batch size
 that gave the best img/s, training and inference images/s of the model with the DeepFashion-6
 heads with and without the FashionAI keypoint head (``benchmarks.keypoint_bench``'s contenders:
@@ -55,6 +60,15 @@ def gpu_devices() -> list[Any]:
         return list(jax.devices("gpu"))
     except RuntimeError:
         return []
+
+
+def _rate(model: Any, steps: int, batch_size: int, next_x: Callable[[], Any], y: Any) -> float:
+    """Images/s of ``steps`` training steps, each on ``next_x()``."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        logs = model.train_on_batch(next_x(), {"imagenet": y}, return_dict=True)
+    float(logs["loss"])  # waits for the device
+    return steps * batch_size / (time.perf_counter() - start)
 
 
 def measure(
@@ -107,19 +121,18 @@ def measure(
     if batches is not None:
         model.train_on_batch(jax.device_put(next(batches), device), {"imagenet": y})
 
-    def one_rep(fed: bool) -> float:
-        start = time.perf_counter()
-        for _ in range(steps):
-            images = jax.device_put(next(batches), device) if fed else x
-            logs = model.train_on_batch(images, {"imagenet": y}, return_dict=True)
-        float(logs["loss"])  # waits for the device
-        return steps * batch_size / (time.perf_counter() - start)
-
-    rates, fed_rates = [], []
+    # the view made on the device (augment_on = accelerator): window batches -> views -> step
+    windows = {
+        k: jax.device_put(v, device) for k, v in window_batch(rng, batch_size, image_size).items()
+    }
+    model.train_on_batch(windows, {"imagenet": y})  # compiles the step for window batches
+    rates, fed_rates, view_rates = [], [], []
     for _ in range(reps):
-        rates.append(one_rep(False))
+        rates.append(_rate(model, steps, batch_size, lambda: x, y))
+        view_rates.append(_rate(model, steps, batch_size, lambda: windows, y))
         if batches is not None:
-            fed_rates.append(one_rep(True))
+            fed = lambda: jax.device_put(next(batches), device)  # noqa: E731
+            fed_rates.append(_rate(model, steps, batch_size, fed, y))
     stats = device.memory_stats() or {}
     keras.mixed_precision.set_global_policy("float32")
     fed_stats = (
@@ -130,9 +143,43 @@ def measure(
     return {
         "batch_size": batch_size,
         "images_per_s": summary(rates),
+        "view_images_per_s": summary(view_rates),
+        "view_ratio": paired_ratio(view_rates, rates),
         **fed_stats,
         "compile_s": compile_s,
         "peak_device_memory_mib": stats.get("peak_bytes_in_use", 0) / 2**20 or None,
+    }
+
+
+def window_batch(rng: Any, batch_size: int, image_size: int) -> dict[str, Any]:
+    """A batch for the model's training call to make views of
+    (:mod:`fashion_keras.models.batch_view`), as the pipeline pads it: random uint8 windows
+    of 50-100 % of the padded side (twice the resized side: 468 px at 224 px) per side,
+    zero-padded, and plans with the training view's draws."""
+    import numpy as np
+
+    from fashion_keras.models.batch_view import PHOTO_KEY, PLAN_KEY, RESIZE_RATIO
+
+    window = 2 * round(image_size * RESIZE_RATIO)
+    room = round(image_size * RESIZE_RATIO) - image_size + 1
+    hw = np.floor(rng.uniform(0.5, 1.0, (batch_size, 2)) * window)
+    pixels = rng.integers(0, 256, (batch_size, window, window, 3), dtype=np.uint8)
+    rows, cols = np.arange(window)[None, :, None], np.arange(window)[None, None, :]
+    inside = (rows < hw[:, :1, None]) & (cols < hw[:, None, 1:])
+    draws = np.stack(
+        [
+            rng.integers(0, room, batch_size),
+            rng.integers(0, room, batch_size),
+            rng.integers(0, 2, batch_size),
+            rng.uniform(-25.5, 25.5, batch_size),
+            rng.uniform(0.8, 1.2, batch_size),
+            rng.uniform(0.8, 1.2, batch_size),
+        ],
+        axis=1,
+    )
+    return {
+        PHOTO_KEY: pixels * inside[..., None].astype(np.uint8),
+        PLAN_KEY: np.concatenate([hw, draws], axis=1).astype(np.float32),
     }
 
 
@@ -376,6 +423,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{result['device']}: {result['backbone']} bf16 batch {row['batch_size']}: "
                 f"{s['median']:.0f} img/s (spread {s['spread']:.0%}), "
                 f"compile {row['compile_s']:.0f} s"
+            )
+            view, ratio = row["view_images_per_s"], row["view_ratio"]
+            print(
+                f"{result['device']}: view made on the device (augment_on = accelerator), "
+                f"batch {row['batch_size']}: {view['median']:.0f} img/s, with / without "
+                f"{ratio['median']:.2f} [{ratio['min']:.2f}-{ratio['max']:.2f}]"
             )
             if "fed_images_per_s" in row:
                 fed, ratio = row["fed_images_per_s"], row["fed_ratio"]

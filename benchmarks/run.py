@@ -299,24 +299,24 @@ def _input_goal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                 None,
             )
         )
-        for peer, label in (("PIL", "PIL+NumPy"), ("decode", "bare decode")):
-            goal = input_bench.GOALS[peer]
-            rows.append(_goal_row(f"input {name}: tf.data / {label}", s["ratio"][peer], goal))
-            rows.append(
-                _goal_row(
-                    f"input {name}: tf.data / {label}, per core",
-                    s["ratio_per_cpu_s"][peer],
-                    goal,
-                )
+        for view in input_bench.VIEWS:
+            key, what = ("", "tf.data") if view == "tf.data" else (f"_{view}", f"{view}-made view")
+            if f"ratio{key}" not in s:
+                continue  # a result file from before the view existed
+            for peer, label in (("PIL", "PIL+NumPy"), ("decode", "bare decode")):
+                goal = input_bench.GOALS[peer]
+                ratio, per_core = s[f"ratio{key}"][peer], s[f"ratio_per_cpu_s{key}"][peer]
+                rows.append(_goal_row(f"input {name}: {what} / {label}", ratio, goal))
+                rows.append(_goal_row(f"input {name}: {what} / {label}, per core", per_core, goal))
+            cores = _goal_row(
+                f"input {name}: {'' if view == 'tf.data' else what + ': '}cores to feed "
+                f"{input_bench.FEED_RATE:,} images/s",
+                s[f"cores_for_feed_rate{key}"],
+                None,
             )
-        cores = _goal_row(
-            f"input {name}: cores to feed {input_bench.FEED_RATE:,} images/s",
-            s["cores_for_feed_rate"],
-            None,
-        )
-        goal = input_bench.FEED_CORES_GOAL
-        cores.update(goal=goal, at_most=True, met=cores["value"] <= goal)
-        rows.append(cores)
+            goal = input_bench.FEED_CORES_GOAL
+            cores.update(goal=goal, at_most=True, met=cores["value"] <= goal)
+            rows.append(cores)
     return rows
 
 

@@ -161,6 +161,9 @@ def test_gpu_bench_keypoint_comparison_runs_under_jax(tmp_path):
     assert result["loader"] == "tf.data" and "fed by tf.data" in proc.stdout
     row = result["rows"][0]
     assert row["fed_images_per_s"]["median"] > 0 and row["fed_ratio"]["median"] > 0
+    # and the steps that make the view on the device from window batches
+    assert row["view_images_per_s"]["median"] > 0 and row["view_ratio"]["median"] > 0
+    assert "view made on the device (augment_on = accelerator), batch 2" in proc.stdout
     kp = result["keypoints"]
     assert kp["batch_size"] == 2
     _check_keypoint_keys(kp)
@@ -265,6 +268,9 @@ def test_the_input_summary_says_how_many_cores_feed_3000_images_per_second(capsy
             "ratio_per_cpu_s": {"PIL": stats, "decode": stats, "first": stats},
             "cores_for_feed_rate": input_bench.cores_needed(rate),
             "cores_for_feed_rate_first": input_bench.cores_needed([100.0]),
+            "ratio_accelerator": {"PIL": stats, "decode": stats},
+            "ratio_per_cpu_s_accelerator": {"PIL": stats, "decode": stats, "first": stats},
+            "cores_for_feed_rate_accelerator": input_bench.cores_needed([1500.0]),
         }
         for name, rate in (("fast", per_cpu), ("slow", [300.0]))
     }
@@ -276,11 +282,16 @@ def test_the_input_summary_says_how_many_cores_feed_3000_images_per_second(capsy
     assert (slow["value"], slow["met"]) == (10.0, False)
     assert rows["input fast: tf.data / PIL+NumPy"]["goal"] == 2.0
     assert rows["input fast: tf.data / first version, per core (info)"]["met"] is None
+    # the accelerator-made view's CPU share has its own rows, against the same goals
+    made = rows["input slow: accelerator-made view: cores to feed 3,000 images/s"]
+    assert (made["value"], made["met"]) == (2.0, True)
+    assert rows["input slow: accelerator-made view / bare decode, per core"]["goal"] == 0.8
     bench_run.print_summary(list(rows.values()))
     assert "<= 8" in capsys.readouterr().out
     line = input_bench.feed_lines({"sets": sets})[0]
     assert line == (
-        "cores needed to feed 3,000 images/s (fast): 6.0 (5.0-7.5; goal <= 8); first version 30.0"
+        "cores needed to feed 3,000 images/s (fast): 6.0 (5.0-7.5; goal <= 8); view made on the "
+        "accelerator 2.0; first version 30.0"
     )
 
 
@@ -296,6 +307,8 @@ def test_input_bench_runs_today_and_the_first_view_side_by_side(tmp_path):
         assert all(v["median"] > 0 for v in s["images_per_cpu_s"].values())
         assert set(s["ratio_per_cpu_s"]) == {"PIL", "decode", "first"}
         assert s["cores_for_feed_rate"]["median"] > 0
+        assert set(s["ratio_per_cpu_s_accelerator"]) == {"PIL", "decode", "first"}
+        assert s["cores_for_feed_rate_accelerator"]["median"] > 0
 
 
 def test_the_gpu_bench_feeds_from_the_pil_loader_where_tensorflow_is_missing(tmp_path):

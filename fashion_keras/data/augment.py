@@ -33,13 +33,16 @@ compares the views with that version's on the same seeds. The evaluation and ser
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import tensorflow as tf
 
 from fashion_keras.data import geometry
 from fashion_keras.data.config import DEFAULT_BBOX_MARGIN
 from fashion_keras.data.preprocess import crop_window, decode_whole_and_crop, resize_size
+from fashion_keras.heads import AnyHead, keypoint_heads
+from fashion_keras.models.batch_view import PHOTO_KEY, PLAN_KEY
 
 #: The DCT scales libjpeg decodes at: 1/1, 1/2, 1/4, 1/8.
 DCT_RATIOS = (1, 2, 4, 8)
@@ -157,6 +160,122 @@ def colour_transform(params: tf.Tensor, mean: tf.Tensor) -> tuple[tf.Tensor, tf.
     return matrix, bias
 
 
+def _crop_draws(seeds: tf.Tensor, image_size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The crop offset in the resized square (int32 [2]) and the mirror (bool), drawn as
+    ``tf.image.stateless_random_crop`` and ``stateless_random_flip_left_right`` draw them."""
+    side = resize_size(image_size)
+    crop = tf.constant([image_size, image_size, 3], tf.int32)
+    offset = tf.random.stateless_uniform([3], seeds[0], maxval=crop.dtype.max, dtype=tf.int32)
+    offset = (offset % (tf.constant([side, side, 3]) - crop + 1))[:2]
+    flipped = tf.random.stateless_uniform([], seeds[1], 0, 1.0) < 0.5
+    return offset, flipped
+
+
+def view_draws(
+    seed: tf.Tensor,
+    image_size: int,
+    brightness: float = 0.1,
+    contrast: float = 0.2,
+    saturation: float = 0.2,
+) -> tf.Tensor:
+    """The random draws :func:`train_view` makes from ``seed``, float32 ``[6]``: crop offset
+    (y, x), mirror (1/0), brightness delta (0-255), contrast and saturation factors; the
+    draw columns of :data:`fashion_keras.models.batch_view.PLAN_FIELDS`."""
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=7)
+    offset, flipped = _crop_draws(seeds, image_size)
+    colour = colour_params(seeds, brightness, contrast, saturation)
+    return tf.concat([tf.cast(offset, tf.float32), [tf.cast(flipped, tf.float32)], colour], 0)
+
+
+def batch_draws(
+    seed: tf.Tensor,
+    batch: tf.Tensor,
+    image_size: int,
+    brightness: float = 0.1,
+    contrast: float = 0.2,
+    saturation: float = 0.2,
+) -> tf.Tensor:
+    """:func:`view_draws` for a batch of ``batch`` views from one stateless ``seed`` in one
+    op (the same distributions, not the same numbers), float32 ``[batch, 6]``."""
+    u = tf.random.stateless_uniform([batch, 6], tf.cast(seed, tf.int64))
+    room = float(resize_size(image_size) - image_size + 1)
+    offset = tf.minimum(tf.floor(u[:, :2] * room), room - 1)
+    flip = tf.cast(u[:, 2:3] < 0.5, tf.float32)
+    low = tf.constant([-brightness, 1 - contrast, 1 - saturation])
+    high = tf.constant([brightness, 1 + contrast, 1 + saturation])
+    colour = low + u[:, 3:] * (high - low)
+    return tf.concat([offset, flip, colour * tf.constant([255.0, 1.0, 1.0])], 1)
+
+
+def window_extent(image_size: int) -> int:
+    """The side every window of a batch is padded to: twice the resized side. The DCT scale
+    keeps a window's long side below that (the scale that fits is the largest that keeps it
+    at least the resized side), so one shape serves every batch: XLA and JAX compile the
+    training step once."""
+    return 2 * resize_size(image_size)
+
+
+def photo_for_batch_view(
+    image_bytes: tf.Tensor, image_size: int, bbox: tf.Tensor | None, margin: float
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The CPU's part of the accelerator-made view (:mod:`fashion_keras.models.batch_view`):
+    the garment window decoded at the DCT scale that keeps it at least the resized side, and
+    its ``[height, width]`` (float32) for the plan; the batch pads the windows with zeros to
+    :func:`window_extent`. A window still larger (above 1/8 scale: photos over 16 times the
+    resized side) is resized on the CPU to fit."""
+    window, _, _ = decode_scaled_window(image_bytes, bbox, margin, resize_size(image_size))
+    extent = window_extent(image_size)
+    hw = tf.shape(window)[:2]
+
+    def shrink() -> tf.Tensor:
+        scale = extent / tf.cast(tf.reduce_max(hw), tf.float32)
+        size = tf.minimum(tf.cast(tf.round(tf.cast(hw, tf.float32) * scale), tf.int32), extent)
+        resized = tf.image.resize(window, tf.maximum(size, 1), antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+    window = tf.cond(tf.reduce_max(hw) > extent, shrink, lambda: window)
+    window.set_shape([None, None, 3])
+    return window, tf.cast(tf.shape(window)[:2], tf.float32)
+
+
+def window_example(
+    example: Mapping[str, Any], image_size: int, margin: float, seed: tf.Tensor
+) -> dict[str, tf.Tensor]:
+    """One example's part of a :func:`window_batch`: its decoded garment window
+    (:func:`photo_for_batch_view`), the window's size and the example's view seed."""
+    bbox = example["bbox"] if "bbox" in example else None
+    window, hw = photo_for_batch_view(example["image"], image_size, bbox, margin)
+    return {"window": window, "hw": hw, "seed": tf.cast(seed, tf.int64)}
+
+
+def window_batch(batch: Mapping[str, tf.Tensor], image_size: int) -> dict[str, tf.Tensor]:
+    """A padded batch of :func:`window_example` -> the model input the training step makes
+    views of (:data:`~fashion_keras.models.batch_view.PHOTO_KEY` / ``PLAN_KEY``); the draws
+    of the whole batch come from its first example's seed (:func:`batch_draws`)."""
+    hw = batch["hw"]
+    draws = batch_draws(batch["seed"][0], tf.shape(hw)[0], image_size)
+    return {PHOTO_KEY: batch["window"], PLAN_KEY: tf.concat([hw, draws], 1)}
+
+
+def check_batch_view(
+    heads: Sequence[AnyHead], views: Sequence[str | None], scale: float, rotation: float
+) -> None:
+    """Raises ``ValueError`` where the accelerator-made view cannot serve the run: it makes the
+    garment view of softmax heads, without zoom or rotation."""
+    reasons = []
+    if keypoint_heads(heads):
+        reasons.append("keypoint heads (their targets follow the view's geometry on the CPU)")
+    if list(views) != [None]:
+        reasons.append(f"region views {[v for v in views if v]}")
+    if scale or rotation:
+        reasons.append(f"augment_scale = {scale} / augment_rotation = {rotation}")
+    if reasons:
+        raise ValueError(
+            "augment_on = 'accelerator' makes the garment view of softmax heads only; this run "
+            f"has {' and '.join(reasons)}: use augment_on = 'cpu' (or 'auto')"
+        )
+
+
 def train_view(
     image_bytes: tf.Tensor,
     image_size: int,
@@ -190,11 +309,7 @@ def train_view(
     place = (side - size) // 2
     # the fill colour: the window's mean, from every 4th row and column
     fill = tf.reduce_mean(tf.cast(window[::4, ::4], tf.float32), axis=[0, 1])
-    # tf.image.stateless_random_crop's and stateless_random_flip_left_right's draws
-    crop = tf.constant([image_size, image_size, 3], tf.int32)
-    offset = tf.random.stateless_uniform([3], seeds[0], maxval=crop.dtype.max, dtype=tf.int32)
-    offset = (offset % (tf.constant([side, side, 3]) - crop + 1))[:2]
-    flipped = tf.random.stateless_uniform([], seeds[1], 0, 1.0) < 0.5
+    offset, flipped = _crop_draws(seeds, image_size)
     # the mirror of the crop at x of the square is the crop at side - image_size - x of the
     # mirrored square, whose window sits at side - width - left: mirror the small uint8 window
     mirror = tf.cast(flipped, tf.int32) * tf.constant([0, 1])

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from fashion_keras.data import geometry
+from fashion_keras.data import augment, geometry
 from fashion_keras.data.preprocess import DEFAULT_BBOX_MARGIN
 from fashion_keras.data.region_views import eval_views, train_views
 from fashion_keras.heads import (
@@ -421,6 +421,7 @@ def make_dataset(
     scale: float = 0.0,
     rotation: float = 0.0,
     regions: Sequence[str] = (),
+    view_on: str = "cpu",
 ) -> tf.data.Dataset:
     """Builds the batched ``(image, targets, sample_weights)`` pipeline.
 
@@ -437,6 +438,9 @@ def make_dataset(
         a dict of views (:func:`fashion_keras.heads.views.model_views`), each region's the view
         of its box in ``region_boxes`` (the garment box where an example has none), drawn with
         the garment view's seed (the same flip); keypoint targets follow the garment view.
+      view_on: ``"accelerator"``: training batches hold the decoded garment windows and their
+        plans (:func:`~fashion_keras.data.augment.window_batch`) and the model makes the views
+        in its training step (:mod:`fashion_keras.models.batch_view`); softmax heads only.
     """
     heads = tuple(heads)
     if drop_remainder is None:
@@ -446,6 +450,23 @@ def make_dataset(
         examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         aug_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         examples = tf.data.Dataset.zip(examples, aug_seeds)
+
+        if view_on == "accelerator":
+            augment.check_batch_view(heads, views, scale, rotation)
+            ds = examples.map(
+                lambda example, aug_seed: (
+                    augment.window_example(example, image_size, bbox_margin, aug_seed),
+                    *targets_from_example(example, heads),
+                ),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+            # one padded shape for every batch: XLA and JAX compile the training step once
+            shapes = tf.nest.map_structure(lambda spec: spec.shape, ds.element_spec)
+            extent = augment.window_extent(image_size)
+            shapes[0]["window"] = tf.TensorShape([extent, extent, 3])
+            ds = ds.padded_batch(batch_size, shapes, drop_remainder=drop_remainder)
+            ds = ds.map(lambda x, *rest: (augment.window_batch(x, image_size), *rest))
+            return ds.prefetch(tf.data.AUTOTUNE)
 
         def _map(example, aug_seed):
             images, matrix, flipped = train_views(

@@ -22,6 +22,7 @@ from fashion_keras.heads import (
 )
 from fashion_keras.heads.views import crop_input, head_view, model_views
 from fashion_keras.models.backbones import get_backbone
+from fashion_keras.models.batch_view import views_of
 from fashion_keras.models.keypoint_layers import KeypointHeatmapHead
 from fashion_keras.models.layers import ImageNormalization
 from fashion_keras.models.presets import IMAGENET_MEAN, IMAGENET_STD
@@ -246,6 +247,15 @@ class MultiHeadClassifier(keras.Model):
         self.keypoint_filters = keypoint_filters
         self.keypoint_stride = keypoint_stride
         self.regions = regions
+
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        # a training batch of garment windows (``augment_on = accelerator``) becomes views
+        # here, inside the training step on the accelerator (:mod:`.batch_view`)
+        return super().__call__(views_of(inputs, self.image_size), *args, **kwargs)
+
+    def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
+        # JAX's stateless training step calls ``call`` directly
+        return super().call(views_of(inputs, self.image_size), training=training, mask=mask)
 
     @property
     def head_names(self) -> tuple[str, ...]:

@@ -164,6 +164,13 @@ class OptimizationConfig(Section):
     augment_rotation: float = option(
         0.0, "Training view: rotate by an angle drawn from [-r, r] degrees (0 = off)."
     )
+    augment_on: Literal["auto", "cpu", "accelerator"] = option(
+        "auto",
+        "Where the training view's pixels are made: 'cpu' (the input pipeline), 'accelerator' "
+        "(the pipeline only decodes the garment window; the training step crops, resizes and "
+        "jitters the batch; softmax heads without zoom, rotation or regions) or 'auto' (the "
+        "accelerator where the backend has a GPU or TPU and the run allows it).",
+    )
     keypoint_sigma: float = option(
         2.0, "Keypoint heads: the target Gaussian's sigma in heatmap cells (0: bilinear one-hot)."
     )

@@ -7,11 +7,12 @@ import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from fashion_keras.data import pipeline, sources
+from fashion_keras.data import augment, pipeline, sources
 from fashion_keras.data.region_files import read_region_file
 from fashion_keras.data.region_lookup import (
     FallbackCounts,
@@ -21,7 +22,7 @@ from fashion_keras.data.region_lookup import (
     region_lookup,
 )
 from fashion_keras.heads import REGIONS, AnyHead, softmax_heads
-from fashion_keras.heads.views import named_regions
+from fashion_keras.heads.views import model_views, named_regions
 from fashion_keras.training import distribute
 from fashion_keras.training.config import TrainConfig
 
@@ -154,11 +155,43 @@ def run_data(
     return RunData(train, val, n, counts, val_counts if val is not None else None, fallbacks)
 
 
+def accelerator_present() -> bool:
+    """Whether the Keras backend computes on a GPU or TPU."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+
+
+def view_on(cfg: TrainConfig, heads: Sequence[AnyHead]) -> str:
+    """Where the training view is made (``augment_on``, with ``auto`` resolved): ``"cpu"`` or
+    ``"accelerator"``; a run the accelerator-made view cannot serve raises ``ValueError``."""
+    opt = cfg.optimization
+    args = (heads, model_views(heads, model_regions(cfg, heads)))
+    args += (opt.augment_scale, opt.augment_rotation)
+    if opt.augment_on == "accelerator":
+        augment.check_batch_view(*args)
+        return "accelerator"
+    if opt.augment_on == "auto" and accelerator_present():
+        try:
+            augment.check_batch_view(*args)
+        except ValueError:
+            return "cpu"
+        return "accelerator"
+    return "cpu"
+
+
 def input_batches(
     cfg: TrainConfig, heads: Sequence[AnyHead], examples: tf.data.Dataset, training: bool
 ) -> tf.data.Dataset:
     """The batches of one split: the augmented training view (shuffled, repeated) or the
     evaluation view, with the run's input size and garment-box margin."""
+    where = view_on(cfg, heads) if training else "cpu"
+    if training:
+        log.info(
+            "training view made on the %s (augment_on = %s)", where, cfg.optimization.augment_on
+        )
     ds = pipeline.make_dataset(
         examples,
         heads,
@@ -170,6 +203,7 @@ def input_batches(
         scale=cfg.optimization.augment_scale,
         rotation=cfg.optimization.augment_rotation,
         regions=model_regions(cfg, heads),
+        view_on=where,
     )
     return ds.repeat() if training else ds
 
