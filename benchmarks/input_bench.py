@@ -26,7 +26,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import Pool
 from typing import Any
@@ -433,6 +433,38 @@ def feed_lines(result: dict[str, Any]) -> list[str]:
             line += f"; view made on the accelerator {acc['median']:.1f}"
         lines.append(f"{line}; first version {first['median']:.1f}")
     return lines
+
+
+def table(
+    result: dict[str, Any],
+    fmt_stats: Callable[[dict[str, float], int], str],
+    fmt_ratio: Callable[[dict[str, float]], str],
+) -> tuple[list[str], list[list[str]]]:
+    """The input part's table: per image set, images/s and per core of every contender, and
+    the two views' ratios (the CPU-made one, tf.data, and the accelerator-made one's CPU share)."""
+    rows = []
+    for s in result["sets"].values():
+        for label, rate, ratio, made in (
+            ("images/s", s["images_per_s"], s["ratio"], s.get("ratio_accelerator")),
+            (
+                "per core",
+                s["images_per_cpu_s"],
+                s["ratio_per_cpu_s"],
+                s.get("ratio_per_cpu_s_accelerator"),
+            ),
+        ):
+            rows.append(
+                [s["description"] if label == "images/s" else "", label]
+                + [fmt_stats(rate[c], 0) for c in CONTENDERS]
+                + [fmt_ratio(ratio[c]) for c in ("first", "PIL", "decode")]
+                + [fmt_ratio(made[c]) if made else "-" for c in ("PIL", "decode")]
+            )
+    goals = GOALS
+    header = ["images", "measure", "tf.data", "accelerator-made (CPU share)", "first version"]
+    header += ["PIL+NumPy threads", "bare decode_jpeg", "tf.data/first"]
+    header += [f"tf.data/PIL (>={goals['PIL']})", f"tf.data/decode (>={goals['decode']})"]
+    header += [f"accel./PIL (>={goals['PIL']})", f"accel./decode (>={goals['decode']})"]
+    return header, rows
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -69,21 +69,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def part_input(args: argparse.Namespace) -> dict[str, Any]:
     result = input_bench.run(args.images, args.reps, args.cache_dir)
-    rows = []
-    for s in result["sets"].values():
-        for label, rate, ratio in (
-            ("images/s", s["images_per_s"], s["ratio"]),
-            ("per core", s["images_per_cpu_s"], s["ratio_per_cpu_s"]),
-        ):
-            rows.append(
-                [s["description"] if label == "images/s" else "", label]
-                + [_fmt_stats(rate[c], 0) for c in input_bench.CONTENDERS]
-                + [_fmt_ratio(ratio[c]) for c in ("first", "PIL", "decode")]
-            )
-    goals = input_bench.GOALS
-    header = ["images", "measure", "tf.data", "first version", "PIL+NumPy threads"]
-    header += ["bare decode_jpeg", "tf.data/first", f"tf.data/PIL (>={goals['PIL']})"]
-    header.append(f"tf.data/decode (>={goals['decode']})")
+    header, rows = input_bench.table(result, _fmt_stats, _fmt_ratio)
     print(
         f"\n[1] input pipeline, {result['image_size']} px training view, batch "
         f"{result['batch_size']}, {result['images']} JPEGs per set (each pass: one half), "

@@ -259,6 +259,8 @@ def test_the_input_summary_says_how_many_cores_feed_3000_images_per_second(capsy
     """Issue 19: from the per-core rate, 3,000 / (images per CPU-second), goal at most 8."""
     from benchmarks import input_bench
 
+    contenders = input_bench.CONTENDERS
+
     per_cpu = [400.0, 500.0, 600.0]
     stats = {"median": 1.0, "min": 1.0, "max": 1.0}
     sets = {
@@ -288,6 +290,16 @@ def test_the_input_summary_says_how_many_cores_feed_3000_images_per_second(capsy
     assert rows["input slow: accelerator-made view / bare decode, per core"]["goal"] == 0.8
     bench_run.print_summary(list(rows.values()))
     assert "<= 8" in capsys.readouterr().out
+    # the part's table: a column per contender and per view's ratio, a row per set and measure
+    for s in sets.values():
+        s["images_per_s"] = s["images_per_cpu_s"] = {
+            c: {**stats, "spread": 0.1} for c in contenders
+        }
+        s["ratio"]["first"] = stats
+    header, table = input_bench.table({"sets": sets}, bench_run._fmt_stats, bench_run._fmt_ratio)
+    assert len(table) == 4 and all(len(r) == len(header) for r in table)
+    assert header[2:4] == ["tf.data", "accelerator-made (CPU share)"]
+    assert bench_run._table(header, table).count("\n") == 5
     line = input_bench.feed_lines({"sets": sets})[0]
     assert line == (
         "cores needed to feed 3,000 images/s (fast): 6.0 (5.0-7.5; goal <= 8); view made on the "
