@@ -407,6 +407,32 @@ def balance_classes(
     )
 
 
+def _window_batches(
+    examples: tf.data.Dataset,
+    heads: Sequence[Head],
+    image_size: int,
+    batch_size: int,
+    drop_remainder: bool,
+    bbox_margin: float,
+) -> tf.data.Dataset:
+    """The training batches of the accelerator-made view (``view_on="accelerator"``): per
+    example only the garment window is decoded (:func:`~.augment.window_example`); the batch
+    is padded to one shape, so XLA and JAX compile the training step once."""
+    ds = examples.map(
+        lambda example, seed: (
+            augment.window_example(example, image_size, bbox_margin, seed),
+            *targets_from_example(example, heads),
+        ),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    shapes = tf.nest.map_structure(lambda spec: spec.shape, ds.element_spec)
+    extent = augment.window_extent(image_size)
+    shapes[0]["window"] = tf.TensorShape([extent, extent, 3])
+    ds = ds.padded_batch(batch_size, shapes, drop_remainder=drop_remainder)
+    ds = ds.map(lambda x, *rest: (augment.window_batch(x, image_size), *rest))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
 def make_dataset(
     examples: tf.data.Dataset,
     heads: Sequence[Head],
@@ -453,20 +479,9 @@ def make_dataset(
 
         if view_on == "accelerator":
             augment.check_batch_view(heads, views, scale, rotation)
-            ds = examples.map(
-                lambda example, aug_seed: (
-                    augment.window_example(example, image_size, bbox_margin, aug_seed),
-                    *targets_from_example(example, heads),
-                ),
-                num_parallel_calls=tf.data.AUTOTUNE,
+            return _window_batches(
+                examples, heads, image_size, batch_size, drop_remainder, bbox_margin
             )
-            # one padded shape for every batch: XLA and JAX compile the training step once
-            shapes = tf.nest.map_structure(lambda spec: spec.shape, ds.element_spec)
-            extent = augment.window_extent(image_size)
-            shapes[0]["window"] = tf.TensorShape([extent, extent, 3])
-            ds = ds.padded_batch(batch_size, shapes, drop_remainder=drop_remainder)
-            ds = ds.map(lambda x, *rest: (augment.window_batch(x, image_size), *rest))
-            return ds.prefetch(tf.data.AUTOTUNE)
 
         def _map(example, aug_seed):
             images, matrix, flipped = train_views(
