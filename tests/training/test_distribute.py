@@ -180,15 +180,17 @@ def test_mirrored_on_two_cpu_devices_matches_default_strategy(replica_runs):
     )
 
 
-def test_mirrored_matches_one_replica_without_batch_statistics(small_demo, tmp_path):
+@pytest.mark.parametrize("augment_on", ["cpu", "accelerator"])
+def test_mirrored_matches_one_replica_without_batch_statistics(small_demo, tmp_path, augment_on):
     # One replica under OneDeviceStrategy sees the same data as MirroredStrategy (see
     # distributed_job.py). Frozen backbone: BatchNorm runs in inference mode. So splitting the
-    # batch over two replicas changes nothing but the order of floating-point sums.
+    # batch over two replicas changes nothing but the order of floating-point sums. With the
+    # view made in the training step, each replica makes the views of its half of the windows.
     runs = {}
     for strategy in ("default", "mirrored"):
         cfg = tiny_config(
             small_demo, tmp_path / strategy, strategy=strategy, batch_size=32, epochs=1,
-            freeze_backbone=True, learning_rate=1e-2,
+            freeze_backbone=True, learning_rate=1e-2, augment_on=augment_on,
         )  # fmt: skip
         one_device = strategy == "default"
         runs[strategy] = run_job(cfg, tmp_path, strategy, cpu_devices=2, one_device=one_device)
