@@ -133,6 +133,22 @@ def test_runs_the_view_cannot_serve_are_refused():
     augment.check_batch_view(softmax, [None], 0.0, 0.0)
 
 
+@pytest.mark.parametrize("gpu", [False, True])
+def test_auto_makes_the_view_on_an_accelerator_where_the_run_allows(small_demo, monkeypatch, gpu):
+    from fashion_keras.training import inputs
+
+    monkeypatch.setattr(inputs, "accelerator_present", lambda: gpu)
+    cfg = tiny_train_config(small_demo, "unused").resolve()
+    assert cfg.optimization.augment_on == "auto"
+    softmax, keypoints = get_heads("deepfashion6"), get_heads("fashionai_keypoints")
+    assert inputs.view_on(cfg, softmax) == ("accelerator" if gpu else "cpu")
+    assert inputs.view_on(cfg, keypoints) == "cpu"  # keypoint targets need the CPU view
+    zoom = tiny_train_config(small_demo, "unused", augment_scale=0.1).resolve()
+    assert inputs.view_on(zoom, softmax) == "cpu"
+    cpu = tiny_train_config(small_demo, "unused", augment_on="cpu").resolve()
+    assert inputs.view_on(cpu, softmax) == "cpu"
+
+
 def test_training_on_the_accelerator_view_exports_the_plain_model(small_demo, tmp_path):
     from fashion_keras.training import inputs
     from fashion_keras.training.trainer import train
@@ -141,9 +157,6 @@ def test_training_on_the_accelerator_view_exports_the_plain_model(small_demo, tm
         small_demo, tmp_path / "run", augment_on="accelerator", epochs=1, steps_per_epoch=3
     )
     assert inputs.view_on(cfg.resolve(), get_heads("deepfashion6")) == "accelerator"
-    # auto picks the CPU here (no GPU): the pipeline then makes the views
-    auto = tiny_train_config(small_demo, tmp_path / "auto")
-    assert inputs.view_on(auto.resolve(), get_heads("deepfashion6")) == "cpu"
     result = train(cfg, export=True)
     assert np.isfinite(result.history["loss"][0])
     # the saved and exported model take images, as ever; the window keys appear nowhere
