@@ -63,6 +63,20 @@ def tiny_train_config(small_demo: dict, output_dir, **overrides):
     return TrainConfig(**base)
 
 
+def drawn_garment(index: int = 3, max_side: int = 300) -> tuple[bytes, np.ndarray]:
+    """A drawn garment (the demo generator, seed 5) as JPEG bytes (quality 92), and its box
+    normalised as ``(ymin, xmin, ymax, xmax)``."""
+    from fashion_keras_datasets.synthetic.demo import sample_example
+
+    example = sample_example(seed=5, split="train", index=index, max_side=max_side)
+    image = example["image"]
+    x1, y1, x2, y2 = example["bbox"]
+    w, h = image.size
+    return encode(np.asarray(image), quality=92), np.array(
+        [y1 / h, x1 / w, y2 / h, x2 / w], np.float32
+    )
+
+
 def boxed_image(height: int, width: int, box: tuple[int, int, int, int]) -> np.ndarray:
     """Blue image with a red rectangle at pixel box (y0, x0, y1, x1), end-exclusive."""
     img = np.zeros((height, width, 3), np.uint8)

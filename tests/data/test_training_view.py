@@ -16,24 +16,13 @@ from benchmarks.input_bench import first_train_view, pil_resized_square
 from fashion_keras.data import augment, pipeline
 from fashion_keras.data import preprocess as P
 from fashion_keras.heads import Head
-from fashion_keras_datasets.synthetic.demo import sample_example
+from tests.conftest import drawn_garment
 
 SIZE = 64  # the crop; the square it is cut from is round(64 * 234 / 224) = 67
 MARGIN = 0.1
 #: The training defaults (``train_view``): brightness +-0.1 of 255, x[0.8, 1.2].
 BRIGHTNESS, CONTRAST, SATURATION = 0.1, 0.2, 0.2
 VIEWS = 96  # views per check: enough that a range or a rate shows, few enough to be fast
-
-
-def _garment(index: int = 3) -> tuple[bytes, np.ndarray]:
-    """A drawn garment (the demo generator) as JPEG bytes, and its normalised box."""
-    example = sample_example(seed=5, split="train", index=index, max_side=300)
-    image = example["image"]
-    x1, y1, x2, y2 = example["bbox"]
-    buf = io.BytesIO()
-    image.save(buf, "JPEG", quality=92)
-    w, h = image.size
-    return buf.getvalue(), np.array([y1 / h, x1 / w, y2 / h, x2 / w], np.float32)
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -43,7 +32,7 @@ def _png(array: np.ndarray) -> bytes:
 
 
 def test_box_crop_pad_and_resize_match_the_pil_reference():
-    data, box = _garment()
+    data, box = drawn_garment()
     ours = P.preprocess_square(tf.constant(data), P.resize_size(SIZE), tf.constant(box), MARGIN)
     theirs = np.asarray(pil_resized_square(data, SIZE, box, MARGIN), np.float32)
     diff = np.abs(ours.numpy() - theirs)
@@ -76,7 +65,7 @@ def test_the_fast_view_matches_the_first_versions_on_the_same_seeds(jitter):
     seed, pixels within :data:`TOLERANCE` of the first version's."""
     per_view, mirrored = [], []
     for seed in range(VIEWS // 4):
-        data, box = _garment(seed % 4)
+        data, box = drawn_garment(seed % 4)
         s = tf.constant([seed, 7])
         old = _old_view(data, box, s, jitter)
         kw = {} if jitter else dict(brightness=0.0, contrast=0.0, saturation=0.0)
@@ -178,7 +167,7 @@ def test_saturation_scales_the_chroma_by_a_factor_in_0_8_to_1_2():
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_the_training_view_stays_in_the_0_255_range(seed):
-    data, box = _garment(seed)
+    data, box = drawn_garment(seed)
     view = augment.train_view(tf.constant(data), SIZE, tf.constant(box), seed=[seed, 1]).image
     assert view.shape == (SIZE, SIZE, 3)
     assert 0.0 <= float(tf.reduce_min(view)) and float(tf.reduce_max(view)) <= 255.0

@@ -5,7 +5,6 @@ of it."""
 
 from __future__ import annotations
 
-import io
 import textwrap
 
 import numpy as np
@@ -16,8 +15,7 @@ from fashion_keras.data import augment, pipeline
 from fashion_keras.data.preprocess import resize_size
 from fashion_keras.heads import Head, get_heads
 from fashion_keras.models import batch_view
-from fashion_keras_datasets.synthetic.demo import sample_example
-from tests.conftest import run_under_jax, tiny_train_config
+from tests.conftest import drawn_garment, run_under_jax, tiny_train_config
 
 SIZE = 64
 MARGIN = 0.1
@@ -28,22 +26,12 @@ MARGIN = 0.1
 MEAN_TOLERANCE, P99_TOLERANCE = 0.5, 8.0
 
 
-def _garment(index: int, side: int) -> tuple[bytes, np.ndarray]:
-    example = sample_example(seed=5, split="train", index=index, max_side=side)
-    image = example["image"]
-    x1, y1, x2, y2 = example["bbox"]
-    buf = io.BytesIO()
-    image.save(buf, "JPEG", quality=92)
-    w, h = image.size
-    return buf.getvalue(), np.array([y1 / h, x1 / w, y2 / h, x2 / w], np.float32)
-
-
 def _window_batch(side: int, count: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``count`` garments: the padded window batch, its plans on the CPU view's own draws
     (``view_draws`` of each seed), and the CPU views (``train_view``) of the same seeds."""
     windows, plans, views = [], [], []
     for i in range(count):
-        data, box = _garment(i, side)
+        data, box = drawn_garment(i, side)
         seed = tf.constant([i, 7])
         view = augment.train_view(tf.constant(data), SIZE, tf.constant(box), MARGIN, seed)
         views.append(view.image.numpy())
@@ -94,7 +82,7 @@ def test_the_batch_draws_have_the_cpu_views_ranges():
 
 
 def _examples(count: int = 12, side: int = 120) -> tf.data.Dataset:
-    rows = [_garment(i, side) for i in range(count)]
+    rows = [drawn_garment(i, side) for i in range(count)]
     labels = {h.name: np.arange(count) % h.num_classes for h in get_heads("deepfashion6")}
     return tf.data.Dataset.from_tensor_slices(
         {
