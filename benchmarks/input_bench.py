@@ -444,26 +444,19 @@ def table(
     the two views' ratios (the CPU-made one, tf.data, and the accelerator-made one's CPU share)."""
     rows = []
     for s in result["sets"].values():
-        for label, rate, ratio, made in (
-            ("images/s", s["images_per_s"], s["ratio"], s.get("ratio_accelerator")),
-            (
-                "per core",
-                s["images_per_cpu_s"],
-                s["ratio_per_cpu_s"],
-                s.get("ratio_per_cpu_s_accelerator"),
-            ),
-        ):
+        for label, key in (("images/s", ""), ("per core", "_per_cpu_s")):
+            rate, ratio = s["images_per_cpu_s" if key else "images_per_s"], s[f"ratio{key}"]
+            made = s.get(f"ratio{key}_accelerator")
             rows.append(
                 [s["description"] if label == "images/s" else "", label]
                 + [fmt_stats(rate[c], 0) for c in CONTENDERS]
                 + [fmt_ratio(ratio[c]) for c in ("first", "PIL", "decode")]
                 + [fmt_ratio(made[c]) if made else "-" for c in ("PIL", "decode")]
             )
-    goals = GOALS
     header = ["images", "measure", "tf.data", "accelerator-made (CPU share)", "first version"]
     header += ["PIL+NumPy threads", "bare decode_jpeg", "tf.data/first"]
-    header += [f"tf.data/PIL (>={goals['PIL']})", f"tf.data/decode (>={goals['decode']})"]
-    header += [f"accel./PIL (>={goals['PIL']})", f"accel./decode (>={goals['decode']})"]
+    for view in ("tf.data", "accel."):
+        header += [f"{view}/PIL (>={GOALS['PIL']})", f"{view}/decode (>={GOALS['decode']})"]
     return header, rows
 
 
