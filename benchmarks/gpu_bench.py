@@ -158,7 +158,8 @@ def window_batch(rng: Any, batch_size: int, image_size: int) -> dict[str, Any]:
     zero-padded, and plans with the training view's draws."""
     import numpy as np
 
-    from fashion_keras.models.batch_view import PHOTO_KEY, PLAN_KEY, RESIZE_RATIO
+    from fashion_keras.data.config import RESIZE_RATIO
+    from fashion_keras.models.batch_view import PHOTO_KEY, PLAN_KEY
 
     window = 2 * round(image_size * RESIZE_RATIO)
     room = round(image_size * RESIZE_RATIO) - image_size + 1

@@ -42,7 +42,7 @@ from fashion_keras.data import geometry
 from fashion_keras.data.config import DEFAULT_BBOX_MARGIN
 from fashion_keras.data.preprocess import crop_window, decode_whole_and_crop, resize_size
 from fashion_keras.heads import AnyHead, keypoint_heads
-from fashion_keras.models.batch_view import PHOTO_KEY, PLAN_KEY
+from fashion_keras.models.batch_view import ANTIALIAS_ABOVE, LUMA, PHOTO_KEY, PLAN_KEY
 
 #: The DCT scales libjpeg decodes at: 1/1, 1/2, 1/4, 1/8.
 DCT_RATIOS = (1, 2, 4, 8)
@@ -103,10 +103,6 @@ def decode_scaled_window(
     return image, origin, ratio
 
 
-#: The resize is antialiased where it shrinks the window by more than this factor.
-ANTIALIAS_ABOVE = 1.25
-
-
 def _resize_window(image: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
     """uint8 (h, w, 3) -> float32 ``size``: bilinear, antialiased only where it shrinks by more
     than :data:`ANTIALIAS_ABOVE` (below, the triangle filter's support is about one pixel)."""
@@ -133,11 +129,6 @@ def colour_params(
     if saturation:
         s = tf.random.stateless_uniform([], seeds[4], 1 - saturation, 1 + saturation)
     return tf.stack([delta, c, s])
-
-
-#: ITU-R 601 luma weights: the grey that saturation blends with (as PIL's ``convert("L")``,
-#: ``ImageEnhance.Color`` and torchvision's ``ColorJitter``).
-LUMA = (0.299, 0.587, 0.114)
 
 
 def colour_transform(params: tf.Tensor, mean: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

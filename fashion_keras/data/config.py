@@ -18,6 +18,9 @@ from fashion_keras.sections import Section, option
 
 #: Margin around the garment box, as a fraction of the box's height/width on each side.
 DEFAULT_BBOX_MARGIN = 0.1
+#: Resize-then-crop ratio (resize 234 -> crop 224, scaled to the image size): the square a view
+#: is cut from (the training view's random crop, the evaluation view's central one).
+RESIZE_RATIO = 234 / 224
 
 
 @dataclasses.dataclass

@@ -15,10 +15,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from fashion_keras.data import geometry
-from fashion_keras.data.config import DEFAULT_BBOX_MARGIN
+from fashion_keras.data.config import DEFAULT_BBOX_MARGIN, RESIZE_RATIO
 
-#: Resize-then-crop ratio (resize 234 -> crop 224, scaled to the image size).
-RESIZE_RATIO = 234 / 224
 _FULL_IMAGE = (0.0, 0.0, 1.0, 1.0)
 
 

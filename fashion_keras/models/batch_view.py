@@ -10,7 +10,7 @@ random ``image_size`` crop, mirror half, jitter brightness, contrast and saturat
 
 Every geometric step is one separable linear map per image: the crop, the mirror, the
 placement in the padded square and the (antialiased where it shrinks by more than
-:data:`~fashion_keras.data.augment.ANTIALIAS_ABOVE`) triangle-filter resize are a row matrix
+:data:`ANTIALIAS_ABOVE`) triangle-filter resize are a row matrix
 ``(image_size, H)`` and a column matrix ``(image_size, W)``; the view is
 ``rows @ window @ columns^T`` plus the fill colour where neither matrix reaches the window.
 The colour jitter is :func:`~fashion_keras.data.augment.colour_transform`'s affine map.
@@ -26,18 +26,20 @@ from typing import Any
 
 from keras import ops
 
+from fashion_keras.data.config import RESIZE_RATIO
+
 #: The model-input keys of a batch the model turns into views itself.
 PHOTO_KEY, PLAN_KEY = "view_window", "view_plan"
 #: The columns of ``PLAN_KEY``: the window's decoded height and width (the rest of the
 #: padded batch is zeros), the crop offset in the resized square, the mirror (1/0), and the
 #: colour jitter's brightness delta (0-255), contrast and saturation factors.
 PLAN_FIELDS = ("height", "width", "offset_y", "offset_x", "flip", "delta", "contrast", "saturation")
-#: ITU-R 601 luma (``fashion_keras.data.augment.LUMA``).
+#: ITU-R 601 luma weights: the grey that saturation blends with (as PIL's ``convert("L")``,
+#: ``ImageEnhance.Color`` and torchvision's ``ColorJitter``); both views use them.
 LUMA = (0.299, 0.587, 0.114)
-#: ``fashion_keras.data.augment.ANTIALIAS_ABOVE``.
+#: Both views' resize is antialiased where it shrinks the window by more than this factor
+#: (below, the triangle filter's support is about one pixel).
 ANTIALIAS_ABOVE = 1.25
-#: ``fashion_keras.data.preprocess.RESIZE_RATIO``.
-RESIZE_RATIO = 234 / 224
 
 
 def is_view_batch(inputs: Any) -> bool:
