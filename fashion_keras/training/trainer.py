@@ -104,14 +104,16 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
 def check_command_config(args: argparse.Namespace) -> TrainConfig:
     """The config of a training command's flags, checked before any training starts: it
     resolves, a multi-worker run joins its cluster first (before any other TensorFlow op), the
-    head spec loads and the ``--weights`` checkpoint is there. Raises ``ValueError`` /
-    ``OSError`` with the message for the command line."""
+    head spec loads, the ``--weights`` checkpoint is there and ``--augment-on accelerator``
+    serves the run. Raises ``ValueError`` / ``OSError`` with the message for the command line."""
     cfg = config_from_args(args)
     resolved = cfg.resolve()
     if resolved.runtime.strategy == "multi_worker":
         distribute.get_strategy(resolved.runtime.strategy)
-    get_heads(resolved.data.heads)
+    heads = get_heads(resolved.data.heads)
     check_weights(resolved.model.backbone, resolved.model.weights or None)
+    if resolved.optimization.augment_on == "accelerator":
+        inputs.view_on(resolved, heads)
     return cfg
 
 

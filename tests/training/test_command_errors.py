@@ -56,3 +56,15 @@ def test_the_command_prints_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "sleeve = 'long'" in last
+
+
+def test_a_view_the_accelerator_cannot_make_stops_before_any_data_is_read(tmp_path, capsys):
+    # the flags are checked before any data is read (--data-dir does not exist)
+    argv = ["--heads", "deepfashion6", "--augment-on", "accelerator", "--augment-rotation", "5"]
+    argv += ["--output-dir", str(tmp_path / "run"), "--data-dir", str(tmp_path / "nowhere")]
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2  # a usage error, as every flag the config refuses
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "error: augment_on = 'accelerator' makes the garment view" in last
+    assert "augment_rotation = 5.0" in last and "use augment_on = 'cpu'" in last
