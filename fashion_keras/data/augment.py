@@ -29,6 +29,11 @@ The random draws are those of the first version (``tf.image.stateless_random_cro
 / ``_contrast`` / ``_saturation`` on the same seeds); ``tests/data/test_training_view.py``
 compares the views with that version's on the same seeds. The evaluation and serving view
 (:func:`~.preprocess.eval_view`) is unchanged: antialiased, from the full-resolution decode.
+
+With ``augment_on = accelerator`` the CPU stops after step 1: :func:`window_example` decodes
+the window, the batch is padded to :func:`window_extent` and :func:`window_batch` adds each
+view's draws (:func:`batch_draws`); the model's training step makes the same view from them
+(:mod:`fashion_keras.models.batch_view`). :func:`check_batch_view` says which runs it serves.
 """
 
 from __future__ import annotations
