@@ -37,6 +37,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -126,13 +127,13 @@ def measure(
         k: jax.device_put(v, device) for k, v in window_batch(rng, batch_size, image_size).items()
     }
     model.train_on_batch(windows, {"imagenet": y})  # compiles the step for window batches
+    put = partial(jax.device_put, device=device)
     rates, fed_rates, view_rates = [], [], []
     for _ in range(reps):
         rates.append(_rate(model, steps, batch_size, lambda: x, y))
         view_rates.append(_rate(model, steps, batch_size, lambda: windows, y))
         if batches is not None:
-            fed = lambda: jax.device_put(next(batches), device)  # noqa: E731
-            fed_rates.append(_rate(model, steps, batch_size, fed, y))
+            fed_rates.append(_rate(model, steps, batch_size, lambda: put(next(batches)), y))
     stats = device.memory_stats() or {}
     keras.mixed_precision.set_global_policy("float32")
     fed_stats = (
@@ -158,11 +159,11 @@ def window_batch(rng: Any, batch_size: int, image_size: int) -> dict[str, Any]:
     zero-padded, and plans with the training view's draws."""
     import numpy as np
 
-    from fashion_keras.data.config import RESIZE_RATIO
-    from fashion_keras.models.batch_view import PHOTO_KEY, PLAN_KEY
+    from fashion_keras.data.config import resize_size
+    from fashion_keras.models.batch_view import PHOTO_KEY, PLAN_KEY, window_extent
 
-    window = 2 * round(image_size * RESIZE_RATIO)
-    room = round(image_size * RESIZE_RATIO) - image_size + 1
+    window = window_extent(image_size)
+    room = resize_size(image_size) - image_size + 1
     hw = np.floor(rng.uniform(0.5, 1.0, (batch_size, 2)) * window)
     pixels = rng.integers(0, 256, (batch_size, window, window, 3), dtype=np.uint8)
     rows, cols = np.arange(window)[None, :, None], np.arange(window)[None, None, :]

@@ -47,7 +47,13 @@ from fashion_keras.data import geometry
 from fashion_keras.data.config import DEFAULT_BBOX_MARGIN
 from fashion_keras.data.preprocess import crop_window, decode_whole_and_crop, resize_size
 from fashion_keras.heads import AnyHead, keypoint_heads
-from fashion_keras.models.batch_view import ANTIALIAS_ABOVE, LUMA, PHOTO_KEY, PLAN_KEY
+from fashion_keras.models.batch_view import (
+    ANTIALIAS_ABOVE,
+    LUMA,
+    PHOTO_KEY,
+    PLAN_KEY,
+    window_extent,
+)
 
 #: The DCT scales libjpeg decodes at: 1/1, 1/2, 1/4, 1/8.
 DCT_RATIOS = (1, 2, 4, 8)
@@ -201,14 +207,6 @@ def batch_draws(
     high = tf.constant([brightness, 1 + contrast, 1 + saturation])
     colour = low + u[:, 3:] * (high - low)
     return tf.concat([offset, flip, colour * tf.constant([255.0, 1.0, 1.0])], 1)
-
-
-def window_extent(image_size: int) -> int:
-    """The side every window of a batch is padded to: twice the resized side. The DCT scale
-    keeps a window's long side below that (the scale that fits is the largest that keeps it
-    at least the resized side), so one shape serves every batch: XLA and JAX compile the
-    training step once."""
-    return 2 * resize_size(image_size)
 
 
 def photo_for_batch_view(

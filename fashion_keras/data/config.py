@@ -23,6 +23,11 @@ DEFAULT_BBOX_MARGIN = 0.1
 RESIZE_RATIO = 234 / 224
 
 
+def resize_size(image_size: int) -> int:
+    """The side the padded square is resized to before the ``image_size`` crop."""
+    return int(round(image_size * RESIZE_RATIO))
+
+
 @dataclasses.dataclass
 class DataConfig(Section):
     """The heads and the examples that label them."""

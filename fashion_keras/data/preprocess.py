@@ -15,14 +15,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 from fashion_keras.data import geometry
-from fashion_keras.data.config import DEFAULT_BBOX_MARGIN, RESIZE_RATIO
+from fashion_keras.data.config import DEFAULT_BBOX_MARGIN, resize_size
 
 _FULL_IMAGE = (0.0, 0.0, 1.0, 1.0)
-
-
-def resize_size(image_size: int) -> int:
-    """The side the padded square is resized to before the ``image_size`` crop."""
-    return int(round(image_size * RESIZE_RATIO))
 
 
 def crop_window(

@@ -34,8 +34,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from fashion_keras.data.config import DEFAULT_BBOX_MARGIN
-from fashion_keras.data.preprocess import RESIZE_RATIO, preprocess_square
+from fashion_keras.data.config import DEFAULT_BBOX_MARGIN, RESIZE_RATIO
+from fashion_keras.data.preprocess import preprocess_square
 from fashion_keras.data.region_views import region_box
 
 log = logging.getLogger("fashion_keras")

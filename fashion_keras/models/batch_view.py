@@ -26,7 +26,7 @@ from typing import Any
 
 from keras import ops
 
-from fashion_keras.data.config import RESIZE_RATIO
+from fashion_keras.data.config import resize_size
 
 #: The model-input keys of a batch the model turns into views itself.
 PHOTO_KEY, PLAN_KEY = "view_window", "view_plan"
@@ -40,6 +40,14 @@ LUMA = (0.299, 0.587, 0.114)
 #: Both views' resize is antialiased where it shrinks the window by more than this factor
 #: (below, the triangle filter's support is about one pixel).
 ANTIALIAS_ABOVE = 1.25
+
+
+def window_extent(image_size: int) -> int:
+    """The side every window of a batch is padded to: twice the resized side. The DCT scale
+    keeps a window's long side below that (the scale that fits is the largest that keeps it
+    at least the resized side), so one shape serves every batch: XLA and JAX compile the
+    training step once."""
+    return 2 * resize_size(image_size)
 
 
 def is_view_batch(inputs: Any) -> bool:
@@ -85,7 +93,7 @@ def batch_train_views(window: Any, plan: Any, image_size: int) -> Any:
     window = ops.cast(window, "float32")
     height, width = plan[:, 0], plan[:, 1]
     offset_y, offset_x, flip = plan[:, 2], plan[:, 3], plan[:, 4]
-    side = float(round(image_size * RESIZE_RATIO))
+    side = float(resize_size(image_size))
     long_side = ops.maximum(height, width)
     size_y = ops.maximum(ops.round(height * side / long_side), 1.0)
     size_x = ops.maximum(ops.round(width * side / long_side), 1.0)
